@@ -1,0 +1,47 @@
+# Two commands matter: `make demo` (the whole flow on the embedded local stack) and `make test`.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install demo up test lint typecheck unit integration bench clean
+
+$(STAMP): requirements.txt functions/requirements.txt pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Python 3.11 is required")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements.txt
+	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps -e .
+	@touch $@
+
+install: $(STAMP)
+
+demo: install
+	NO_GCE_CHECK=true $(BIN)/arc demo
+
+up: install
+	NO_GCE_CHECK=true $(BIN)/arc local up
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	@if command -v shellcheck >/dev/null; then shellcheck orchestrator/*.sh scripts/*.sh .ci/run; \
+	else echo "shellcheck not installed: shell scripts not checked"; fi
+
+test: lint
+	NO_GCE_CHECK=true $(BIN)/pytest -q
+
+unit: install
+	NO_GCE_CHECK=true $(BIN)/pytest -q tests/unit
+
+integration: install
+	NO_GCE_CHECK=true $(BIN)/pytest -q -m integration
+
+bench: install
+	NO_GCE_CHECK=true $(BIN)/python bench/cold_start.py
+	NO_GCE_CHECK=true $(BIN)/python bench/submit.py
+
+clean:
+	rm -rf $(VENV) .arc .pytest_cache .mypy_cache .ruff_cache

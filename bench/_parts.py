@@ -1,0 +1,62 @@
+"""Shared setup for benchmarks: the real local parts (embedded PostgreSQL, storage emulator, local Batch
+service), started in the benchmark's process. Not a test helper: benchmarks print figures, never assert."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "functions"))
+os.environ["NO_GCE_CHECK"] = "true"
+
+
+class Parts:
+    """Start PostgreSQL, the storage emulator and the local Batch service; export their endpoints."""
+
+    def __init__(self) -> None:
+        from arc_reactor.adapters import migrate
+        from arc_reactor.adapters.db import embedded_postgres_url, get_engine
+        from arc_reactor.local.batch_server import LocalBatchServer
+        from arc_reactor.local.storage_emulator import StorageEmulator
+        from arc_reactor.settings import get_settings
+
+        self.tmp = Path(tempfile.mkdtemp(prefix="arc-bench-"))
+        self.tmp.chmod(0o755)
+        url = os.environ.get("DATABASE_URL") or embedded_postgres_url(self.tmp / "pgdata")
+        self.emulator = StorageEmulator(buckets=["arc-inbox", "arc-runs", "arc-demo-data"]).start()
+        self.batch = LocalBatchServer(lambda job, env: subprocess.Popen(["true"]), lambda a, d: None).start()
+        self.env = {
+            "DATABASE_URL": url,
+            "STORAGE_EMULATOR_HOST": self.emulator.endpoint,
+            "ARC_BATCH_ENDPOINT": self.batch.address,
+            "ARC_LOCAL": "true",
+            "NO_GCE_CHECK": "true",
+            "ARC_BATCH_TOPIC": "projects/arc-bench/topics/batch",
+            "GOOGLE_CLOUD_PROJECT": "arc-bench",
+        }
+        os.environ.update(self.env)
+        get_settings.cache_clear()
+        from sqlalchemy import text
+
+        engine = get_engine(get_settings())
+        with engine.begin() as conn:
+            conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public"))
+        migrate.upgrade(engine)
+
+    def stop(self) -> None:
+        """Stop what was started."""
+        self.batch.stop()
+        self.emulator.stop()
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (0-100) by nearest rank."""
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    k = max(0, min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1))))
+    return ordered[k]

@@ -1,0 +1,121 @@
+"""Database connections: DATABASE_URL, Cloud SQL through the Python connector (IAM auth), or an embedded
+PostgreSQL started with pgserver. Pools are small: a serverless instance handles one request at a time."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import tempfile
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine
+
+if TYPE_CHECKING:
+    from arc_reactor.settings import Settings
+
+_lock = threading.Lock()
+_engines: dict[str, Engine] = {}
+_pg_servers: dict[Path, Any] = {}  # keep pgserver handles alive for the life of the process
+
+
+def embedded_postgres_url(data_dir: Path) -> str:
+    """Start (or join) the embedded PostgreSQL under `data_dir`; return its pg8000 URL (unix socket).
+
+    The server stops when the last process that started or joined it exits (pgserver tracks them)."""
+    import pgserver  # local stack only: never needed in the cloud
+
+    data_dir = _reachable_pg_dir(data_dir.expanduser().resolve())
+    with _lock:
+        srv = _pg_servers.get(data_dir)
+        if srv is None:
+            data_dir.parent.mkdir(parents=True, exist_ok=True)
+            srv = pgserver.get_server(data_dir, cleanup_mode="stop")  # type: ignore[attr-defined]
+            _pg_servers[data_dir] = srv
+    info = srv.get_postmaster_info()
+    return f"postgresql+pg8000://postgres@/postgres?unix_sock={info.socket_dir}/.s.PGSQL.{info.port}"
+
+
+def _reachable_pg_dir(data_dir: Path) -> Path:
+    """As root, pgserver runs PostgreSQL as the user `pgserver`, which must be able to reach the data dir.
+    When an ancestor folder is closed to others (e.g. /root), use a folder under the temp dir instead."""
+    if os.geteuid() != 0:
+        return data_dir
+    for parent in data_dir.parents:
+        if parent.exists() and not parent.stat().st_mode & stat.S_IXOTH:
+            digest = hashlib.sha256(str(data_dir).encode()).hexdigest()[:12]
+            alt = Path(tempfile.gettempdir()) / f"arc-reactor-{digest}" / data_dir.name
+            alt.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+            return alt
+    return data_dir
+
+
+def _cloudsql_creator(settings: Settings) -> Any:
+    from google.cloud.sql.connector import Connector, IPTypes
+
+    connector = Connector(refresh_strategy="lazy", ip_type=IPTypes.PRIVATE)
+
+    def connect() -> Any:
+        return connector.connect(
+            settings.cloudsql_instance,
+            "pg8000",
+            user=settings.db_iam_user,
+            db=settings.db_name,
+            enable_iam_auth=True,
+        )
+
+    return connect
+
+
+def database_url(settings: Settings) -> str:
+    """The URL the engine will use; for Cloud SQL a placeholder (the connector makes the connections)."""
+    if settings.database_url:
+        return settings.database_url
+    if settings.cloudsql_instance:
+        return "postgresql+pg8000://"
+    return embedded_postgres_url(settings.pgserver_dir)
+
+
+def get_engine(settings: Settings) -> Engine:
+    """One pooled engine per database URL for the life of the process."""
+    url = database_url(settings)
+    key = url if not settings.cloudsql_instance or settings.database_url else settings.cloudsql_instance
+    with _lock:
+        engine = _engines.get(key)
+        if engine is not None:
+            return engine
+    kwargs: dict[str, Any] = {
+        "pool_size": settings.db_pool_size,
+        "max_overflow": settings.db_max_overflow,
+        "pool_pre_ping": True,
+        "pool_recycle": 1800,
+        "pool_timeout": 10,
+    }
+    if settings.cloudsql_instance and not settings.database_url:
+        kwargs["creator"] = _cloudsql_creator(settings)
+    engine = create_engine(url, **kwargs)
+    _set_statement_timeout(engine)
+    with _lock:
+        return _engines.setdefault(key, engine)
+
+
+def _set_statement_timeout(engine: Engine, millis: int = 30000) -> None:
+    """Bound every statement: a stuck query must not hold a function instance forever."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute(f"SET statement_timeout = {int(millis)}")
+        cur.close()
+        dbapi_conn.commit()  # pg8000 opened a transaction; a later rollback would undo the SET
+
+
+def dispose_engines() -> None:
+    """Close every pooled connection (tests and shutdown)."""
+    with _lock:
+        for engine in _engines.values():
+            engine.dispose()
+        _engines.clear()

@@ -1,0 +1,275 @@
+"""Run records in PostgreSQL. Every status change goes through `transition`: one statement that locks the
+row, applies a conditional UPDATE (status IN allowed predecessors) and writes the run_events row."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, insert, or_, select, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+from arc_reactor.adapters.tables import run_events, runs
+from arc_reactor.core.status import PREDECESSORS, TERMINAL, TIMESTAMP_COLUMN, RunStatus
+from arc_reactor.errors import NotFound, TransientError
+
+log = logging.getLogger(__name__)
+
+# Columns a transition may set besides status and timestamps (whitelist: names go into SQL text).
+TRANSITION_FIELDS = frozenset(
+    {"error_code", "error_message", "error_task", "exit_code", "metrics", "session_id", "batch_job_name"}
+)
+_JSON_FIELDS = frozenset({"metrics"})
+
+
+Row = dict[str, Any]  # a runs or run_events row, column name -> value
+
+
+@dataclass(frozen=True)
+class TransitionResult:
+    """What a transition did: applied, or why not (duplicate, stale, or a conflict with a terminal state)."""
+
+    applied: bool
+    previous: RunStatus | None
+    current: RunStatus
+    conflict: bool = False
+
+
+@contextmanager
+def _db_errors() -> Iterator[None]:
+    """Turn connection-level failures into TransientError (the event is redelivered); others propagate."""
+    try:
+        yield
+    except (OperationalError, InterfaceError, PoolTimeout) as exc:
+        raise TransientError(f"database unavailable: {exc.__class__.__name__}: {exc}") from exc
+    except DBAPIError as exc:
+        if exc.connection_invalidated:
+            raise TransientError(f"database connection lost: {exc}") from exc
+        raise
+
+
+def insert_run(engine: Engine, values: Mapping[str, Any], source: str = "submit") -> tuple[Row, bool]:
+    """Insert a pending run; return (row, created). A run with the same source object generation or
+    idempotency key already there is returned with created=False: at-least-once delivery is a no-op."""
+    vals = dict(values)
+    vals.setdefault("status", RunStatus.PENDING.value)
+    with _db_errors(), engine.begin() as conn:
+        stmt = pg_insert(runs).values(**vals).on_conflict_do_nothing().returning(*runs.c)
+        row = conn.execute(stmt).mappings().first()
+        if row is not None:
+            conn.execute(
+                insert(run_events).values(
+                    run_id=row["id"],
+                    kind="transition",
+                    source=source,
+                    from_status=None,
+                    to_status=row["status"],
+                    detail={"reason": "created"},
+                )
+            )
+            return dict(row), True
+        existing = conn.execute(select(runs).where(_same_source(vals))).mappings().first()
+    if existing is None:  # the conflict was on the primary key: a caller bug, not a duplicate
+        raise IntegrityError("run id collision", params=None, orig=Exception(vals.get("id")))
+    return dict(existing), False
+
+
+def _same_source(vals: Mapping[str, Any]) -> Any:
+    clauses = []
+    if vals.get("source_object") is not None:
+        clauses.append(
+            and_(
+                runs.c.source_bucket == vals.get("source_bucket"),
+                runs.c.source_object == vals.get("source_object"),
+                runs.c.source_generation == vals.get("source_generation"),
+            )
+        )
+    if vals.get("idempotency_key") is not None:
+        clauses.append(runs.c.idempotency_key == vals["idempotency_key"])
+    return or_(*clauses) if clauses else runs.c.id == vals.get("id")
+
+
+_TRANSITION_SQL = """
+WITH prev AS (SELECT id, status FROM runs WHERE id = :run_id FOR UPDATE),
+upd AS (
+    UPDATE runs SET {sets}
+    FROM prev WHERE runs.id = prev.id AND prev.status IN ({preds})
+    RETURNING prev.status AS from_status
+),
+ev AS (
+    INSERT INTO run_events (run_id, kind, source, from_status, to_status, detail)
+    SELECT :run_id, 'transition', :source, upd.from_status, :target, CAST(:detail AS jsonb) FROM upd
+    RETURNING id
+)
+SELECT from_status FROM upd
+"""
+
+_CONFLICT_SQL = """
+INSERT INTO run_events (run_id, kind, source, from_status, to_status, detail)
+SELECT :run_id, 'conflict', :source, :current, :target, CAST(:detail AS jsonb)
+WHERE NOT EXISTS (
+    SELECT 1 FROM run_events
+    WHERE run_id = :run_id AND kind = 'conflict' AND source = :source AND to_status = :target
+)
+"""
+
+
+def transition(
+    engine: Engine,
+    run_id: str,
+    target: RunStatus,
+    source: str,
+    *,
+    fields: Mapping[str, Any] | None = None,
+    detail: Mapping[str, Any] | None = None,
+    at: datetime | None = None,
+) -> TransitionResult:
+    """Move a run to `target` if the status machine allows it from where it is now.
+
+    A duplicate or stale change is a no-op. A different terminal outcome for a run already terminal is
+    refused and recorded once as a `conflict` event with both sides (first terminal state wins)."""
+    fields = dict(fields or {})
+    unknown = set(fields) - TRANSITION_FIELDS
+    if unknown:
+        raise ValueError(f"transition cannot set {sorted(unknown)}")
+    preds = sorted(PREDECESSORS[target])
+    params: dict[str, Any] = {
+        "run_id": run_id,
+        "source": source,
+        "target": target.value,
+        "detail": json.dumps(dict(detail or {}), default=str),
+    }
+    sets = ["status = :target", "updated_at = now()"]
+    ts_col = TIMESTAMP_COLUMN.get(target)
+    if ts_col:
+        sets.append(f"{ts_col} = COALESCE(runs.{ts_col}, CAST(:at AS timestamptz), now())")
+        params["at"] = at
+    for name, value in fields.items():
+        if value is None:
+            continue
+        if name in _JSON_FIELDS:
+            sets.append(f"{name} = CAST(:f_{name} AS jsonb)")
+            params[f"f_{name}"] = json.dumps(value)
+        else:
+            sets.append(f"{name} = :f_{name}")
+            params[f"f_{name}"] = value
+    if not preds:
+        return _no_op(engine, run_id, target, source, params)
+    pred_names = []
+    for i, p in enumerate(preds):
+        params[f"p{i}"] = p.value
+        pred_names.append(f":p{i}")
+    sql = _TRANSITION_SQL.format(sets=", ".join(sets), preds=", ".join(pred_names))
+    with _db_errors(), engine.begin() as conn:
+        row = conn.execute(text(sql), params).first()
+        if row is not None:
+            return TransitionResult(True, RunStatus(row[0]), target)
+    return _no_op(engine, run_id, target, source, params)
+
+
+def _no_op(
+    engine: Engine, run_id: str, target: RunStatus, source: str, params: dict[str, Any]
+) -> TransitionResult:
+    with _db_errors(), engine.begin() as conn:
+        current_s = conn.execute(select(runs.c.status).where(runs.c.id == run_id)).scalar()
+        if current_s is None:
+            raise NotFound(f"run {run_id} does not exist")
+        current = RunStatus(current_s)
+        conflict = current in TERMINAL and target in TERMINAL and current != target
+        if conflict:
+            conn.execute(text(_CONFLICT_SQL), {**params, "current": current.value})
+    if conflict:
+        log.warning(
+            "terminal conflict on run %s: is %s, %s says %s (first terminal state wins)",
+            run_id,
+            current.value,
+            source,
+            target.value,
+            extra={"run_id": run_id, "event": "status_conflict"},
+        )
+    return TransitionResult(False, current, current, conflict)
+
+
+def get_run(engine: Engine, run_id: str) -> Row:
+    """The run row, or NotFound."""
+    with _db_errors(), engine.connect() as conn:
+        row = conn.execute(select(runs).where(runs.c.id == run_id)).mappings().first()
+    if row is None:
+        raise NotFound(f"run {run_id} does not exist")
+    return dict(row)
+
+
+def find_by_job_name(engine: Engine, job_name: str) -> Row | None:
+    """The run whose Batch job has this full resource name, if any."""
+    with _db_errors(), engine.connect() as conn:
+        row = conn.execute(select(runs).where(runs.c.batch_job_name == job_name)).mappings().first()
+    return dict(row) if row is not None else None
+
+
+def list_runs(
+    engine: Engine,
+    *,
+    limit: int = 50,
+    status: str | None = None,
+    before: tuple[datetime, str] | None = None,
+) -> list[Row]:
+    """Newest first, keyset-paginated by (created_at, id) strictly before `before`."""
+    stmt = select(runs).order_by(runs.c.created_at.desc(), runs.c.id.desc()).limit(limit)
+    if status:
+        stmt = stmt.where(runs.c.status == status)
+    if before is not None:
+        created, rid = before
+        stmt = stmt.where(
+            or_(runs.c.created_at < created, and_(runs.c.created_at == created, runs.c.id < rid))
+        )
+    with _db_errors(), engine.connect() as conn:
+        return [dict(r) for r in conn.execute(stmt).mappings()]
+
+
+def list_events(engine: Engine, run_id: str, after_id: int = 0, limit: int = 500) -> list[Row]:
+    """A run's events in order, after event id `after_id`."""
+    stmt = (
+        select(run_events)
+        .where(run_events.c.run_id == run_id, run_events.c.id > after_id)
+        .order_by(run_events.c.id)
+        .limit(limit)
+    )
+    with _db_errors(), engine.connect() as conn:
+        return [dict(r) for r in conn.execute(stmt).mappings()]
+
+
+def add_note(engine: Engine, run_id: str, source: str, detail: Mapping[str, Any]) -> None:
+    """Record something about a run that is not a status change (e.g. a Batch retry)."""
+    with _db_errors(), engine.begin() as conn:
+        conn.execute(
+            insert(run_events).values(run_id=run_id, kind="note", source=source, detail=dict(detail))
+        )
+
+
+def set_fields(engine: Engine, run_id: str, values: Mapping[str, Any]) -> None:
+    """Set non-status columns (e.g. batch_job_name) without touching the status."""
+    with _db_errors(), engine.begin() as conn:
+        conn.execute(runs.update().where(runs.c.id == run_id).values(**values, updated_at=text("now()")))
+
+
+def stale_runs(engine: Engine, older_than: datetime, limit: int) -> list[Row]:
+    """Runs in submitted/running/cancelling not updated since `older_than`, oldest first, at most `limit`."""
+    stmt = (
+        select(runs)
+        .where(
+            runs.c.status.in_([RunStatus.SUBMITTED, RunStatus.RUNNING, RunStatus.CANCELLING]),
+            runs.c.updated_at < older_than,
+        )
+        .order_by(runs.c.updated_at)
+        .limit(limit)
+    )
+    with _db_errors(), engine.connect() as conn:
+        return [dict(r) for r in conn.execute(stmt).mappings()]

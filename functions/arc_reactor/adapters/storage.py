@@ -1,0 +1,160 @@
+"""Cloud Storage adapter: every google-cloud-storage call of the package goes through here."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from arc_reactor.core.layout import split_gs_uri
+from arc_reactor.errors import TransientError
+
+if TYPE_CHECKING:
+    from google.cloud import storage  # type: ignore[attr-defined]
+
+    from arc_reactor.settings import Settings
+
+TIMEOUT_S = 30.0  # per request; the client's own retry policy is bounded by its deadline (120 s)
+
+
+class ObjectTooLarge(Exception):
+    """An object is larger than the caller allows."""
+
+    def __init__(self, name: str, size: int, limit: int) -> None:
+        super().__init__(f"{name} is {size} bytes, over the limit of {limit} bytes")
+        self.name, self.size, self.limit = name, size, limit
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """Metadata of one object."""
+
+    bucket: str
+    name: str
+    size: int
+    generation: int
+
+
+def make_client(settings: Settings) -> storage.Client:
+    """A storage client. Against the emulator (STORAGE_EMULATOR_HOST) or in local mode it uses anonymous
+    credentials, so no credential lookup or metadata-server probe ever happens."""
+    from google.cloud import storage  # type: ignore[attr-defined]
+
+    if os.environ.get("STORAGE_EMULATOR_HOST") or settings.local:
+        from google.auth.credentials import AnonymousCredentials
+
+        return storage.Client(project=settings.project, credentials=AnonymousCredentials())  # type: ignore[no-untyped-call]
+    return storage.Client(project=settings.project)
+
+
+def _wrap(exc: Exception) -> Exception:
+    from google.api_core import exceptions as gexc
+
+    if isinstance(exc, gexc.ServiceUnavailable | gexc.InternalServerError | gexc.TooManyRequests):
+        return TransientError(f"Cloud Storage unavailable: {exc}")
+    if isinstance(exc, ConnectionError | TimeoutError):
+        return TransientError(f"Cloud Storage unreachable: {exc}")
+    return exc
+
+
+class Storage:
+    """Thin, typed wrapper over a storage.Client."""
+
+    def __init__(self, client: storage.Client) -> None:
+        self.client = client
+
+    def stat(self, bucket: str, name: str) -> ObjectInfo | None:
+        """Metadata of an object, or None when it does not exist."""
+        try:
+            blob = self.client.bucket(bucket).get_blob(name, timeout=TIMEOUT_S)
+        except Exception as exc:
+            raise _wrap(exc) from exc
+        if blob is None:
+            return None
+        return ObjectInfo(bucket, name, int(blob.size or 0), int(blob.generation or 0))
+
+    def read_bytes(self, bucket: str, name: str, max_bytes: int | None = None) -> bytes | None:
+        """The object's content, None if it does not exist; ObjectTooLarge past `max_bytes`."""
+        from google.api_core.exceptions import NotFound
+
+        info = self.stat(bucket, name)
+        if info is None:
+            return None
+        if max_bytes is not None and info.size > max_bytes:
+            raise ObjectTooLarge(name, info.size, max_bytes)
+        try:
+            data: bytes = self.client.bucket(bucket).blob(name).download_as_bytes(timeout=TIMEOUT_S)
+        except NotFound:
+            return None
+        except Exception as exc:
+            raise _wrap(exc) from exc
+        if max_bytes is not None and len(data) > max_bytes:  # grew between stat and read
+            raise ObjectTooLarge(name, len(data), max_bytes)
+        return data
+
+    def write_bytes(self, bucket: str, name: str, data: bytes, content_type: str = "text/plain") -> None:
+        """Create or replace an object."""
+        try:
+            self.client.bucket(bucket).blob(name).upload_from_string(
+                data, content_type=content_type, timeout=TIMEOUT_S
+            )
+        except Exception as exc:
+            raise _wrap(exc) from exc
+
+    def list_names(self, bucket: str, prefix: str, limit: int = 1000) -> list[str]:
+        """Object names under `prefix`, at most `limit`."""
+        try:
+            return [
+                b.name
+                for b in self.client.list_blobs(bucket, prefix=prefix, max_results=limit, timeout=TIMEOUT_S)
+            ]
+        except Exception as exc:
+            raise _wrap(exc) from exc
+
+    def exists_uri(self, uri: str) -> bool:
+        """True when gs://bucket/name exists (or, for a folder URI ending in /, has any object under it)."""
+        bucket, name = split_gs_uri(uri)
+        if name.endswith("/") or not name:
+            return bool(self.list_names(bucket, name, limit=1))
+        return self.stat(bucket, name) is not None
+
+    def download_file(self, uri: str, dest: Path) -> None:
+        """Download gs://bucket/name to a local file."""
+        bucket, name = split_gs_uri(uri)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.client.bucket(bucket).blob(name).download_to_filename(str(dest), timeout=TIMEOUT_S)
+        except Exception as exc:
+            raise _wrap(exc) from exc
+
+    def upload_file(self, src: Path, uri: str, content_type: str | None = None) -> None:
+        """Upload a local file to gs://bucket/name."""
+        bucket, name = split_gs_uri(uri)
+        try:
+            self.client.bucket(bucket).blob(name).upload_from_filename(
+                str(src), content_type=content_type, timeout=TIMEOUT_S
+            )
+        except Exception as exc:
+            raise _wrap(exc) from exc
+
+    def upload_tree(self, root: Path, uri_prefix: str) -> int:
+        """Upload every file under `root` to `uri_prefix` (a gs:// folder); return how many."""
+        count = 0
+        for path in sorted(p for p in root.rglob("*") if p.is_file()):
+            self.upload_file(path, uri_prefix.rstrip("/") + "/" + path.relative_to(root).as_posix())
+            count += 1
+        return count
+
+    def ensure_bucket(self, bucket: str) -> None:
+        """Create a bucket if missing (local stack only; buckets are Terraform's job in the cloud)."""
+        from google.api_core.exceptions import Conflict
+
+        with contextlib.suppress(Conflict):
+            self.client.create_bucket(bucket, timeout=TIMEOUT_S)
+
+
+def gs_uri(bucket: str, name: str) -> str:
+    """gs://bucket/name."""
+    return f"gs://{bucket}/{name}"

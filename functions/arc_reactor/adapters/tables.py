@@ -1,0 +1,82 @@
+"""SQLAlchemy table definitions. The Alembic migrations create them; this module is what code queries."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = MetaData()
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("name", Text),
+    Column("pipeline", Text, nullable=False),
+    Column("revision", Text, nullable=False),
+    Column("engine", Text, nullable=False),
+    Column("profile", Text),
+    Column("status", Text, nullable=False, server_default=text("'pending'")),
+    Column("parent_run_id", Text, ForeignKey("runs.id")),
+    Column("lineage_id", Text, nullable=False),
+    Column("is_recovery", Integer, nullable=False, server_default=text("0")),
+    Column("batch_job_name", Text),
+    Column("work_dir", Text, nullable=False),
+    Column("cache_dir", Text, nullable=False),
+    Column("inputs_uri", Text, nullable=False),
+    Column("results_uri", Text, nullable=False),
+    Column("logs_uri", Text, nullable=False),
+    Column("submitter", Text),
+    Column("labels", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("params", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("source_bucket", Text),
+    Column("source_object", Text),
+    Column("source_generation", BigInteger),
+    Column("idempotency_key", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("submitted_at", DateTime(timezone=True)),
+    Column("started_at", DateTime(timezone=True)),
+    Column("completed_at", DateTime(timezone=True)),
+    Column("failed_at", DateTime(timezone=True)),
+    Column("cancelled_at", DateTime(timezone=True)),
+    Column("error_code", Text),
+    Column("error_message", Text),
+    Column("error_task", Text),
+    Column("exit_code", Integer),
+    Column("metrics", JSONB),
+    Column("session_id", Text),
+    UniqueConstraint("source_bucket", "source_object", "source_generation", name="uq_runs_source"),
+    UniqueConstraint("idempotency_key", name="uq_runs_idempotency_key"),
+    Index("ix_runs_status_updated", "status", "updated_at"),
+    Index("ix_runs_created", "created_at", "id"),
+    Index("ix_runs_parent", "parent_run_id"),
+)
+
+run_events = Table(
+    "run_events",
+    metadata,
+    Column("id", BigInteger, Identity(always=False), primary_key=True),
+    Column("run_id", Text, ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("kind", Text, nullable=False),  # transition | conflict | note
+    Column("source", Text, nullable=False),  # submit | batch | hook | sweeper | api
+    Column("from_status", Text),
+    Column("to_status", Text),
+    Column("detail", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Index("ix_run_events_run", "run_id", "id"),
+)

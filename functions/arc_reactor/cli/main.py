@@ -1,0 +1,87 @@
+"""The `arc` command."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+
+def _local_env() -> None:
+    # The local stack and every command here stay on loopback: no metadata-server probe, ever.
+    os.environ.setdefault("NO_GCE_CHECK", "true")
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Run the demo end to end on the local stack."""
+    _local_env()
+    from arc_reactor.local.demo import run_demo
+
+    return run_demo(state_dir=args.state_dir, timeout=args.timeout)
+
+
+def cmd_local_up(args: argparse.Namespace) -> int:
+    """Start the local stack and keep it up until interrupted."""
+    _local_env()
+    from arc_reactor.local.stack import LocalStack
+
+    stack = (LocalStack(state_dir=args.state_dir) if args.state_dir else LocalStack()).start()
+    s = stack.settings
+    print("Arc Reactor local stack is up (no authentication: local use only).")
+    print(f"  runs API:      {stack.url('runs_api')}runs")
+    print(f"  inbox bucket:  gs://{s.inbox_bucket}  (emulator: {os.environ['STORAGE_EMULATOR_HOST']})")
+    print(f"  runs bucket:   gs://{s.runs_bucket}")
+    print(f"  Batch service: {os.environ['ARC_BATCH_ENDPOINT']}")
+    print(f"  database:      {stack.database_url}")
+    print("Press Ctrl-C to stop.")
+    sys.stdout.flush()
+    try:
+        while True:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stack.stop()
+    return 0
+
+
+def cmd_db_upgrade(_args: argparse.Namespace) -> int:
+    """Apply database migrations (DATABASE_URL, Cloud SQL settings, or the embedded database)."""
+    from arc_reactor.adapters import migrate
+    from arc_reactor.adapters.db import get_engine
+    from arc_reactor.settings import get_settings
+
+    migrate.upgrade(get_engine(get_settings()))
+    print("database schema is up to date")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of `arc`."""
+    parser = argparse.ArgumentParser(prog="arc", description="Arc Reactor: pipelines on Google Cloud Batch.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="run the demo bundle end to end on the embedded local stack")
+    demo.add_argument("--state-dir", type=Path, default=None, help="where local state lives (default .arc/)")
+    demo.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the run to finish")
+    demo.set_defaults(func=cmd_demo)
+    local = sub.add_parser("local", help="the embedded local stack")
+    local_sub = local.add_subparsers(dest="local_command", required=True)
+    up = local_sub.add_parser("up", help="start the local stack and keep it running")
+    up.add_argument("--state-dir", type=Path, default=None)
+    up.set_defaults(func=cmd_local_up)
+    db = sub.add_parser("db", help="database administration")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    db_sub.add_parser("upgrade", help="apply migrations").set_defaults(func=cmd_db_upgrade)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `arc` script."""
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

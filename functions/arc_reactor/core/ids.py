@@ -1,0 +1,53 @@
+"""Run ids and Batch job ids.
+
+A run id is `r` + 10 base-36 digits of milliseconds since the epoch + 8 random base-36 digits (19
+characters, lowercase, time-ordered). The Batch job id is `arc-<run id>`, which satisfies Batch's rule
+`^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$` (at most 63 characters, lowercase letter first).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+
+_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
+RUN_ID_RE = re.compile(r"^r[0-9a-z]{18}$")
+JOB_ID_RE = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
+JOB_PREFIX = "arc-"
+
+
+def _base36(n: int, width: int) -> str:
+    out = []
+    for _ in range(width):
+        n, r = divmod(n, 36)
+        out.append(_ALPHABET[r])
+    return "".join(reversed(out))
+
+
+def new_run_id(now_ms: int | None = None) -> str:
+    """A fresh, time-ordered run id."""
+    ms = int(time.time() * 1000) if now_ms is None else now_ms
+    return "r" + _base36(ms, 10) + "".join(secrets.choice(_ALPHABET) for _ in range(8))
+
+
+def is_run_id(value: str) -> bool:
+    """True when `value` has the run id shape."""
+    return bool(RUN_ID_RE.match(value))
+
+
+def job_id_for(run_id: str) -> str:
+    """The Batch job id of a run's orchestrator job."""
+    job_id = JOB_PREFIX + run_id
+    if not JOB_ID_RE.match(job_id):
+        raise ValueError(f"run id {run_id!r} does not make a valid Batch job id")
+    return job_id
+
+
+def run_id_from_job(job_name_or_id: str) -> str | None:
+    """The run id in a job id or full job name (projects/p/locations/r/jobs/arc-<run>), else None."""
+    job_id = job_name_or_id.rsplit("/", 1)[-1]
+    if not job_id.startswith(JOB_PREFIX):
+        return None
+    run_id = job_id[len(JOB_PREFIX) :]
+    return run_id if is_run_id(run_id) else None

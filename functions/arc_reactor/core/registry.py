@@ -1,0 +1,96 @@
+"""The pipeline registry (an allowlist), read from the YAML file shipped in the package."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REGISTRY_FILE = Path(__file__).resolve().parent.parent / "registry" / "pipelines.yaml"
+ENGINES = frozenset({"nextflow", "snakemake"})
+
+
+@dataclass(frozen=True)
+class HeadJob:
+    """Size of the orchestrator job on Batch."""
+
+    cpu_milli: int = 2000
+    memory_mib: int = 4096
+    machine_type: str = "e2-standard-2"
+
+
+@dataclass(frozen=True)
+class PipelineSpec:
+    """One registry entry."""
+
+    name: str
+    engine: str
+    source: str
+    revisions: tuple[str, ...]
+    default_revision: str
+    description: str = ""
+    default_profile: str | None = None
+    params_schema: str | None = None
+    input_schema: str | None = None
+    schema_base: str | None = None
+    head_job: HeadJob = field(default_factory=HeadJob)
+
+    @property
+    def local_path(self) -> str | None:
+        """For `path:` sources, the folder relative to the pipelines root."""
+        return self.source[5:] if self.source.startswith("path:") else None
+
+
+@dataclass(frozen=True)
+class Registry:
+    """All pipelines that may run."""
+
+    version: int
+    pipelines: dict[str, PipelineSpec]
+
+    def get(self, name: str) -> PipelineSpec | None:
+        """The entry for `name`, or None."""
+        return self.pipelines.get(name)
+
+
+def parse_registry(doc: dict[str, Any]) -> Registry:
+    """Build a Registry from the parsed YAML; raise ValueError naming the entry and field on bad input."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("pipelines"), dict):
+        raise ValueError("pipeline registry: top level must be a mapping with a `pipelines` mapping")
+    out: dict[str, PipelineSpec] = {}
+    for name, entry in doc["pipelines"].items():
+        if not isinstance(entry, dict):
+            raise ValueError(f"pipeline registry: {name}: entry must be a mapping")
+        engine = entry.get("engine")
+        if engine not in ENGINES:
+            raise ValueError(f"pipeline registry: {name}: engine must be one of {sorted(ENGINES)}")
+        revisions = tuple(str(r) for r in entry.get("revisions") or ())
+        if not revisions:
+            raise ValueError(f"pipeline registry: {name}: revisions must list at least one revision")
+        default_rev = str(entry.get("default_revision") or revisions[0])
+        if default_rev not in revisions:
+            raise ValueError(f"pipeline registry: {name}: default_revision {default_rev} is not in revisions")
+        out[name] = PipelineSpec(
+            name=name,
+            engine=engine,
+            source=str(entry["source"]),
+            revisions=revisions,
+            default_revision=default_rev,
+            description=str(entry.get("description", "")),
+            default_profile=entry.get("default_profile"),
+            params_schema=entry.get("params_schema"),
+            input_schema=entry.get("input_schema"),
+            schema_base=entry.get("schema_base"),
+            head_job=HeadJob(**(entry.get("head_job") or {})),
+        )
+    return Registry(version=int(doc.get("version", 1)), pipelines=out)
+
+
+@lru_cache(maxsize=4)
+def load_registry(path: Path = REGISTRY_FILE) -> Registry:
+    """Read and parse the registry file (cached)."""
+    with path.open(encoding="utf-8") as fh:
+        return parse_registry(yaml.safe_load(fh))

@@ -1,0 +1,82 @@
+"""The run status machine: every writer (functions, hooks, sweeper) goes through this table.
+
+    pending -> submitted -> running -> completed | failed | cancelled
+    cancelling from pending/submitted/running; terminal states are final.
+
+Batch may skip intermediate states (a job can go QUEUED -> SUCCEEDED as far as we see), so forward jumps
+are allowed: a run may go from pending straight to running or to any terminal state. Nothing moves
+backwards and nothing leaves a terminal state; such a request is a no-op, recorded as a conflict.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class RunStatus(StrEnum):
+    """Status of a run."""
+
+    PENDING = "pending"
+    SUBMITTED = "submitted"
+    RUNNING = "running"
+    CANCELLING = "cancelling"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+TERMINAL: frozenset[RunStatus] = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED})
+ACTIVE: frozenset[RunStatus] = frozenset({RunStatus.SUBMITTED, RunStatus.RUNNING, RunStatus.CANCELLING})
+
+# target -> the statuses a run may be in for the change to apply (its allowed predecessors)
+PREDECESSORS: dict[RunStatus, frozenset[RunStatus]] = {
+    RunStatus.PENDING: frozenset(),
+    RunStatus.SUBMITTED: frozenset({RunStatus.PENDING}),
+    RunStatus.RUNNING: frozenset({RunStatus.PENDING, RunStatus.SUBMITTED}),
+    RunStatus.CANCELLING: frozenset({RunStatus.PENDING, RunStatus.SUBMITTED, RunStatus.RUNNING}),
+    RunStatus.COMPLETED: frozenset(
+        {RunStatus.PENDING, RunStatus.SUBMITTED, RunStatus.RUNNING, RunStatus.CANCELLING}
+    ),
+    RunStatus.FAILED: frozenset(
+        {RunStatus.PENDING, RunStatus.SUBMITTED, RunStatus.RUNNING, RunStatus.CANCELLING}
+    ),
+    RunStatus.CANCELLED: frozenset(
+        {RunStatus.PENDING, RunStatus.SUBMITTED, RunStatus.RUNNING, RunStatus.CANCELLING}
+    ),
+}
+
+# The timestamp column each status stamps when a run enters it.
+TIMESTAMP_COLUMN: dict[RunStatus, str] = {
+    RunStatus.SUBMITTED: "submitted_at",
+    RunStatus.RUNNING: "started_at",
+    RunStatus.COMPLETED: "completed_at",
+    RunStatus.FAILED: "failed_at",
+    RunStatus.CANCELLED: "cancelled_at",
+}
+
+# Batch JobStatus.State name -> run status (DESIGN.md "Statuses").
+BATCH_STATE_TO_STATUS: dict[str, RunStatus] = {
+    "QUEUED": RunStatus.SUBMITTED,
+    "SCHEDULED": RunStatus.SUBMITTED,
+    "RUNNING": RunStatus.RUNNING,
+    "SUCCEEDED": RunStatus.COMPLETED,
+    "FAILED": RunStatus.FAILED,
+    "CANCELLATION_IN_PROGRESS": RunStatus.CANCELLING,
+    "CANCELLED": RunStatus.CANCELLED,
+    # DELETION_IN_PROGRESS and STATE_UNSPECIFIED carry no status of their own.
+}
+
+
+def is_terminal(status: RunStatus | str) -> bool:
+    """True for completed, failed and cancelled."""
+    return RunStatus(status) in TERMINAL
+
+
+def can_transition(current: RunStatus | str, target: RunStatus | str) -> bool:
+    """True when a run in `current` may move to `target`."""
+    return RunStatus(current) in PREDECESSORS[RunStatus(target)]
+
+
+def status_for_batch_state(state_name: str) -> RunStatus | None:
+    """Map a Batch job state name (e.g. "RUNNING") to a run status, or None when it carries none."""
+    return BATCH_STATE_TO_STATUS.get(state_name)

@@ -1,0 +1,352 @@
+"""The parts of the local Batch service that hold no server state: list filters, the task retry rule,
+the environment a task sees, status event texts, Pub/Sub notification messages shaped like real Batch's,
+operations, fault injection and process-group handling.
+
+Notification attributes (as Batch publishes them): job-level `Type=JOB_STATE_CHANGED`, `JobName`,
+`JobUID`, `NewJobState`, `Region`; task-level `Type=TASK_STATE_CHANGED`, `JobName`, `JobUID`,
+`TaskName`, `TaskUID`, `NewTaskState`, `Region`. The data is a short human-readable text, like Batch's
+("Job state was updated: jobUID=..., previousState=..., currentState=..., timestamp=...").
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import threading
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import grpc
+from google.cloud import batch_v1
+from google.longrunning import operations_pb2
+from google.protobuf import any_pb2, empty_pb2
+
+from arc_reactor.core.ids import JOB_ID_RE
+
+Launcher = Callable[[batch_v1.Job, dict[str, str]], "subprocess.Popen[bytes]"]
+KILL_GRACE_S = 5.0
+TERMINAL_STATES = frozenset({"SUCCEEDED", "FAILED", "CANCELLED"})
+GROUP = "group0"
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
+MAX_RUN_EXIT_CODE = 50005  # Batch's code for a task that ran past max_run_duration
+SPOT_PREEMPTED_EXIT_CODE = 50001
+
+_TERM = re.compile(r'^(labels\.[A-Za-z0-9_-]+|status\.state|name|uid)\s*(!=|=|:)\s*(?:"([^"]*)"|(\S*))$')
+_AND = re.compile(r"\s+AND\s+", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Term:
+    """One `field op value` comparison of a ListJobs filter."""
+
+    field: str
+    op: str
+    value: str
+
+
+def parse_filter(text: str) -> list[Term]:
+    """Parse `labels.KEY="V" AND status.state="RUNNING"` (AIP-160 subset: =, != and : joined by AND)."""
+    terms: list[Term] = []
+    for part in _AND.split(text.strip()) if text.strip() else []:
+        match = _TERM.match(part.strip())
+        if not match:
+            raise ValueError(f"unsupported filter term {part.strip()!r}")
+        value = match.group(3) if match.group(3) is not None else match.group(4)
+        terms.append(Term(match.group(1), "=" if match.group(2) == ":" else match.group(2), value))
+    return terms
+
+
+def _field_value(job: batch_v1.Job, name: str) -> str | None:
+    if name.startswith("labels."):
+        return job.labels.get(name[len("labels.") :])
+    if name == "status.state":
+        return str(job.status.state.name)
+    return str(getattr(job, name))
+
+
+def matches(job: batch_v1.Job, terms: list[Term]) -> bool:
+    """True when the job satisfies every term."""
+    for term in terms:
+        equal = _field_value(job, term.field) == term.value
+        if equal != (term.op == "="):
+            return False
+    return True
+
+
+def should_retry(spec: batch_v1.TaskSpec, exit_code: int, attempt: int) -> bool:
+    """Batch's retry rule for a failed task (LifecyclePolicy docs): within max_retry_count, RETRY_TASK
+    retries listed codes only, FAIL_TASK retries all but listed codes, no policy retries any code."""
+    if exit_code == 0 or attempt >= spec.max_retry_count:
+        return False
+    if not spec.lifecycle_policies:
+        return True
+    policy = spec.lifecycle_policies[0]  # Batch honours one policy per task spec
+    listed = exit_code in set(policy.action_condition.exit_codes)
+    if policy.action == batch_v1.LifecyclePolicy.Action.FAIL_TASK:
+        return not listed
+    return listed
+
+
+def create_problem(request: batch_v1.CreateJobRequest, region: str) -> str | None:
+    """Why Batch would refuse this CreateJob with INVALID_ARGUMENT, or None."""
+    parent, groups = request.parent, request.job.task_groups
+    if not (parent.startswith("projects/") and parent.endswith(f"/locations/{region}")):
+        return f"parent must be projects/P/locations/{region}"
+    if not JOB_ID_RE.match(request.job_id):
+        return f"job_id {request.job_id!r} is not a valid job id"
+    if len(groups) != 1 or not groups[0].task_spec.runnables:
+        return "a job needs one task group with a runnable"
+    if groups[0].task_count > 1:
+        return "the local Batch service runs one task per job"
+    return None
+
+
+def task_env(job: batch_v1.Job, attempt: int) -> dict[str, str]:
+    """What the task's process sees: the spec's variables plus Batch's own BATCH_* variables."""
+    spec = job.task_groups[0].task_spec
+    env: dict[str, str] = dict(spec.environments)
+    env.update(spec.environment.variables)
+    for runnable in spec.runnables:
+        env.update(runnable.environment.variables)
+    env.update(
+        BATCH_TASK_INDEX="0",
+        BATCH_TASK_COUNT="1",
+        BATCH_TASK_RETRY_ATTEMPT=str(attempt),
+        BATCH_JOB_UID=job.uid,
+    )
+    return env
+
+
+def enum_member(enum: Any, name: str) -> Any:
+    """The member of a proto-plus enum called `name` (e.g. JobStatus.State, "RUNNING")."""
+    return enum.__members__[name]
+
+
+def task_name(job: batch_v1.Job) -> str:
+    """The resource name of the job's only task."""
+    return f"{job.name}/taskGroups/{GROUP}/tasks/0"
+
+
+def job_event_text(job_name: str, old: str, new: str, cause: str = "") -> str:
+    """A job status event description in Batch's words."""
+    text = f"Job state is set from {old} to {new} for job {job_name}."
+    if cause:
+        text += (
+            " Job failed due to task failure. Specifically, task with index 0 failed due to the "
+            f'following task event: "{cause}"'
+        )
+    return text
+
+
+def task_event_text(old: str, new: str, zone: str, instance: str, exit_code: int | None) -> str:
+    """A task status event description in Batch's words."""
+    text = f"Task state is updated from {old} to {new} on zones/{zone}/instances/{instance}"
+    return text + (f" with exit code {exit_code}." if exit_code is not None else ".")
+
+
+def task_event(description: str, new_task_state: str, exit_code: int | None) -> batch_v1.StatusEvent:
+    """A task-level StatusEvent with task_state and (when known) task_execution.exit_code."""
+    event = batch_v1.StatusEvent(
+        type_="STATUS_CHANGED",
+        description=description,
+        event_time=datetime.now(UTC),
+        task_state=enum_member(batch_v1.TaskStatus.State, new_task_state),
+    )
+    if exit_code is not None:
+        event.task_execution = batch_v1.TaskExecution(exit_code=exit_code)
+    return event
+
+
+def _wanted(job: batch_v1.Job, kind: str, state: str) -> bool:
+    for notification in job.notifications:
+        msg = notification.message
+        if kind == "JOB_STATE_CHANGED":
+            type_ok = msg.type_.name == kind or (not msg.type_ and bool(msg.new_job_state))
+            state_ok = not msg.new_job_state or msg.new_job_state.name == state
+        else:
+            type_ok = msg.type_.name == kind or (not msg.type_ and bool(msg.new_task_state))
+            state_ok = not msg.new_task_state or msg.new_task_state.name == state
+        if notification.pubsub_topic and type_ok and state_ok:
+            return True
+    return False
+
+
+def job_notification(
+    job: batch_v1.Job, old: str, new: str, region: str
+) -> tuple[dict[str, str], bytes] | None:
+    """The JOB_STATE_CHANGED message for a change, or None when the job did not ask for it."""
+    if not _wanted(job, "JOB_STATE_CHANGED", new):
+        return None
+    attributes = {
+        "Type": "JOB_STATE_CHANGED",
+        "JobName": job.name,
+        "JobUID": job.uid,
+        "NewJobState": new,
+        "Region": region,
+    }
+    data = (
+        f"Job state was updated: jobUID={job.uid}, previousState={old}, currentState={new}, "
+        f"timestamp={_now()}"
+    )
+    return attributes, data.encode()
+
+
+def task_notification(
+    job: batch_v1.Job, old: str, new: str, region: str
+) -> tuple[dict[str, str], bytes] | None:
+    """The TASK_STATE_CHANGED message for task 0, or None when the job did not ask for it."""
+    if not _wanted(job, "TASK_STATE_CHANGED", new):
+        return None
+    task_uid = f"{job.uid}-{GROUP}-0"
+    attributes = {
+        "Type": "TASK_STATE_CHANGED",
+        "JobName": job.name,
+        "JobUID": job.uid,
+        "TaskName": task_name(job),
+        "TaskUID": task_uid,
+        "NewTaskState": new,
+        "Region": region,
+    }
+    data = (
+        f"Task state was updated: taskUID={task_uid}, previousState={old}, currentState={new}, "
+        f"timestamp={_now()}"
+    )
+    return attributes, data.encode()
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def set_task_counts(job: batch_v1.Job, counts: Mapping[str, int]) -> None:
+    """Record the task group's counts by task state, as Batch's JobStatus.task_groups does."""
+    job.status.task_groups[GROUP] = batch_v1.JobStatus.TaskGroupStatus(counts=dict(counts))
+
+
+def copy_job(job: batch_v1.Job) -> batch_v1.Job:
+    """A deep copy, so callers never share a stored job with the threads that change it."""
+    return cast(batch_v1.Job, batch_v1.Job.deserialize(batch_v1.Job.serialize(job)))
+
+
+def exit_code_of(returncode: int) -> int:
+    """A process's exit code as Batch reports it; killed by signal N reads as 128 + N, like a shell."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+def new_operation(job_name: str, verb: str, op_id: str) -> operations_pb2.Operation:
+    """A long-running operation for `verb` ("cancel" or "delete") on a job, not yet done."""
+    metadata = any_pb2.Any()
+    metadata.Pack(batch_v1.OperationMetadata.pb(batch_v1.OperationMetadata(target=job_name, verb=verb)))
+    name = f"{job_name.split('/jobs/', maxsplit=1)[0]}/operations/{op_id}"
+    return operations_pb2.Operation(name=name, metadata=metadata, done=False)
+
+
+def finish_operation(op: operations_pb2.Operation, verb: str) -> None:
+    """Mark an operation done with the response type its RPC declares."""
+    if op.done:
+        return
+    op.done = True
+    if verb == "delete":
+        op.response.Pack(empty_pb2.Empty())
+    else:
+        op.response.Pack(batch_v1.CancelJobResponse.pb(batch_v1.CancelJobResponse()))
+
+
+def command_launcher(
+    argv: Sequence[str], *, cwd: str | None = None, base_env: Mapping[str, str] | None = None
+) -> Launcher:
+    """A launcher running `argv` in its own session, so that cancel can kill the whole process group."""
+
+    def launch(job: batch_v1.Job, env: dict[str, str]) -> subprocess.Popen[bytes]:
+        full_env = {**(os.environ if base_env is None else base_env), **env}
+        return subprocess.Popen(list(argv), cwd=cwd, env=full_env, start_new_session=True)
+
+    return launch
+
+
+class RpcFault(Exception):
+    """A gRPC status for the client."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+class Faults:
+    """Fault injection the tests switch on: errors for the next RPCs, Batch exit codes for the next tasks."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._unavailable = 0
+        self._create: deque[RpcFault] = deque()
+        self._task: deque[int] = deque()
+
+    def unavailable_next(self, n: int) -> None:
+        """Answer the next `n` RPCs (any method) with UNAVAILABLE."""
+        with self._lock:
+            self._unavailable = n
+
+    def fail_next_create(self, code: grpc.StatusCode, message: str = "injected fault") -> None:
+        """Answer the next CreateJob with `code` (e.g. RESOURCE_EXHAUSTED, PERMISSION_DENIED)."""
+        with self._lock:
+            self._create.append(RpcFault(code, message))
+
+    def preempt_next(self, n: int = 1, exit_code: int = SPOT_PREEMPTED_EXIT_CODE) -> None:
+        """End the next `n` task attempts as Batch would on a spot preemption: the process group is killed
+        as it starts and the attempt reports `exit_code` (a process cannot exit with codes above 255)."""
+        with self._lock:
+            self._task.extend([exit_code] * n)
+
+    def clear(self) -> None:
+        """Switch every fault off."""
+        with self._lock:
+            self._unavailable = 0
+            self._create.clear()
+            self._task.clear()
+
+    def take_task(self) -> int | None:
+        """The exit code forced on this task attempt, if one is pending (consumes it)."""
+        with self._lock:
+            return self._task.popleft() if self._task else None
+
+    def take(self, method: str) -> RpcFault | None:
+        """The fault for this call, if one is pending (consumes it)."""
+        with self._lock:
+            if self._unavailable > 0:
+                self._unavailable -= 1
+                return RpcFault(grpc.StatusCode.UNAVAILABLE, "injected UNAVAILABLE")
+            if method == "CreateJob" and self._create:
+                return self._create.popleft()
+        return None
+
+
+def signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+    """Signal the process group when the launcher made the process a group leader, else the process."""
+    # Kill the whole group only when the launcher made the process a group leader; otherwise the group
+    # is ours (the test process or the local stack) and only the process itself may go.
+    try:
+        if os.getpgid(proc.pid) == proc.pid:
+            os.killpg(proc.pid, sig)
+        else:
+            proc.send_signal(sig)
+    except ProcessLookupError:
+        pass
+
+
+def terminate(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the task's group now and SIGKILL it after a grace period if it is still alive."""
+    signal_group(proc, signal.SIGTERM)
+
+    def kill_if_alive() -> None:
+        if proc.poll() is None:
+            signal_group(proc, signal.SIGKILL)
+
+    timer = threading.Timer(KILL_GRACE_S, kill_if_alive)
+    timer.daemon = True
+    timer.start()

@@ -1,0 +1,172 @@
+"""The embedded local stack: real PostgreSQL (pgserver), the Cloud Storage emulator, a local Batch gRPC
+service that runs the orchestrator entrypoint as a local process, and the four functions served by
+functions-framework, wired together by an Eventarc-like router. Offline; loopback only."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from arc_reactor.core.events import pubsub_cloudevent, storage_cloudevent
+from arc_reactor.local.functions_host import ServedFunction, serve_function, stop_function
+from arc_reactor.local.router import EventRouter
+from arc_reactor.local.storage_emulator import StorageEmulator
+
+if TYPE_CHECKING:
+    from google.cloud import batch_v1
+
+    from arc_reactor.local.batch_server import LocalBatchServer
+    from arc_reactor.settings import Settings
+
+log = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parents[3]
+ENTRYPOINT = ROOT / "orchestrator" / "entrypoint.sh"
+DEMO_DATA_BUCKET = "arc-demo-data"
+TOPIC = "projects/arc-local/topics/arc-batch-notifications"
+FUNCTIONS = {
+    "submit_bundle": "cloudevent",
+    "reconcile_batch_event": "cloudevent",
+    "sweep_stale_runs": "cloudevent",
+    "runs_api": "http",
+}
+
+
+@dataclass
+class LocalStack:
+    """Start with `start()`, stop with `stop()`; `state_dir` holds the database, objects and job logs."""
+
+    state_dir: Path = field(default_factory=lambda: ROOT / ".arc")
+    persistent_storage: bool = True
+    database_url: str = ""
+    emulator: StorageEmulator | None = None
+    batch: LocalBatchServer | None = None
+    router: EventRouter | None = None
+    functions: dict[str, ServedFunction] = field(default_factory=dict)
+    _env: dict[str, str] = field(default_factory=dict)
+    _saved_env: dict[str, str | None] = field(default_factory=dict)
+
+    def start(self) -> LocalStack:
+        """Start every part and point this process's settings at them."""
+        from arc_reactor.adapters import migrate
+        from arc_reactor.adapters.db import embedded_postgres_url, get_engine
+        from arc_reactor.settings import Settings
+
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        base = Settings()
+        self.database_url = os.environ.get("DATABASE_URL") or embedded_postgres_url(self.state_dir / "pgdata")
+        storage_dir = self.state_dir / "storage" if self.persistent_storage else None
+        self.emulator = StorageEmulator(
+            buckets=[base.inbox_bucket, base.runs_bucket, DEMO_DATA_BUCKET], data_dir=storage_dir
+        ).start()
+        for bucket in (base.inbox_bucket, base.runs_bucket, DEMO_DATA_BUCKET):
+            self.emulator.create_bucket(bucket)
+        self.router = EventRouter()
+        self.batch = self._start_batch(base)
+        self._env = {
+            "DATABASE_URL": self.database_url,
+            "STORAGE_EMULATOR_HOST": self.emulator.endpoint,
+            "ARC_BATCH_ENDPOINT": self.batch.address,
+            "ARC_BATCH_TOPIC": TOPIC,
+            "ARC_LOCAL": "true",
+            "ARC_ORCHESTRATOR_IMAGE": "local/arc-orchestrator:dev",
+            "NO_GCE_CHECK": "true",
+            "GOOGLE_CLOUD_PROJECT": base.project,
+        }
+        self._saved_env = {k: os.environ.get(k) for k in self._env}
+        os.environ.update(self._env)
+        self._reset_process_caches()
+        migrate.upgrade(get_engine(self.settings))
+        for target, signature in FUNCTIONS.items():
+            self.functions[target] = serve_function(target, signature)
+        self.emulator.watch(base.inbox_bucket, self._on_inbox_write)
+        return self
+
+    @property
+    def settings(self) -> Settings:
+        """The settings the functions see."""
+        from arc_reactor.settings import get_settings
+
+        return get_settings()
+
+    def url(self, target: str) -> str:
+        """The local URL of an entry point."""
+        return self.functions[target].url
+
+    def _reset_process_caches(self) -> None:
+        from arc_reactor.services.deps import reset_deps
+        from arc_reactor.settings import get_settings
+
+        get_settings.cache_clear()
+        reset_deps()
+
+    def _start_batch(self, base: Settings) -> LocalBatchServer:
+        from arc_reactor.local.batch_server import LocalBatchServer
+
+        return LocalBatchServer(self._launch, self._on_batch_notification, region=base.region).start()
+
+    def _on_inbox_write(self, obj: dict[str, Any]) -> None:
+        attrs, data = storage_cloudevent(obj)
+        assert self.router is not None
+        self.router.post(self.url("submit_bundle"), attrs, data)
+
+    def _on_batch_notification(self, attributes: dict[str, str], data: bytes) -> None:
+        attrs, body = pubsub_cloudevent(TOPIC, uuid.uuid4().hex, attributes, data, datetime.now(UTC))
+        assert self.router is not None
+        self.router.post(self.url("reconcile_batch_event"), attrs, body)
+
+    def _launch(self, job: batch_v1.Job, env: dict[str, str]) -> subprocess.Popen[bytes]:
+        """Run the orchestrator entrypoint as a local process, as the job's container would."""
+        job_id = job.name.rsplit("/", 1)[-1]
+        attempt = env.get("BATCH_TASK_RETRY_ATTEMPT", "0")
+        job_dir = self.state_dir / "jobs" / job_id
+        job_dir.mkdir(parents=True, exist_ok=True)
+        full_env = {**os.environ, **env, **self._env, **self._orchestrator_env()}
+        with (job_dir / f"attempt-{attempt}.log").open("wb") as out:
+            return subprocess.Popen(
+                ["bash", str(ENTRYPOINT)],
+                env=full_env,
+                cwd=job_dir,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+
+    def _orchestrator_env(self) -> dict[str, str]:
+        venv_bin = str(Path(sys.executable).parent)
+        return {
+            "ARC_PIPELINES_ROOT": str(ROOT),
+            "PYTHONPATH": str(ROOT / "functions"),
+            "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}",
+        }
+
+    def stop(self) -> None:
+        """Stop every part (running local jobs are killed by the Batch service)."""
+        if self.emulator is not None:
+            self.emulator._watch.clear()
+        for fn in self.functions.values():
+            stop_function(fn)
+        self.functions.clear()
+        if self.batch is not None:
+            self.batch.stop()
+        if self.router is not None:
+            self.router.close()
+        if self.emulator is not None:
+            self.emulator.stop()
+        for key, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        self._reset_process_caches()
+        from arc_reactor.adapters.db import dispose_engines
+
+        dispose_engines()

@@ -1,0 +1,92 @@
+"""What the services need, built lazily from the settings and cached per process.
+
+Clients are created on first use, never at import: an entry point that only needs the database never pays
+for the Batch or Storage SDK imports. Tests build a Deps with their own emulator-backed parts."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from arc_reactor.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+    from arc_reactor.adapters.batch import BatchService
+    from arc_reactor.adapters.storage import Storage
+    from arc_reactor.core.registry import Registry
+    from arc_reactor.core.schemas import SchemaSource
+
+
+@dataclass
+class Deps:
+    """Settings plus lazily created clients. Pass overrides to use test or local-stack parts."""
+
+    settings: Settings
+    engine_override: Engine | None = None
+    storage_override: Storage | None = None
+    batch_override: BatchService | None = None
+
+    @cached_property
+    def engine(self) -> Engine:
+        """The pooled database engine."""
+        if self.engine_override is not None:
+            return self.engine_override
+        from arc_reactor.adapters.db import get_engine
+
+        return get_engine(self.settings)
+
+    @cached_property
+    def storage(self) -> Storage:
+        """The Cloud Storage adapter."""
+        if self.storage_override is not None:
+            return self.storage_override
+        from arc_reactor.adapters.storage import Storage, make_client
+
+        return Storage(make_client(self.settings))
+
+    @cached_property
+    def batch(self) -> BatchService:
+        """The Batch adapter."""
+        if self.batch_override is not None:
+            return self.batch_override
+        from arc_reactor.adapters.batch import BatchService, make_batch_client
+
+        return BatchService(make_batch_client(self.settings), self.settings)
+
+    @cached_property
+    def registry(self) -> Registry:
+        """The pipeline registry."""
+        from arc_reactor.core.registry import load_registry
+
+        return load_registry()
+
+    @cached_property
+    def schemas(self) -> SchemaSource:
+        """Where pipeline schemas are read from: the folders of `path:` pipelines."""
+        from arc_reactor.core.schemas import PipelineDirSchemaSource
+
+        return PipelineDirSchemaSource(self.settings.pipelines_root)
+
+
+_deps: Deps | None = None
+_deps_lock = threading.Lock()
+
+
+def get_deps() -> Deps:
+    """The process-wide Deps, built from the environment's settings on first use."""
+    global _deps  # noqa: PLW0603 - one cached container per process, like the settings
+    with _deps_lock:
+        if _deps is None:
+            _deps = Deps(get_settings())
+        return _deps
+
+
+def reset_deps() -> None:
+    """Forget the cached Deps (tests, and the local stack after changing the environment)."""
+    global _deps  # noqa: PLW0603
+    with _deps_lock:
+        _deps = None

@@ -1,0 +1,361 @@
+"""Submit: a bundle becomes a validated run (pending), its inputs are copied to the run's folder, and one
+Batch orchestrator job is created (submitted).
+
+Idempotent under at-least-once delivery at every step: the run row is unique on (bucket, manifest name,
+generation) or on the API's idempotency key; inputs are rewritten with the same bytes; CreateJob uses a
+deterministic job id and ALREADY_EXISTS counts as success; the status change is a conditional UPDATE. A
+delivery that crashed half-way is finished by the next delivery of the same event."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import yaml
+
+from arc_reactor.adapters import runs_repo
+from arc_reactor.adapters.storage import ObjectTooLarge
+from arc_reactor.core.bundle import ValidBundle, check_object_name, validate_bundle
+from arc_reactor.core.events import StorageObjectEvent, event_age_seconds
+from arc_reactor.core.ids import new_run_id
+from arc_reactor.core.layout import INPUT_FILES, RunLocations, run_locations
+from arc_reactor.core.status import TERMINAL, RunStatus
+from arc_reactor.errors import BundleInvalid, PermanentError, Problem
+from arc_reactor.services.deps import Deps
+
+log = logging.getLogger(__name__)
+
+Outcome = Literal["submitted", "duplicate", "rejected", "failed", "ignored"]
+
+
+@dataclass(frozen=True)
+class RunSource:
+    """Where a submission came from: an inbox manifest generation, or an API call."""
+
+    kind: Literal["inbox", "api"]
+    bucket: str | None = None
+    object: str | None = None
+    generation: int | None = None
+    idempotency_key: str | None = None
+    submitter: str | None = None
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    """What a submission led to."""
+
+    outcome: Outcome
+    run_id: str | None = None
+    reason: str = ""
+    problems: list[Problem] = field(default_factory=list)
+
+
+def handle_inbox_object(deps: Deps, ev: StorageObjectEvent, now: datetime | None = None) -> SubmitResult:
+    """React to an object finalized in the inbox: submit when it is a bundle's manifest, ignore otherwise."""
+    s = deps.settings
+    folder, _, base = ev.name.rpartition("/")
+    if ev.bucket != s.inbox_bucket or base != s.manifest_name:
+        return SubmitResult("ignored", reason="not a manifest in the inbox bucket")
+    age = event_age_seconds(ev.time, now)
+    if age > s.max_event_age_seconds:
+        log.warning(
+            "dropping finalize event %s: %.0f s old",
+            ev.event_id,
+            age,
+            extra={"event": "event_dropped_stale", "object": ev.name},
+        )
+        return SubmitResult("ignored", reason="event too old")
+    current = deps.storage.stat(ev.bucket, ev.name)
+    if current is None or current.generation != ev.generation:
+        # The inbox keeps one generation per name: an overwritten manifest's new generation has its own
+        # event, so this one is superseded (we never read a generation we were not told about).
+        log.info(
+            "manifest %s generation %s is gone or superseded",
+            ev.name,
+            ev.generation,
+            extra={"event": "manifest_superseded", "object": ev.name},
+        )
+        return SubmitResult("ignored", reason="manifest deleted or superseded")
+    source = RunSource("inbox", ev.bucket, ev.name, ev.generation)
+    files, problems = _read_bundle(deps, ev.bucket, folder, ev.name)
+    if not folder:
+        problems.append(Problem(s.manifest_name, "the manifest must be inside a submission folder"))
+    result = submit_files(deps, files, source, extra_problems=problems)
+    _write_feedback(deps, ev.bucket, ev.name, result)
+    return result
+
+
+def _read_bundle(
+    deps: Deps, bucket: str, folder: str, manifest: str
+) -> tuple[dict[str, bytes | None], list[Problem]]:
+    files: dict[str, bytes | None] = {}
+    problems: list[Problem] = []
+    name_problem = check_object_name(manifest)
+    if name_problem:
+        problems.append(Problem(manifest, name_problem))
+    prefix = f"{folder}/" if folder else ""
+    for name in (deps.settings.manifest_name, *INPUT_FILES):
+        try:
+            files[name] = deps.storage.read_bytes(
+                bucket, prefix + name, max_bytes=deps.settings.max_file_bytes
+            )
+        except ObjectTooLarge as exc:
+            files[name] = None
+            problems.append(Problem(name, f"file is {exc.size} bytes, over the limit of {exc.limit} bytes"))
+    return files, problems
+
+
+def submit_files(
+    deps: Deps,
+    files: Mapping[str, bytes | None],
+    source: RunSource,
+    extra_problems: list[Problem] | None = None,
+) -> SubmitResult:
+    """Validate a bundle's files and, when valid, create and launch the run."""
+    s = deps.settings
+    problems = list(extra_problems or [])
+    bundle: ValidBundle | None = None
+    try:
+        bundle = validate_bundle(
+            files,
+            deps.registry,
+            max_file_bytes=s.max_file_bytes,
+            max_rows=s.max_samplesheet_rows,
+            schemas=deps.schemas,
+            manifest_name=s.manifest_name,
+        )
+    except BundleInvalid as exc:
+        problems.extend(exc.problems)
+    if bundle is None or problems:
+        return _reject(deps, files, source, problems)
+    return create_and_launch(deps, bundle, source)
+
+
+def _reject(
+    deps: Deps, files: Mapping[str, bytes | None], source: RunSource, problems: list[Problem]
+) -> SubmitResult:
+    """Record an invalid inbox bundle as a failed run (error_code invalid_bundle); API callers get the
+    problems in the response instead, so no run is recorded for them."""
+    log.warning(
+        "bundle rejected: %s",
+        "; ".join(map(str, problems)),
+        extra={"event": "bundle_rejected", "object": source.object, "error_code": "invalid_bundle"},
+    )
+    if source.kind != "inbox":
+        return SubmitResult("rejected", problems=problems)
+    manifest = _loose_manifest(files.get(deps.settings.manifest_name))
+    run_id = new_run_id()
+    locs = run_locations(deps.settings.runs_bucket, run_id)
+    values = _run_values(
+        run_id,
+        lineage_id=run_id,
+        source=source,
+        pipeline=manifest.get("pipeline"),
+        revision=manifest.get("revision"),
+        engine="unknown",
+        locs=locs,
+    )
+    values.update(
+        status=RunStatus.FAILED.value,
+        failed_at=datetime.now(UTC),
+        error_code="invalid_bundle",
+        error_message="; ".join(str(p) for p in problems)[:4000],
+        metrics={"problems": [p.as_dict() for p in problems]},
+    )
+    row, _created = runs_repo.insert_run(deps.engine, values)
+    return SubmitResult("rejected", run_id=row["id"], problems=problems)
+
+
+def _loose_manifest(data: bytes | None) -> dict[str, str]:
+    """Best-effort read of a rejected manifest, to label the failed run with what the user meant."""
+    try:
+        doc = yaml.safe_load(data or b"")
+    except yaml.YAMLError:
+        return {}
+    if not isinstance(doc, dict):
+        return {}
+    return {
+        k: str(doc[k])[:200] for k in ("pipeline", "revision", "name", "submitter") if doc.get(k) is not None
+    }
+
+
+def _run_values(
+    run_id: str,
+    *,
+    lineage_id: str,
+    source: RunSource,
+    pipeline: str | None,
+    revision: str | None,
+    engine: str,
+    locs: RunLocations,
+) -> dict[str, Any]:
+    return {
+        "id": run_id,
+        "pipeline": pipeline or "unknown",
+        "revision": revision or "unknown",
+        "engine": engine,
+        "lineage_id": lineage_id,
+        "work_dir": locs.work_dir,
+        "cache_dir": locs.cache_dir,
+        "inputs_uri": locs.inputs,
+        "results_uri": locs.results,
+        "logs_uri": locs.logs,
+        "submitter": source.submitter,
+        "source_bucket": source.bucket,
+        "source_object": source.object,
+        "source_generation": source.generation,
+        "idempotency_key": source.idempotency_key,
+    }
+
+
+def create_and_launch(deps: Deps, bundle: ValidBundle, source: RunSource) -> SubmitResult:
+    """Record the run (pending), copy its inputs, create its Batch job, mark it submitted."""
+    m = bundle.manifest
+    parent = runs_repo.get_run(deps.engine, m.parent_run_id) if m.parent_run_id else None
+    if parent is not None and (parent["status"] not in TERMINAL or parent["status"] == RunStatus.COMPLETED):
+        return SubmitResult(
+            "rejected",
+            problems=[
+                Problem(
+                    deps.settings.manifest_name,
+                    f"parent run {parent['id']} is {parent['status']}: "
+                    "only a failed or cancelled run can be recovered",
+                    field="parent_run_id",
+                )
+            ],
+        )
+    run_id = new_run_id()
+    lineage = str(parent["lineage_id"]) if parent is not None else run_id
+    locs = run_locations(deps.settings.runs_bucket, run_id, lineage)
+    values = _run_values(
+        run_id,
+        lineage_id=lineage,
+        source=source,
+        pipeline=m.pipeline,
+        revision=m.revision,
+        engine=bundle.pipeline.engine,
+        locs=locs,
+    )
+    values.update(
+        name=m.name,
+        profile=m.profile,
+        labels=dict(m.labels),
+        params=bundle.params,
+        submitter=source.submitter or m.submitter,
+        parent_run_id=m.parent_run_id,
+        is_recovery=1 if parent is not None else 0,
+    )
+    row, created = runs_repo.insert_run(deps.engine, values)
+    if not created and row["status"] != RunStatus.PENDING:
+        return SubmitResult("duplicate", run_id=row["id"], reason=f"already {row['status']}")
+    return _launch(deps, row, bundle, parent_session=parent["session_id"] if parent is not None else None)
+
+
+def _launch(
+    deps: Deps, run: Mapping[str, Any], bundle: ValidBundle, parent_session: str | None
+) -> SubmitResult:
+    from arc_reactor.core.jobspec import OrchestratorJob
+
+    run_id = str(run["id"])
+    params_uri, config_uri = _copy_inputs(deps, run, bundle)
+    spec = OrchestratorJob(
+        run_id=run_id,
+        pipeline=run["pipeline"],
+        pipeline_version=run["revision"],
+        engine=run["engine"],
+        config_gcs_path=config_uri,
+        params_gcs_path=params_uri,
+        work_dir=run["work_dir"],
+        is_recovery=bool(run["is_recovery"]),
+        submitter_email=run["submitter"],
+        parent_session_id=parent_session,
+        head_job=bundle.pipeline.head_job,
+        extra_labels=dict(run["labels"] or {}),
+        extra_env={
+            "CACHE_DIR": run["cache_dir"],
+            "RESULTS_DIR": run["results_uri"],
+            "LOGS_DIR": run["logs_uri"],
+            "INPUTS_DIR": run["inputs_uri"],
+        },
+    )
+    try:
+        job_name = deps.batch.submit_orchestrator_job(spec)
+    except PermanentError as exc:
+        runs_repo.transition(
+            deps.engine,
+            run_id,
+            RunStatus.FAILED,
+            "submit",
+            fields={"error_code": exc.code, "error_message": str(exc)[:4000]},
+        )
+        log.error(
+            "Batch refused the job of run %s: %s",
+            run_id,
+            exc,
+            extra={"run_id": run_id, "event": "submit_failed", "error_code": exc.code},
+        )
+        return SubmitResult("failed", run_id=run_id, reason=str(exc))
+    runs_repo.transition(
+        deps.engine,
+        run_id,
+        RunStatus.SUBMITTED,
+        "submit",
+        fields={"batch_job_name": job_name},
+        detail={"batch_job_name": job_name},
+    )
+    log.info(
+        "run %s submitted as %s",
+        run_id,
+        job_name,
+        extra={"run_id": run_id, "job_name": job_name, "pipeline": run["pipeline"], "event": "run_submitted"},
+    )
+    return SubmitResult("submitted", run_id=run_id)
+
+
+def _copy_inputs(deps: Deps, run: Mapping[str, Any], bundle: ValidBundle) -> tuple[str, str]:
+    """Write the accepted files to the run's inputs/; params get `input` and `outdir` pointed at the run."""
+    inputs = str(run["inputs_uri"])
+    bucket, prefix = inputs[5:].split("/", 1)
+    params = dict(bundle.params)
+    params["input"] = inputs + "samplesheet.csv"
+    params["outdir"] = str(run["results_uri"]).rstrip("/")
+    st = deps.storage
+    st.write_bytes(bucket, prefix + "samplesheet.csv", bundle.samplesheet, "text/csv")
+    st.write_bytes(
+        bucket, prefix + "params.yaml", yaml.safe_dump(params, sort_keys=True).encode(), "application/yaml"
+    )
+    config_uri = ""
+    if bundle.nextflow_config is not None:
+        st.write_bytes(bucket, prefix + "nextflow.config", bundle.nextflow_config, "text/plain")
+        config_uri = inputs + "nextflow.config"
+    return inputs + "params.yaml", config_uri
+
+
+def _write_feedback(deps: Deps, bucket: str, manifest: str, result: SubmitResult) -> None:
+    """Tell the user, next to the manifest, what became of the bundle."""
+    if result.outcome in ("ignored",):
+        return
+    accepted = result.outcome in ("submitted", "duplicate")
+    body: dict[str, Any] = {"run_id": result.run_id, "outcome": result.outcome}
+    if result.run_id:
+        run = runs_repo.get_run(deps.engine, result.run_id)
+        body.update(
+            status=run["status"],
+            pipeline=run["pipeline"],
+            revision=run["revision"],
+            inputs=run["inputs_uri"],
+            results=run["results_uri"],
+            logs=run["logs_uri"],
+        )
+    if result.problems:
+        body["problems"] = [p.as_dict() for p in result.problems]
+    if result.reason:
+        body["reason"] = result.reason
+    suffix = ".accepted.json" if accepted else ".rejected.json"
+    deps.storage.write_bytes(
+        bucket, manifest + suffix, json.dumps(body, indent=2, default=str).encode(), "application/json"
+    )

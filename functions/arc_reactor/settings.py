@@ -1,0 +1,106 @@
+"""The one settings object: every value comes from the environment (prefix ARC_), read once, passed down."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Deployment settings. Each field is read from ARC_<FIELD_NAME> unless an alias says otherwise."""
+
+    model_config = SettingsConfigDict(env_prefix="ARC_", extra="ignore", frozen=True)
+
+    # Where things live
+    project: str = Field("arc-local", description="Google Cloud project id (ARC_PROJECT).")
+    region: str = Field("us-central1", description="Region of Batch jobs and functions (ARC_REGION).")
+    inbox_bucket: str = Field(
+        "arc-inbox", description="Bucket users drop run bundles into (ARC_INBOX_BUCKET)."
+    )
+    runs_bucket: str = Field("arc-runs", description="Bucket holding each run's folder (ARC_RUNS_BUCKET).")
+
+    # Batch orchestrator job
+    orchestrator_image: str = Field(
+        "arc-reactor/orchestrator:latest",
+        description="Orchestrator container image (ARC_ORCHESTRATOR_IMAGE).",
+    )
+    orchestrator_service_account: str = Field(
+        "", description="Service account email of the orchestrator VM (ARC_ORCHESTRATOR_SERVICE_ACCOUNT)."
+    )
+    task_service_account: str = Field(
+        "", description="Service account email Nextflow gives its task jobs (ARC_TASK_SERVICE_ACCOUNT)."
+    )
+    batch_topic: str = Field(
+        "", description="Pub/Sub topic for Batch notifications, projects/P/topics/T (ARC_BATCH_TOPIC)."
+    )
+    network: str = Field(
+        "", description="VPC network self link for Batch VMs (ARC_NETWORK); empty = default."
+    )
+    subnetwork: str = Field("", description="Subnetwork self link for Batch VMs (ARC_SUBNETWORK).")
+    no_external_ip: bool = Field(False, description="Batch VMs without external IPs (ARC_NO_EXTERNAL_IP).")
+    batch_endpoint: str = Field(
+        "", description="host:port of a local Batch gRPC service (ARC_BATCH_ENDPOINT); empty = Google's API."
+    )
+
+    # Database: DATABASE_URL, else Cloud SQL through the connector, else embedded PostgreSQL (pgserver)
+    database_url: str = Field(
+        "",
+        validation_alias=AliasChoices("DATABASE_URL", "ARC_DATABASE_URL"),
+        description="SQLAlchemy URL (DATABASE_URL), e.g. postgresql+pg8000://user:pw@host/db.",
+    )
+    cloudsql_instance: str = Field(
+        "", description="Cloud SQL connection name project:region:instance (ARC_CLOUDSQL_INSTANCE)."
+    )
+    db_name: str = Field("arc", description="Database name on Cloud SQL (ARC_DB_NAME).")
+    db_iam_user: str = Field(
+        "",
+        description="IAM database user: service account email minus .gserviceaccount.com (ARC_DB_IAM_USER).",
+    )
+    pgserver_dir: Path = Field(
+        Path(".arc/pgdata"), description="Data folder of the embedded PostgreSQL (ARC_PGSERVER_DIR)."
+    )
+    db_pool_size: int = Field(2, ge=1, le=20, description="Connections kept per instance (ARC_DB_POOL_SIZE).")
+    db_max_overflow: int = Field(
+        2, ge=0, le=20, description="Extra connections at peak (ARC_DB_MAX_OVERFLOW)."
+    )
+
+    # Behaviour and limits
+    max_event_age_seconds: int = Field(
+        86400,
+        ge=60,
+        description="Events older than this are dropped with a warning (ARC_MAX_EVENT_AGE_SECONDS).",
+    )
+    stale_after_seconds: int = Field(
+        900,
+        ge=60,
+        description="A submitted/running run unchanged this long is swept (ARC_STALE_AFTER_SECONDS).",
+    )
+    sweep_batch_size: int = Field(
+        50, ge=1, le=1000, description="Runs checked per sweep (ARC_SWEEP_BATCH_SIZE)."
+    )
+    max_file_bytes: int = Field(
+        5 * 1024 * 1024, ge=1024, description="Largest accepted bundle file (ARC_MAX_FILE_BYTES)."
+    )
+    max_samplesheet_rows: int = Field(
+        10000, ge=1, description="Most samplesheet rows accepted (ARC_MAX_SAMPLESHEET_ROWS)."
+    )
+    manifest_name: str = Field("run.yaml", description="The bundle's commit marker (ARC_MANIFEST_NAME).")
+    pipelines_root: Path = Field(
+        Path(__file__).resolve().parents[2],
+        description="Folder that registry `path:` sources are relative to (ARC_PIPELINES_ROOT).",
+    )
+    admin_group: str = Field(
+        "", description="Group email whose members may cancel or recover anyone's runs (ARC_ADMIN_GROUP)."
+    )
+    local: bool = Field(
+        False, description="Running on the embedded local stack: anonymous credentials, no auth (ARC_LOCAL)."
+    )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read from the environment once."""
+    return Settings()

@@ -1,0 +1,60 @@
+"""Cloud Run function entry points: parse the event, call one service, return (ack) or raise (redeliver).
+
+Importing this module must stay cheap (cold start): SDKs and the package's services are imported inside
+the entry point that needs them."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import functions_framework
+
+if TYPE_CHECKING:
+    import flask
+    from cloudevents.http import CloudEvent
+
+
+@functions_framework.cloud_event
+def submit_bundle(cloud_event: CloudEvent) -> None:
+    """Inbox object finalized: submit the bundle when the object is its manifest (run.yaml)."""
+    from arc_reactor.core.events import parse_storage_event
+    from arc_reactor.delivery import acknowledging_permanent_errors
+    from arc_reactor.services.deps import get_deps
+    from arc_reactor.services.submit import handle_inbox_object
+
+    with acknowledging_permanent_errors("submit_bundle"):
+        event = parse_storage_event(cloud_event.get_attributes(), cloud_event.get_data())
+        handle_inbox_object(get_deps(), event)
+
+
+@functions_framework.cloud_event
+def reconcile_batch_event(cloud_event: CloudEvent) -> None:
+    """Batch job/task state changed (Pub/Sub): read the job and apply its state to the run."""
+    from arc_reactor.core.events import parse_pubsub_event
+    from arc_reactor.delivery import acknowledging_permanent_errors
+    from arc_reactor.services.deps import get_deps
+    from arc_reactor.services.reconcile import handle_batch_notification
+
+    with acknowledging_permanent_errors("reconcile_batch_event"):
+        message = parse_pubsub_event(cloud_event.get_attributes(), cloud_event.get_data())
+        handle_batch_notification(get_deps(), message)
+
+
+@functions_framework.cloud_event
+def sweep_stale_runs(cloud_event: CloudEvent) -> None:
+    """Scheduled (Pub/Sub): check runs stuck in submitted/running against Batch."""
+    from arc_reactor.delivery import acknowledging_permanent_errors
+    from arc_reactor.services.deps import get_deps
+    from arc_reactor.services.sweep import sweep
+
+    with acknowledging_permanent_errors("sweep_stale_runs"):
+        sweep(get_deps())
+
+
+@functions_framework.http
+def runs_api(request: flask.Request) -> Any:
+    """HTTP API: POST/GET /runs, GET /runs/{id}, GET /healthz."""
+    from arc_reactor.api.app import handle
+    from arc_reactor.services.deps import get_deps
+
+    return handle(get_deps(), request)

@@ -1,0 +1,155 @@
+# The four Cloud Run functions (2nd gen), all built from functions/ (entry points in functions/main.py).
+
+locals {
+  # What every function reads (functions/arc_reactor/settings.py: ARC_<FIELD>). ARC_DB_IAM_USER is per
+  # function and is added by the module from the function's own service account.
+  function_environment = {
+    ARC_PROJECT                      = var.project_id
+    ARC_REGION                       = var.region
+    ARC_INBOX_BUCKET                 = google_storage_bucket.inbox.name
+    ARC_RUNS_BUCKET                  = google_storage_bucket.runs.name
+    ARC_ORCHESTRATOR_IMAGE           = local.orchestrator_image
+    ARC_ORCHESTRATOR_SERVICE_ACCOUNT = google_service_account.orchestrator.email
+    ARC_TASK_SERVICE_ACCOUNT         = google_service_account.task.email
+    ARC_BATCH_TOPIC                  = google_pubsub_topic.batch_notifications.id
+    ARC_NETWORK                      = google_compute_network.arc.id
+    ARC_SUBNETWORK                   = google_compute_subnetwork.batch.id
+    ARC_NO_EXTERNAL_IP               = "true"
+    ARC_CLOUDSQL_INSTANCE            = google_sql_database_instance.arc.connection_name
+    ARC_DB_NAME                      = google_sql_database.arc.name
+    ARC_DB_POOL_SIZE                 = tostring(var.db_pool_size)
+    ARC_DB_MAX_OVERFLOW              = tostring(var.db_max_overflow)
+    ARC_ADMIN_GROUP                  = var.admin_group
+    ARC_MAX_EVENT_AGE_SECONDS        = tostring(var.max_event_age_seconds)
+  }
+
+  # Shared by every function module call.
+  function_defaults = {
+    source_bucket         = google_storage_bucket.functions_source.name
+    source_object         = google_storage_bucket_object.functions_source.name
+    build_service_account = google_service_account.build.id
+    docker_repository     = google_artifact_registry_repository.functions.id
+    vpc_connector         = google_vpc_access_connector.functions.id
+  }
+
+  # Pub/Sub forwards undeliverable events as its service agent; reading the topic name from the IAM
+  # binding makes the dead-letter attachment wait for that grant.
+  dead_letter = var.attach_dead_letter_policy ? {
+    topic                 = google_pubsub_topic_iam_member.dead_letter_pubsub_agent_publisher.topic
+    max_delivery_attempts = var.dead_letter_max_delivery_attempts
+    pubsub_service_agent  = local.members.pubsub_agent
+  } : null
+}
+
+module "submit_bundle" {
+  source = "./modules/function"
+
+  project_id            = var.project_id
+  region                = var.region
+  name                  = "${var.name_prefix}-submit-bundle"
+  description           = "Submits a run when a bundle's run.yaml lands in the inbox bucket."
+  entry_point           = "submit_bundle"
+  service_account_email = google_service_account.functions["submit_bundle"].email
+  source_bucket         = local.function_defaults.source_bucket
+  source_object         = local.function_defaults.source_object
+  build_service_account = local.function_defaults.build_service_account
+  docker_repository     = local.function_defaults.docker_repository
+  vpc_connector         = local.function_defaults.vpc_connector
+  environment           = local.function_environment
+  max_instances         = var.function_max_instances.submit_bundle
+  timeout_seconds       = 300
+
+  event_trigger = {
+    event_type            = "google.cloud.storage.object.v1.finalized"
+    service_account_email = google_service_account.eventarc.email
+    event_filters         = { bucket = google_storage_bucket.inbox.name }
+  }
+  invoker_members = { eventarc = local.members.eventarc }
+  dead_letter     = local.dead_letter
+
+  # Eventarc checks the trigger identity's eventReceiver role and, for storage triggers, that the
+  # GCS service agent can publish, when it creates the trigger.
+  depends_on = [google_project_iam_member.project_roles]
+}
+
+module "runs_api" {
+  source = "./modules/function"
+
+  project_id            = var.project_id
+  region                = var.region
+  name                  = "${var.name_prefix}-runs-api"
+  description           = "HTTP API: submit, list, watch (SSE), cancel and recover runs. IAM invokers only."
+  entry_point           = "runs_api"
+  service_account_email = google_service_account.functions["runs_api"].email
+  source_bucket         = local.function_defaults.source_bucket
+  source_object         = local.function_defaults.source_object
+  build_service_account = local.function_defaults.build_service_account
+  docker_repository     = local.function_defaults.docker_repository
+  vpc_connector         = local.function_defaults.vpc_connector
+  environment           = local.function_environment
+  max_instances         = var.function_max_instances.runs_api
+  concurrency           = var.runs_api_concurrency
+  # SSE streams stay open; Cloud Run cuts a request at the timeout and the client reconnects.
+  timeout_seconds = 3600
+  # Reachable from users' machines, but Cloud Run rejects any caller without run.invoker.
+  ingress         = "ALLOW_ALL"
+  invoker_members = { for m in var.api_invoker_members : m => m }
+}
+
+module "reconcile_batch_event" {
+  source = "./modules/function"
+
+  project_id            = var.project_id
+  region                = var.region
+  name                  = "${var.name_prefix}-reconcile-batch-event"
+  description           = "Brings a run in line with its Batch job on every Batch state-change notification."
+  entry_point           = "reconcile_batch_event"
+  service_account_email = google_service_account.functions["reconcile_batch_event"].email
+  source_bucket         = local.function_defaults.source_bucket
+  source_object         = local.function_defaults.source_object
+  build_service_account = local.function_defaults.build_service_account
+  docker_repository     = local.function_defaults.docker_repository
+  vpc_connector         = local.function_defaults.vpc_connector
+  environment           = local.function_environment
+  max_instances         = var.function_max_instances.reconcile_batch_event
+  timeout_seconds       = 120
+
+  event_trigger = {
+    event_type            = "google.cloud.pubsub.topic.v1.messagePublished"
+    service_account_email = google_service_account.eventarc.email
+    pubsub_topic          = google_pubsub_topic.batch_notifications.id
+  }
+  invoker_members = { eventarc = local.members.eventarc }
+  dead_letter     = local.dead_letter
+
+  depends_on = [google_project_iam_member.project_roles]
+}
+
+module "sweep_stale_runs" {
+  source = "./modules/function"
+
+  project_id            = var.project_id
+  region                = var.region
+  name                  = "${var.name_prefix}-sweep-stale-runs"
+  description           = "Every 10 minutes: reconciles runs stuck in submitted or running with Batch."
+  entry_point           = "sweep_stale_runs"
+  service_account_email = google_service_account.functions["sweep_stale_runs"].email
+  source_bucket         = local.function_defaults.source_bucket
+  source_object         = local.function_defaults.source_object
+  build_service_account = local.function_defaults.build_service_account
+  docker_repository     = local.function_defaults.docker_repository
+  vpc_connector         = local.function_defaults.vpc_connector
+  environment           = local.function_environment
+  max_instances         = var.function_max_instances.sweep_stale_runs
+  timeout_seconds       = 540
+
+  event_trigger = {
+    event_type            = "google.cloud.pubsub.topic.v1.messagePublished"
+    service_account_email = google_service_account.eventarc.email
+    pubsub_topic          = google_pubsub_topic.sweep.id
+  }
+  invoker_members = { eventarc = local.members.eventarc }
+  dead_letter     = local.dead_letter
+
+  depends_on = [google_project_iam_member.project_roles]
+}

@@ -1,0 +1,58 @@
+"""Integration fixtures: the real functions-framework apps wired to the emulator, the embedded database and
+the local Batch service (the real BatchServiceClient over an insecure loopback channel)."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+
+import pytest
+
+
+class Notifications:
+    """Collects the local Batch service's Pub/Sub notifications instead of delivering them."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[dict[str, str], bytes]] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, attributes: dict[str, str], data: bytes) -> None:
+        with self.lock:
+            self.items.append((dict(attributes), data))
+
+
+@pytest.fixture
+def exit_codes():
+    """Exit codes the next launched jobs' processes end with (default 0)."""
+    return []
+
+
+@pytest.fixture
+def batch_server(exit_codes):
+    """The local Batch service; each job's 'container' is a process exiting with the next of exit_codes."""
+    from arc_reactor.local.batch_server import LocalBatchServer
+
+    notes = Notifications()
+
+    def launcher(job, env):
+        code = exit_codes.pop(0) if exit_codes else 0
+        return subprocess.Popen(["sh", "-c", f"exit {code}"])
+
+    server = LocalBatchServer(launcher, notes).start()
+    server.notifications = notes
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def app_env(engine, gcs, batch_server, monkeypatch):
+    """Environment for the functions: local settings pointing at the emulator, database and Batch service."""
+    from arc_reactor.services.deps import reset_deps
+
+    monkeypatch.setenv("ARC_LOCAL", "true")
+    monkeypatch.setenv("ARC_BATCH_ENDPOINT", batch_server.address)
+    monkeypatch.setenv("ARC_BATCH_TOPIC", "projects/arc-test/topics/batch")
+    monkeypatch.setenv("ARC_PROJECT", "arc-test")
+    reset_deps()
+    yield
+    reset_deps()

@@ -1,0 +1,61 @@
+"""Helpers for integration tests: real functions-framework apps, CloudEvents, bundles in the emulator."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cloudevents.conversion import to_binary
+from cloudevents.http import CloudEvent
+
+ROOT = Path(__file__).resolve().parents[2]
+MAIN = ROOT / "functions" / "main.py"
+DEMO_BUNDLE = ROOT / "examples" / "demo-bundle"
+DEMO_DATA = ROOT / "examples" / "data"
+
+
+def function_client(target: str, signature: str = "cloudevent"):
+    """A test client of the real functions-framework app for an entry point of functions/main.py."""
+    from functions_framework import create_app
+
+    return create_app(target, str(MAIN), signature).test_client()
+
+
+def binary_event(attrs: dict, data: dict) -> tuple[dict, bytes]:
+    """Headers and body of a binary-mode CloudEvent."""
+    return to_binary(CloudEvent(attrs, data))
+
+
+def upload_bundle(
+    gcs, submission: str, files: dict[str, bytes] | None = None, bucket: str = "arc-inbox"
+) -> str:
+    """Upload a bundle (default: the demo bundle), the manifest last; return the manifest name."""
+    files = files or {p.name: p.read_bytes() for p in DEMO_BUNDLE.iterdir() if p.is_file()}
+    for name in sorted(files, key=lambda n: n == "run.yaml"):
+        gcs.write_bytes(bucket, f"{submission}/{name}", files[name])
+    return f"{submission}/run.yaml"
+
+
+def upload_demo_data(gcs) -> None:
+    """The demo FASTQ files, where the demo samplesheet names them."""
+    for path in sorted(DEMO_DATA.glob("*.fastq.gz")):
+        gcs.upload_file(path, f"gs://arc-demo-data/fastq/{path.name}")
+
+
+def finalize_event(
+    gcs, name: str, bucket: str = "arc-inbox", time: datetime | None = None
+) -> tuple[dict, bytes]:
+    """The finalize CloudEvent Eventarc would send for the object as it is now."""
+    from arc_reactor.core.events import storage_cloudevent
+
+    info = gcs.stat(bucket, name)
+    obj = {
+        "bucket": bucket,
+        "name": name,
+        "generation": str(info.generation),
+        "size": str(info.size),
+        "timeCreated": (time or datetime.now(UTC)).isoformat(),
+    }
+    attrs, data = storage_cloudevent(obj)
+    attrs["time"] = obj["timeCreated"]
+    return binary_event(attrs, data)

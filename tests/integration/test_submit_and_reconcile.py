@@ -1,0 +1,224 @@
+"""Submission and reconciliation through the real functions-framework apps, on real PostgreSQL, the storage
+emulator and the local Batch service. Nothing is mocked."""
+
+import itertools
+import json
+import random
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from flow import binary_event, finalize_event, function_client, upload_bundle, upload_demo_data
+from sqlalchemy import text
+
+from arc_reactor.core.events import pubsub_cloudevent
+
+pytestmark = pytest.mark.integration
+
+
+def _count(engine, sql):
+    with engine.connect() as conn:
+        return conn.execute(text(sql)).scalar()
+
+
+def _runs(engine):
+    with engine.connect() as conn:
+        return [dict(r) for r in conn.execute(text("SELECT * FROM runs ORDER BY created_at")).mappings()]
+
+
+def test_same_finalize_event_three_times_makes_one_run_and_one_job(app_env, gcs, engine, batch_server):
+    upload_demo_data(gcs)
+    manifest = upload_bundle(gcs, "sub1")
+    headers, body = finalize_event(gcs, manifest)
+    client = function_client("submit_bundle")
+    for _ in range(3):
+        assert client.post("/", headers=headers, data=body).status_code == 200
+    runs = _runs(engine)
+    assert len(runs) == 1
+    assert len(batch_server.jobs()) == 1
+    run = runs[0]
+    assert run["status"] in ("submitted", "running", "completed")
+    assert run["batch_job_name"].endswith(f"/jobs/arc-{run['id']}")
+    assert run["source_object"] == manifest
+    feedback = json.loads(gcs.read_bytes("arc-inbox", manifest + ".accepted.json"))
+    assert feedback["run_id"] == run["id"]
+    inputs = gcs.list_names("arc-runs", f"runs/{run['id']}/inputs/")
+    assert sorted(n.rsplit("/", 1)[1] for n in inputs) == ["params.yaml", "samplesheet.csv"]
+    assert _count(engine, "SELECT count(*) FROM run_events WHERE to_status = 'submitted'") == 1
+
+
+def test_concurrent_deliveries_of_one_event_make_one_run_and_one_job(app_env, gcs, engine, batch_server):
+    upload_demo_data(gcs)
+    manifest = upload_bundle(gcs, "race")
+    headers, body = finalize_event(gcs, manifest)
+    statuses = []
+
+    def deliver():
+        statuses.append(function_client("submit_bundle").post("/", headers=headers, data=body).status_code)
+
+    threads = [threading.Thread(target=deliver) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert statuses == [200] * 4
+    assert len(_runs(engine)) == 1
+    assert len(batch_server.jobs()) == 1
+
+
+def test_reuploaded_manifest_is_a_new_run(app_env, gcs, engine, batch_server):
+    upload_demo_data(gcs)
+    client = function_client("submit_bundle")
+    manifest = upload_bundle(gcs, "again")
+    headers, body = finalize_event(gcs, manifest)
+    assert client.post("/", headers=headers, data=body).status_code == 200
+    gcs.write_bytes("arc-inbox", manifest, gcs.read_bytes("arc-inbox", manifest))  # new generation
+    headers2, body2 = finalize_event(gcs, manifest)
+    assert client.post("/", headers=headers2, data=body2).status_code == 200
+    assert client.post("/", headers=headers, data=body).status_code == 200  # the old generation: superseded
+    assert len(_runs(engine)) == 2
+    assert len(batch_server.jobs()) == 2
+
+
+def test_invalid_bundle_is_rejected_with_every_problem_and_no_job(app_env, gcs, engine, batch_server):
+    files = {
+        "run.yaml": b"pipeline: nf-core/nosuch\nrevison: 1\n",
+        "samplesheet.csv": b"sample,fastq_1\na,b.fastq.gz,extra\n",
+    }
+    manifest = upload_bundle(gcs, "bad", files)
+    headers, body = finalize_event(gcs, manifest)
+    client = function_client("submit_bundle")
+    for _ in range(2):
+        assert client.post("/", headers=headers, data=body).status_code == 200
+    rejected = json.loads(gcs.read_bytes("arc-inbox", manifest + ".rejected.json"))
+    files_named = {p["file"] for p in rejected["problems"]}
+    assert {"run.yaml", "samplesheet.csv"} <= files_named
+    assert any("nf-core/nosuch" in p["message"] for p in rejected["problems"])
+    assert gcs.read_bytes("arc-inbox", manifest + ".accepted.json") is None
+    runs = _runs(engine)
+    assert len(runs) == 1  # the redelivery did not record a second failure
+    assert runs[0]["status"] == "failed"
+    assert runs[0]["error_code"] == "invalid_bundle"
+    assert batch_server.jobs() == []
+    assert gcs.read_bytes("arc-inbox", "bad/samplesheet.csv") is not None  # nothing in the inbox is deleted
+
+
+def test_objects_that_are_not_manifests_are_ignored(app_env, gcs, engine, batch_server):
+    gcs.write_bytes("arc-inbox", "sub/samplesheet.csv", b"sample\n")
+    headers, body = finalize_event(gcs, "sub/samplesheet.csv")
+    assert function_client("submit_bundle").post("/", headers=headers, data=body).status_code == 200
+    assert _runs(engine) == []
+
+
+def test_events_older_than_the_limit_are_dropped(app_env, gcs, engine, batch_server):
+    upload_demo_data(gcs)
+    manifest = upload_bundle(gcs, "old")
+    headers, body = finalize_event(gcs, manifest, time=datetime.now(UTC) - timedelta(hours=25))
+    assert function_client("submit_bundle").post("/", headers=headers, data=body).status_code == 200
+    assert _runs(engine) == []
+
+
+def test_malformed_event_is_acknowledged_not_retried(app_env, gcs, engine, batch_server):
+    headers, body = binary_event(
+        {
+            "type": "google.cloud.storage.object.v1.finalized",
+            "source": "//storage",
+            "id": "1",
+            "specversion": "1.0",
+        },
+        {"bucket": "arc-inbox", "name": "x/run.yaml", "generation": "not-a-number"},
+    )
+    assert function_client("submit_bundle").post("/", headers=headers, data=body).status_code == 200
+    assert _runs(engine) == []
+
+
+def test_database_down_is_a_500_so_the_event_is_redelivered(
+    app_env, gcs, batch_server, monkeypatch, tmp_path
+):
+    from arc_reactor.services.deps import reset_deps
+
+    upload_demo_data(gcs)
+    manifest = upload_bundle(gcs, "nodb")
+    headers, body = finalize_event(gcs, manifest)
+    monkeypatch.setenv(
+        "DATABASE_URL", f"postgresql+pg8000://postgres@/postgres?unix_sock={tmp_path}/.s.PGSQL.1"
+    )
+    reset_deps()
+    assert function_client("submit_bundle").post("/", headers=headers, data=body).status_code == 500
+    assert batch_server.jobs() == []
+
+
+def _submit_and_finish(gcs, batch_server, submission):
+    upload_demo_data(gcs)
+    manifest = upload_bundle(gcs, submission)
+    headers, body = finalize_event(gcs, manifest)
+    assert function_client("submit_bundle").post("/", headers=headers, data=body).status_code == 200
+    job = batch_server.jobs()[-1]
+    batch_server.wait_for_job(job.name, timeout=30)
+    return job.name
+
+
+def _deliver_notifications(notes, order):
+    client = function_client("reconcile_batch_event")
+    for attributes, data in order:
+        headers, body = binary_event(
+            *pubsub_cloudevent(
+                "projects/arc-test/topics/batch", str(random.random()), attributes, data, datetime.now(UTC)
+            )
+        )
+        assert client.post("/", headers=headers, data=body).status_code == 200
+
+
+@pytest.mark.parametrize("order", ["in_order", "reversed", "shuffled"])
+def test_notifications_twice_and_out_of_order_leave_the_right_final_status(
+    app_env, gcs, engine, batch_server, order
+):
+    _submit_and_finish(gcs, batch_server, f"notes-{order}")
+    notes = list(batch_server.notifications.items)
+    assert {a["Type"] for a, _ in notes} >= {"JOB_STATE_CHANGED"}
+    doubled = list(itertools.chain.from_iterable(zip(notes, notes, strict=True)))
+    if order == "reversed":
+        doubled.reverse()
+    elif order == "shuffled":
+        random.Random(7).shuffle(doubled)
+    _deliver_notifications(notes, doubled)
+    run = _runs(engine)[0]
+    assert run["status"] == "completed"
+    # every transition recorded once, none backwards
+    with engine.connect() as conn:
+        seen = [
+            r[0]
+            for r in conn.execute(
+                text("SELECT to_status FROM run_events WHERE kind = 'transition' ORDER BY id")
+            )
+        ]
+    assert len(seen) == len(set(seen))
+    assert seen[0] == "pending"
+    assert seen[-1] == "completed"
+
+
+def test_failed_job_records_exit_code_and_pipeline_error(app_env, gcs, engine, batch_server, exit_codes):
+    exit_codes.append(3)
+    _submit_and_finish(gcs, batch_server, "fails")
+    _deliver_notifications(batch_server.notifications, batch_server.notifications.items[-1:])
+    run = _runs(engine)[0]
+    assert run["status"] == "failed"
+    assert run["error_code"] == "pipeline_error"
+    assert run["exit_code"] == 3
+
+
+def test_notification_for_a_job_that_is_not_ours_is_ignored(app_env, engine):
+    _deliver_notifications(
+        None,
+        [
+            (
+                {
+                    "Type": "JOB_STATE_CHANGED",
+                    "JobName": "projects/p/locations/r/jobs/nf-abc",
+                    "NewJobState": "RUNNING",
+                },
+                b"",
+            )
+        ],
+    )
+    assert _runs(engine) == []

@@ -1,0 +1,105 @@
+"""Label sanitization to GCP label rules (core/labels.py)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from arc_reactor.core.labels import (
+    KEY_RE,
+    MAX_LABELS,
+    VALUE_RE,
+    run_labels,
+    sanitize_label_key,
+    sanitize_label_value,
+)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("Jane.Doe@Example.org", "jane_doe-at-example_org"),
+        ("nf-core/scrnaseq", "nf-core_scrnaseq"),
+        ("r0000000000abcdefgh", "r0000000000abcdefgh"),
+        ("José Müller", "jose_muller"),
+        ("", ""),
+        ("UPPER_lower-123", "upper_lower-123"),
+        ("a+b c", "a_b_c"),
+        ("日本", "__"),
+    ],
+)
+def test_value_mapping(raw: str, expected: str) -> None:
+    assert sanitize_label_value(raw) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("team", "team"),
+        ("Cost-Center", "cost-center"),
+        ("1st", "k1st"),
+        ("_x", "k_x"),
+        ("", "k"),
+        ("é", "e"),
+        ("project.name", "project_name"),
+    ],
+)
+def test_key_mapping(raw: str, expected: str) -> None:
+    assert sanitize_label_key(raw) == expected
+
+
+def test_long_values_are_cut_with_a_hash_so_they_stay_distinct() -> None:
+    a, b = "x" * 70 + "a", "x" * 70 + "b"
+    sa, sb = sanitize_label_value(a), sanitize_label_value(b)
+    assert len(sa) == len(sb) == 63
+    assert sa != sb
+    assert sa.startswith("x" * 54 + "-")
+    assert sanitize_label_value(a) == sa  # deterministic
+
+
+def test_run_labels_fixed_four() -> None:
+    labels = run_labels("r0000000000abcdefgh", "nf-core/scrnaseq", "Jane.Doe@Example.org", None)
+    assert labels == {
+        "app": "arc-reactor",
+        "run-id": "r0000000000abcdefgh",
+        "pipeline": "nf-core_scrnaseq",
+        "user-email": "jane_doe-at-example_org",
+    }
+
+
+def test_run_labels_unknown_user_is_empty_value() -> None:
+    assert run_labels("r1", "demo", None)["user-email"] == ""
+
+
+def test_extras_cannot_override_fixed_labels_or_use_goog_prefix() -> None:
+    labels = run_labels("r1", "demo", "a@b.c", {"App": "evil", "run-id": "x", "goog-x": "y", "Team": "Genomics"})
+    assert labels["app"] == "arc-reactor"
+    assert labels["run-id"] == "r1"
+    assert "goog-x" not in labels
+    assert labels["team"] == "genomics"
+
+
+def test_at_most_64_labels() -> None:
+    extra = {f"k{i:03d}": str(i) for i in range(100)}
+    labels = run_labels("r1", "demo", None, extra)
+    assert len(labels) == MAX_LABELS
+    assert "k000" in labels  # kept in key order
+    assert "k099" not in labels
+
+
+@given(st.text())
+def test_sanitized_values_always_valid(raw: str) -> None:
+    assert VALUE_RE.match(sanitize_label_value(raw))
+
+
+@given(st.text())
+def test_sanitized_keys_always_valid(raw: str) -> None:
+    assert KEY_RE.match(sanitize_label_key(raw))
+
+
+@given(st.text(), st.text(), st.none() | st.text(), st.dictionaries(st.text(), st.text(), max_size=80))
+def test_run_labels_always_valid(run_id: str, pipeline: str, email: str | None, extra: dict[str, str]) -> None:
+    labels = run_labels(run_id, pipeline, email, extra)
+    assert len(labels) <= MAX_LABELS
+    assert all(KEY_RE.match(k) and VALUE_RE.match(v) for k, v in labels.items())
