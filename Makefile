@@ -27,7 +27,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	@if command -v shellcheck >/dev/null; then shellcheck orchestrator/*.sh scripts/*.sh .ci/run; \
+	@if command -v shellcheck >/dev/null; then shellcheck orchestrator/*.sh .ci/run $$(ls scripts/*.sh 2>/dev/null); \
 	else echo "shellcheck not installed: shell scripts not checked"; fi
 
 test: lint

@@ -116,10 +116,13 @@ def apply(engine: Engine, args: argparse.Namespace, attempts: int, sleep: Callab
 
     target = RunStatus(args.status)
     fields, detail, at = change_of(args)
+
+    def attempt() -> runs_repo.TransitionResult:
+        return runs_repo.transition(engine, args.run_id, target, "hook", fields=fields, detail=detail, at=at)
+
     try:
         result = retry_call(
-            lambda: runs_repo.transition(engine, args.run_id, target, "hook", fields=fields, detail=detail, at=at),
-            attempts=attempts, base=0.5, cap=8.0, deadline=60.0,
+            attempt, attempts=attempts, base=0.5, cap=8.0, deadline=60.0,
             retry_on=(TransientError, OperationalError, InterfaceError), sleep=sleep,
         )  # fmt: skip
     except NotFound:

@@ -14,8 +14,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "functions"))
-SHARED = ROOT.parent / "shared"
-SCRNASEQ_FIXTURES = SHARED / "fixtures" / "nf-core-scrnaseq"
 
 # Before any Google library is imported anywhere in the test process.
 os.environ["NO_GCE_CHECK"] = "true"
@@ -100,20 +98,13 @@ def storage_emulator():
 
 @pytest.fixture
 def gcs(storage_emulator, monkeypatch: pytest.MonkeyPatch):
-    """The Storage adapter on the emulator, with empty buckets arc-inbox, arc-runs and arc-data."""
+    """The Storage adapter on the emulator, with empty buckets arc-inbox, arc-runs and arc-demo-data."""
     from arc_reactor.adapters.storage import Storage, make_client
     from arc_reactor.settings import Settings
 
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", storage_emulator.endpoint)
     storage_emulator.wipe()
     storage_emulator._watch.clear()
-    for bucket in ("arc-inbox", "arc-runs", "arc-data"):
+    for bucket in ("arc-inbox", "arc-runs", "arc-demo-data"):
         storage_emulator.create_bucket(bucket)
     return Storage(make_client(Settings(local=True)))
-
-
-def requires_scrnaseq_fixtures() -> pytest.MarkDecorator:
-    """Skip when ../shared/fixtures is not beside the checkout."""
-    return pytest.mark.skipif(
-        not SCRNASEQ_FIXTURES.is_dir(), reason="../shared/fixtures/nf-core-scrnaseq is not available"
-    )

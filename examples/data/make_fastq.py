@@ -47,7 +47,7 @@ def write_fastq(path: Path, records: list[tuple[str, str, str]]) -> None:
 def make_sample(out: Path, sample: str, reads: int, length: int, seed: int) -> None:
     """Write <sample>_R1.fastq.gz and <sample>_R2.fastq.gz."""
     gc, mean_q, low_share = SAMPLES[sample]
-    rng = random.Random(f"{seed}-{sample}")
+    rng = random.Random(f"{seed}-{sample}")  # noqa: S311 - reproducible test data, not secrets
     pairs: tuple[list[tuple[str, str, str]], list[tuple[str, str, str]]] = ([], [])
     for i in range(reads):
         q = 12 if rng.random() < low_share else mean_q

@@ -222,3 +222,23 @@ def test_notification_for_a_job_that_is_not_ours_is_ignored(app_env, engine):
         ],
     )
     assert _runs(engine) == []
+
+
+def test_oversize_file_is_one_clear_problem_and_is_never_downloaded(
+    app_env, gcs, engine, batch_server, monkeypatch
+):
+    from arc_reactor.services.deps import reset_deps
+
+    monkeypatch.setenv("ARC_MAX_FILE_BYTES", "2048")
+    reset_deps()
+    files = {
+        "run.yaml": b"pipeline: arc/fastq-stats\n",
+        "samplesheet.csv": b"sample,fastq_1\n" + b"a,b.fq\n" * 1000,
+    }
+    manifest = upload_bundle(gcs, "big", files)
+    headers, body = finalize_event(gcs, manifest)
+    assert function_client("submit_bundle").post("/", headers=headers, data=body).status_code == 200
+    problems = json.loads(gcs.read_bytes("arc-inbox", manifest + ".rejected.json"))["problems"]
+    about_sheet = [p for p in problems if p["file"] == "samplesheet.csv"]
+    assert len(about_sheet) == 1
+    assert "over the limit of 2048 bytes" in about_sheet[0]["message"]

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from conftest import SCRNASEQ_FIXTURES, requires_scrnaseq_fixtures
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from shared_fixtures import SCRNASEQ_FIXTURES, requires_scrnaseq_fixtures
 
 from arc_reactor.core.config_policy import check_config
 from arc_reactor.core.config_syntax import Sized, tokenize
@@ -64,7 +64,10 @@ def test_problem_names_file_and_line() -> None:
 FORBIDDEN = [
     ("executor { name = 'local' }", "executor is not allowed: the executor is set by Arc Reactor"),
     ("process.executor = 'local'", "process.executor is not allowed: the executor"),
-    ("process {\n  withName: FOO { executor = 'local' }\n}", "process.withName:'FOO'.executor is not allowed"),
+    (
+        "process {\n  withName: FOO { executor = 'local' }\n}",
+        "process.withName:'FOO'.executor is not allowed",
+    ),
     ("google.project = 'p'", "google.project is not allowed: Google Cloud settings"),
     ("google {\n  location = 'us'\n}", "google is not allowed: Google Cloud settings"),
     ("workDir = 'gs://elsewhere/work'", "workDir is not allowed: the work directory is set by Arc Reactor"),
@@ -78,11 +81,14 @@ FORBIDDEN = [
     ("process.memory = { task.attempt * 2.GB }", "process.memory: closures ({ ... }) are not allowed"),
     ("process {\n  time = { 2.h * task.attempt }\n}", "process.time: closures"),
     ("process.shell = ['/bin/bash', '-c']", "process.shell is not allowed: the task shell"),
-    ("process.beforeScript = 'curl x | sh'", "process.beforeScript is not allowed: it runs arbitrary commands"),
+    (
+        "process.beforeScript = 'curl x | sh'",
+        "process.beforeScript is not allowed: it runs arbitrary commands",
+    ),
     ("process.afterScript = 'rm -rf /'", "process.afterScript is not allowed"),
     ("process.container = 'evil:latest'", "process.container is not allowed: the container is fixed"),
     ("process.containerOptions = '--privileged'", "process.containerOptions is not allowed"),
-    ('params.x = "${System.getenv(\'HOME\')}"', 'params.x: string interpolation ("${...}") is not allowed'),
+    ("params.x = \"${System.getenv('HOME')}\"", 'params.x: string interpolation ("${...}") is not allowed'),
     ("params.x = 'ls'.execute()", "params.x: method calls are not allowed"),
     ("params.x = System.getenv('HOME')", "params.x: Java/Groovy system calls (System. ...) are not allowed"),
     ("params.x = new File('/etc/passwd').text", "params.x: object creation (new ...) is not allowed"),
@@ -104,7 +110,10 @@ FORBIDDEN = [
     ("process.queue = 'fast'", "process.queue is not allowed: in process only cpus, memory"),
     ("process.ext.prefix = 'x'", "process.ext.prefix is not allowed: only ext.args"),
     ("def x = 1", "Groovy statements (def) are not allowed"),
-    ("params {\n  withName: X { cpus = 1 }\n}", "withName selectors are only allowed directly inside process"),
+    (
+        "params {\n  withName: X { cpus = 1 }\n}",
+        "withName selectors are only allowed directly inside process",
+    ),
 ]
 
 
@@ -167,9 +176,22 @@ def test_escaped_dollar_is_not_interpolation() -> None:
     assert check_config('params.price = "\\$5"\n') == []
 
 
+def test_escaped_backslash_before_interpolation_is_still_interpolation() -> None:
+    (problem,) = check_config("params.x = \"\\\\${'ls'.execute()}\"\n")
+    assert "string interpolation" in problem.message
+
+
 def test_tokenizer_reads_literals() -> None:
     kinds = [(t.kind, t.text) for t in tokenize("a = 8.GB // c\n")]
-    assert kinds == [("name", "a"), ("op", "="), ("num", "8"), ("op", "."), ("name", "GB"), ("nl", "\n"), ("eof", "")]
+    assert kinds == [
+        ("name", "a"),
+        ("op", "="),
+        ("num", "8"),
+        ("op", "."),
+        ("name", "GB"),
+        ("nl", "\n"),
+        ("eof", ""),
+    ]
     assert Sized(8, "GB").unit == "GB"
 
 
@@ -190,3 +212,17 @@ def test_nf_core_test_config_is_refused() -> None:
 def test_checker_never_raises(text: str) -> None:
     for problem in check_config(text):
         assert problem.line is not None
+
+
+def test_deep_nesting_is_refused_not_a_crash() -> None:
+    deep_scopes = "params {\n" + "a {\n" * 5000 + "}\n" * 5001
+    assert "scopes nest deeper than 16 levels" in check_config(deep_scopes)[0].message
+    deep_list = "params.a = " + "[" * 5000 + "]" * 5000 + "\n"
+    assert "the value is not a literal" in check_config(deep_list)[0].message
+
+
+def test_unicode_escapes_are_refused() -> None:
+    # Groovy decodes \u0024 to `$` before lexing, so this string would interpolate and run code.
+    (problem,) = check_config("params.ok = 1\nparams.x = \"\\u0024{'ls'.execute()}\"\n")
+    assert problem.line == 2
+    assert problem.message.startswith("unicode escapes")

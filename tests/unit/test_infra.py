@@ -356,7 +356,9 @@ def test_buckets_are_private_with_uniform_access(root):
     optional = _one(inbox["dynamic"])["lifecycle_rule"]
     assert optional["for_each"] == "${var.inbox_retention_days > 0 ? [var.inbox_retention_days] : []}"
     variables = _named(root, "variable")
-    assert _default_of(variables, "inbox_retention_days") == 0  # opt-in: the system deletes nothing in the inbox
+    assert (
+        _default_of(variables, "inbox_retention_days") == 0
+    )  # opt-in: the system deletes nothing in the inbox
 
 
 def test_function_source_object_is_named_by_the_archive_hash(root, module):

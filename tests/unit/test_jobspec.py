@@ -33,6 +33,7 @@ def _settings(**kw: object) -> Settings:
         "batch_topic": "projects/proj-1/topics/batch-events",
         "cloudsql_instance": "proj-1:europe-west4:arc",
         "db_name": "arcdb",
+        "database_url": "",  # a DATABASE_URL from the outside environment must not leak in
     }
     base.update(kw)
     return Settings(**base)  # type: ignore[arg-type]
@@ -116,7 +117,9 @@ def test_no_parent_session_id_when_not_given() -> None:
 
 
 def test_head_job_size_comes_from_the_registry_entry() -> None:
-    job = build_job(_spec(head_job=HeadJob(cpu_milli=4000, memory_mib=8192, machine_type="e2-standard-4")), _settings())
+    job = build_job(
+        _spec(head_job=HeadJob(cpu_milli=4000, memory_mib=8192, machine_type="e2-standard-4")), _settings()
+    )
     assert job.task_groups[0].task_spec.compute_resource.cpu_milli == 4000
     assert job.task_groups[0].task_spec.compute_resource.memory_mib == 8192
     assert job.allocation_policy.instances[0].policy.machine_type == "e2-standard-4"

@@ -73,7 +73,9 @@ def test_run_labels_unknown_user_is_empty_value() -> None:
 
 
 def test_extras_cannot_override_fixed_labels_or_use_goog_prefix() -> None:
-    labels = run_labels("r1", "demo", "a@b.c", {"App": "evil", "run-id": "x", "goog-x": "y", "Team": "Genomics"})
+    labels = run_labels(
+        "r1", "demo", "a@b.c", {"App": "evil", "run-id": "x", "goog-x": "y", "Team": "Genomics"}
+    )
     assert labels["app"] == "arc-reactor"
     assert labels["run-id"] == "r1"
     assert "goog-x" not in labels
@@ -99,7 +101,9 @@ def test_sanitized_keys_always_valid(raw: str) -> None:
 
 
 @given(st.text(), st.text(), st.none() | st.text(), st.dictionaries(st.text(), st.text(), max_size=80))
-def test_run_labels_always_valid(run_id: str, pipeline: str, email: str | None, extra: dict[str, str]) -> None:
+def test_run_labels_always_valid(
+    run_id: str, pipeline: str, email: str | None, extra: dict[str, str]
+) -> None:
     labels = run_labels(run_id, pipeline, email, extra)
     assert len(labels) <= MAX_LABELS
     assert all(KEY_RE.match(k) and VALUE_RE.match(v) for k, v in labels.items())

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from arc_reactor.adapters.retry import retry_call
@@ -218,7 +219,10 @@ class BatchService:
         """Create the run's orchestrator job and return its name; an existing job of that id is success."""
         from google.api_core import exceptions as gexc
 
-        request = create_job_request(spec, self._settings)
+        try:
+            request = create_job_request(spec, self._settings)
+        except ValueError as exc:  # a spec or deployment setting Batch must never see: permanent
+            raise BatchJobCreationError(f"run {spec.run_id}: {exc}") from exc
         name = f"{request.parent}/jobs/{request.job_id}"
         try:
             job = self._call(
@@ -268,7 +272,7 @@ class BatchService:
                 page_token=token,
             )
             try:
-                page = self._call(lambda r=request: self._list_page(r))  # type: ignore[misc]
+                page = self._call(partial(self._list_page, request))
             except Exception as exc:
                 raise _translate(exc, f"list jobs ({filter or 'no filter'})") from exc
             out.extend(job_status_from_proto(job) for job in page.jobs)

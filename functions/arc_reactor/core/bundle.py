@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,7 +103,7 @@ class _Fields:
         self.problems: list[Problem] = []
 
     def add(self, field: str, message: str) -> None:
-        line = self.lines.get(field.split(".", 1)[0])
+        line = self.lines.get(field, self.lines.get(field.split(".", 1)[0]))
         self.problems.append(Problem(self.file, message, line=line, field=field))
 
     def string(self, field: str, pattern: re.Pattern[str] | None = None, what: str = "") -> str | None:
@@ -141,6 +141,7 @@ def _pipeline(fields: _Fields, registry: Registry) -> tuple[PipelineSpec | None,
     """The registry entry and revision the manifest names, when both are valid."""
     known = ", ".join(sorted(registry.pipelines)) or "(none)"
     name = fields.string("pipeline")
+    revision = fields.string("revision")  # type-checked even when the pipeline is unknown
     if name is None:
         if "pipeline" not in fields.doc or fields.doc["pipeline"] is None:
             fields.add("pipeline", f"is required; known pipelines: {known}")
@@ -149,7 +150,6 @@ def _pipeline(fields: _Fields, registry: Registry) -> tuple[PipelineSpec | None,
     if spec is None:
         fields.add("pipeline", f"unknown pipeline {name!r}; known pipelines: {known}")
         return None, None
-    revision = fields.string("revision")
     if revision is None:
         return spec, None if fields.doc.get("revision") is not None else spec.default_revision
     if revision not in spec.revisions:
@@ -170,18 +170,16 @@ def _labels(fields: _Fields) -> dict[str, str]:
         fields.add("labels", f"has {len(raw)} labels; at most {MAX_LABELS} are allowed")
     labels: dict[str, str] = {}
     for key, value in raw.items():
-        if not isinstance(key, str) or not isinstance(value, str):
-            what = "label names" if not isinstance(key, str) else "label values"
-            fields.add(
-                f"labels.{key}",
-                f"{what} must be strings, not {_kind(value if isinstance(key, str) else key)}",
-            )
+        if not isinstance(key, str):
+            fields.add(f"labels.{key}", f"label names must be strings, not {_kind(key)}")
+        elif not isinstance(value, str):
+            fields.add(f"labels.{key}", f"label values must be strings, not {_kind(value)}")
         else:
             labels[key] = value
     return labels
 
 
-def _other_fields(fields: _Fields, spec: PipelineSpec | None) -> dict[str, Any]:
+def _other_fields(fields: _Fields, spec: PipelineSpec | None) -> dict[str, str | None]:
     """The optional fields other than pipeline/revision/labels, checked."""
     engine = fields.string("engine")
     if engine is not None and spec is not None and engine != spec.engine:
@@ -248,6 +246,7 @@ class _Check:
     files: Mapping[str, bytes | None]
     max_file_bytes: int
     schemas: SchemaSource | None
+    refused: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         self.problems: list[Problem] = []
@@ -256,7 +255,7 @@ class _Check:
         """The file decoded, or None when absent (a problem if required) or undecodable (a problem)."""
         data = self.files.get(file)
         if data is None:
-            if required:
+            if required and file not in self.refused:
                 self.problems.append(Problem(file, "this file is required but is not in the bundle"))
             return None
         text, problems = decode_text(data, file, self.max_file_bytes)
@@ -319,13 +318,16 @@ def validate_bundle(
     max_rows: int,
     schemas: SchemaSource | None = None,
     manifest_name: str = "run.yaml",
+    refused: Collection[str] = (),
 ) -> ValidBundle:
     """Check every file of a bundle; raise BundleInvalid listing every problem found in any of them.
 
     `files` maps run.yaml (or `manifest_name`), samplesheet.csv, params.yaml and nextflow.config to their
-    bytes, or None when absent; other names are ignored. A broken schema raises ValueError (our fault).
+    bytes, or None when absent; other names are ignored. `refused` names files the caller could not read and
+    already reported (e.g. too large): their absence is not reported again. A broken schema raises
+    ValueError (our fault).
     """
-    check = _Check(files, max_file_bytes, schemas)
+    check = _Check(files, max_file_bytes, schemas, frozenset(refused))
     manifest = spec = revision = None
     manifest_text = check.text(manifest_name, required=True)
     if manifest_text is not None:

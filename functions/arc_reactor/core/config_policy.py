@@ -69,6 +69,8 @@ _PROCESS_DEFAULT = (
     "in process only cpus, memory, time, disk, maxRetries, maxErrors, errorStrategy and ext.args may be set"
     " (also inside withName/withLabel)"
 )
+# Scopes and lists nest by recursion here; real configs stay far below this, hostile ones must not crash.
+MAX_DEPTH = 16
 _LITERALS = "numbers, quoted strings, true/false, sizes and durations like 8.GB or 2.h, and lists of these"
 
 
@@ -240,6 +242,8 @@ class _Parser:
     def block(self, path: tuple[str, ...], line: int) -> None:
         """The scope `path { ... }` with its opening brace taken: descend when allowed, else skip it."""
         reason = verdict(path, is_block=True)
+        if reason is None and len(path) > MAX_DEPTH:
+            reason = f"scopes nest deeper than {MAX_DEPTH} levels"
         if reason is None:
             self.body(path, opened_at=line)
             return
@@ -265,11 +269,11 @@ class _Parser:
         if problem is not None:
             self.refuse(line, f"{_dotted(path)}: {problem}")
 
-    def literal(self) -> object:
-        """One literal value, or _BAD when the tokens here are not a literal."""
+    def literal(self, depth: int = 0) -> object:
+        """One literal value, or _BAD when the tokens here are not a literal (or nest too deep)."""
         tok = self.take()
         if tok.is_op("-") and self.peek().kind == "num":
-            number = self.literal()
+            number = self.literal(depth)
             return -number if isinstance(number, int | float) else _BAD
         if tok.kind == "num":
             number = tok.number()
@@ -282,11 +286,11 @@ class _Parser:
             return _BAD if tok.interpolated else tok.text
         if tok.kind == "name" and tok.text in ("true", "false", "null"):
             return {"true": True, "false": False, "null": None}[tok.text]
-        if tok.is_op("["):
-            return self.list_literal()
+        if tok.is_op("[") and depth < MAX_DEPTH:
+            return self.list_literal(depth + 1)
         return _BAD
 
-    def list_literal(self) -> object:
+    def list_literal(self, depth: int) -> object:
         items: list[object] = []
         while True:
             while self.peek().kind == "nl":
@@ -294,7 +298,7 @@ class _Parser:
             if self.peek().is_op("]"):
                 self.take()
                 return items
-            item = self.literal()
+            item = self.literal(depth)
             if item is _BAD:
                 return _BAD
             items.append(item)

@@ -5,21 +5,23 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+# Groovy, like Java, turns \uXXXX into characters before it lexes, so one could close a string or spell
+# `${` where this tokenizer sees only a plain literal: refuse them anywhere in the file.
+_UNICODE_ESCAPE = re.compile(r"\\u")
+_ESCAPE = re.compile(r"\\(.)", re.DOTALL)
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f", "0": "\0"}
-# `$` followed by `{` or a name interpolates inside a double-quoted Groovy string; `\$` does not.
-_INTERPOLATION = re.compile(r"(?<!\\)\$[{A-Za-z_]")
-_PATTERNS = [
-    ("space", re.compile(r"[ \t\f\r]+|\\\r?\n")),  # a backslash-newline continues the line
-    ("nl", re.compile(r"\n")),
-    ("comment", re.compile(r"//[^\n]*|/\*.*?\*/", re.DOTALL)),
-    ("str", re.compile(r"'''.*?'''|\"\"\".*?(?<!\\)\"\"\"", re.DOTALL)),
-    ("str", re.compile(r"'(?:[^'\\\n]|\\.)*'|\"(?:[^\"\\\n]|\\.)*\"")),
-    ("num", re.compile(r"\d[\d_]*(?:\.\d[\d_]*)?(?:[eE][+-]?\d+)?(?![A-Za-z_\d])|\d[\d_]*[lLgGiIdDfF]\b")),
-    ("name", re.compile(r"[A-Za-z_][A-Za-z0-9_]*")),
-    # Reached only when the string and comment patterns above failed: an opening without its end.
-    ("unterminated", re.compile(r"/\*|'|\"")),
-    ("op", re.compile(r"->|.")),
+_KINDS = [
+    ("space", r"[ \t\f\r]+|\\\r?\n"),  # a backslash-newline continues the line
+    ("nl", r"\n"),
+    ("comment", r"//[^\n]*|/\*.*?\*/"),
+    ("str", r"'''.*?'''|\"\"\".*?(?<!\\)\"\"\"|'(?:[^'\\\n]|\\.)*'|\"(?:[^\"\\\n]|\\.)*\""),
+    ("num", r"\d[\d_]*(?:\.\d[\d_]*)?(?:[eE][+-]?\d+)?(?![A-Za-z_\d])|\d[\d_]*[lLgGiIdDfF]\b"),
+    ("name", r"[A-Za-z_][A-Za-z0-9_]*"),
+    ("unterminated", r"/\*|'|\""),  # reached only when a string or comment above found no end
+    ("op", r"->|."),
 ]
+# One alternation tried left to right; the group that matched names the token's kind.
+_TOKEN = re.compile("|".join(f"(?P<{kind}>{pattern})" for kind, pattern in _KINDS), re.DOTALL)
 
 
 class ConfigSyntaxError(ValueError):
@@ -61,18 +63,26 @@ def _string_value(raw: str) -> tuple[str, bool]:
     """The value of a quoted string token, and whether it interpolates (double quotes with `$`)."""
     quote = 3 if raw[:3] in ("'''", '"""') else 1
     body = raw[quote:-quote]
-    interpolated = raw[0] == '"' and bool(_INTERPOLATION.search(body))
-    value = re.sub(r"\\(.)", lambda m: _ESCAPES.get(m.group(1), m.group(1)), body, flags=re.DOTALL)
+    # Any unescaped `$` in a double-quoted string counts: `\\${x}` is an escaped backslash, then `${x}`.
+    interpolated = raw[0] == '"' and "$" in _ESCAPE.sub("", body)
+    value = _ESCAPE.sub(lambda m: _ESCAPES.get(m.group(1), m.group(1)), body) if "\\" in body else body
     return value, interpolated
 
 
 def tokenize(text: str) -> list[Token]:
     """The tokens of `text`, newlines kept (they end statements), comments dropped, eof last."""
+    escape = _UNICODE_ESCAPE.search(text)
+    if escape is not None:
+        line = text.count("\n", 0, escape.start()) + 1
+        raise ConfigSyntaxError(
+            "unicode escapes (\\uXXXX) are not allowed: Groovy decodes them before parsing", line
+        )
     tokens: list[Token] = []
     pos, line = 0, 1
     while pos < len(text):
-        kind, match = next((k, m) for k, p in _PATTERNS if (m := p.match(text, pos)) is not None)
-        raw = match.group()
+        match = _TOKEN.match(text, pos)
+        assert match is not None  # the last alternative matches any character
+        kind, raw = match.lastgroup or "op", match.group()
         if kind == "unterminated":
             what = "comment" if raw == "/*" else "string"
             raise ConfigSyntaxError(f"the {what} opened here is never closed", line)

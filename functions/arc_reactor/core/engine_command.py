@@ -10,7 +10,8 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from datetime import UTC, datetime
+from pathlib import Path
 
 from arc_reactor.core.labels import APP, sanitize_label_key, sanitize_label_value
 from arc_reactor.core.layout import split_gs_uri
@@ -288,8 +289,8 @@ def template_values(
 def local_input_path(uri: str, inputs_dir: Path) -> Path:
     """Where gs://bucket/name is staged: inputs/<bucket>/<name>; names that could escape are refused."""
     bucket, name = split_gs_uri(uri)
-    parts = PurePosixPath(name).parts
-    if not name or name.endswith("/") or name.startswith("/") or any(p in ("..", ".") for p in parts):
+    parts = name.split("/")
+    if any(p in ("", ".", "..") for p in parts):
         raise OrchestrationError("invalid_input", f"cannot stage {uri}: not a plain object name")
     return inputs_dir.joinpath(bucket, *parts)
 
@@ -325,27 +326,48 @@ class Failure:
 
 
 _TASK_PATTERNS = (re.compile(r"Error executing process > '([^']+)'"), re.compile(r"Error in rule (\S+?):"))
-_ERROR_LINE = re.compile(r"^\s*(?:[A-Za-z_][\w.]*(?:Error|Exception)|ERROR ~|Error)\b.*\S")
+# The most telling line of a failed run's log, best first: an exception with its message (the generic
+# wrappers, e.g. Snakemake's closing "WorkflowError:", carry none on their line), then the engine's own
+# error lines.
+_MESSAGE_PATTERNS = (
+    re.compile(r"^\s*[A-Za-z_][\w.]*(?:Error|Exception): +\S.*$"),
+    re.compile(r"^\s*ERROR ~ .*\S$"),
+    re.compile(r"^\s*Error in rule .*$"),
+)
 
 
 def failure_from_log(engine: str, exit_code: int, text: str) -> Failure:
     """Explain an engine failure from the end of its log: the failing task and the most telling line."""
     lines = [ln.rstrip() for ln in text.splitlines() if ln.strip()]
-    task = None
-    for pattern in _TASK_PATTERNS:
-        found = pattern.findall(text)
-        if found:
-            task = found[-1]
-            break
+    task = next((found[-1] for p in _TASK_PATTERNS if (found := p.findall(text))), None)
     detail = ""
-    for i, ln in enumerate(lines):
-        if ln.strip() == "Caused by:" and i + 1 < len(lines):
+    for i, ln in enumerate(lines[:-1]):
+        if ln.strip() == "Caused by:":
             detail = lines[i + 1].strip()  # Nextflow puts the real cause under "Caused by:"
-    if not detail:
-        errors = [ln.strip() for ln in lines if _ERROR_LINE.match(ln)]
-        detail = errors[-1] if errors else (lines[-1].strip() if lines else "no output")
+    for pattern in _MESSAGE_PATTERNS:
+        if detail:
+            break
+        detail = next((ln.strip() for ln in reversed(lines) if pattern.match(ln)), "")
+    detail = detail or (lines[-1].strip() if lines else "no output")
     message = f"{engine} exited with code {exit_code}: {detail}"
     return Failure("pipeline_error", message[:MAX_ERROR_MESSAGE], task)
+
+
+def snakemake_trace(records: Sequence[tuple[str, Mapping[str, object]]]) -> str:
+    """A trace like Nextflow's trace.txt (TSV, one row per output) from Snakemake's metadata records."""
+    rows = ["output\trule\tstatus\tstart\tcomplete\tduration_s"]
+
+    def when(meta: Mapping[str, object], key: str) -> float | None:
+        value = meta.get(key)
+        return float(value) if isinstance(value, int | float) else None
+
+    for output, meta in sorted(records, key=lambda r: (when(r[1], "starttime") or 0.0, r[0])):
+        start, end = when(meta, "starttime"), when(meta, "endtime")
+        iso = [datetime.fromtimestamp(t, UTC).isoformat() if t is not None else "" for t in (start, end)]
+        duration = f"{max(0.0, end - start):.3f}" if start is not None and end is not None else ""
+        status = "INCOMPLETE" if meta.get("incomplete") else "COMPLETED"
+        rows.append("\t".join([output, str(meta.get("rule", "")), status, *iso, duration]))
+    return "\n".join(rows) + "\n"
 
 
 def outcome_args(exit_code: int, failure: Failure | None, now: str) -> list[str]:

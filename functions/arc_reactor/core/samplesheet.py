@@ -131,10 +131,12 @@ def check_without_schema(sheet: Samplesheet, file: str = SAMPLESHEET) -> list[Pr
 
 
 def _types(prop: dict[str, Any]) -> list[str]:
-    kind = prop.get("type")
-    if isinstance(kind, str):
-        return [kind]
-    return [k for k in kind if isinstance(k, str)] if isinstance(kind, list) else []
+    """The JSON types a property allows, including those of its anyOf/oneOf branches."""
+    kinds: list[Any] = []
+    for schema in [prop, *prop.get("anyOf", []), *prop.get("oneOf", [])]:
+        kind = schema.get("type") if isinstance(schema, dict) else None
+        kinds.extend(kind if isinstance(kind, list) else [kind])
+    return [k for k in kinds if isinstance(k, str)]
 
 
 def _coerce(value: str, prop: Any) -> Any:

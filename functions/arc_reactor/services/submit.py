@@ -127,6 +127,7 @@ def submit_files(
             max_rows=s.max_samplesheet_rows,
             schemas=deps.schemas,
             manifest_name=s.manifest_name,
+            refused={p.file for p in problems},
         )
     except BundleInvalid as exc:
         problems.extend(exc.problems)

@@ -15,8 +15,16 @@ from pathlib import Path
 from typing import IO, Any
 
 SUMMARY_COLUMNS = (
-    "sample", "layout", "reads", "read_pairs", "bases", "gc_percent",
-    "mean_read_length", "mean_quality", "min_quality", "reads_passing_min_quality",
+    "sample",
+    "layout",
+    "reads",
+    "read_pairs",
+    "bases",
+    "gc_percent",
+    "mean_read_length",
+    "mean_quality",
+    "min_quality",
+    "reads_passing_min_quality",
 )
 
 
@@ -100,8 +108,11 @@ def sample_stats(sample: str, fastq_1: Path, fastq_2: Path | None, min_quality: 
         "read_pairs": per_file["fastq_1"].reads if fastq_2 is not None else None,
         **_figures(total),
         "min_quality": min_quality,
-        "files": {key: {"path": str(p), **_figures(per_file[key]), "raw": asdict(per_file[key])}
-                  for key, p in (("fastq_1", fastq_1), ("fastq_2", fastq_2)) if p is not None},
+        "files": {
+            key: {"path": str(p), **_figures(per_file[key]), "raw": asdict(per_file[key])}
+            for key, p in (("fastq_1", fastq_1), ("fastq_2", fastq_2))
+            if p is not None
+        },
     }
 
 

@@ -5,6 +5,8 @@ Revises:
 Create Date: 2026-11-22
 """
 
+from datetime import datetime
+
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
@@ -15,7 +17,7 @@ branch_labels = None
 depends_on = None
 
 
-def _ts(name: str, nullable: bool = True) -> sa.Column:
+def _ts(name: str, nullable: bool = True) -> sa.Column[datetime]:
     if nullable:
         return sa.Column(name, sa.DateTime(timezone=True))
     return sa.Column(name, sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now())

@@ -1,0 +1,65 @@
+"""Schema sources: folders on disk, chained, cached, refusing paths that escape."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from arc_reactor.core.registry import parse_registry
+from arc_reactor.core.schemas import (
+    ChainSchemaSource,
+    DirectorySchemaSource,
+    PipelineDirSchemaSource,
+    make_validator,
+)
+
+REGISTRY = parse_registry(
+    {
+        "pipelines": {
+            "nf-core/scrnaseq": {"engine": "nextflow", "source": "nf-core/scrnaseq", "revisions": ["4.0.0"]},
+            "arc/demo": {"engine": "snakemake", "source": "path:demo", "revisions": ["1.0.0"]},
+        }
+    }
+)
+SCRNASEQ = REGISTRY.pipelines["nf-core/scrnaseq"]
+DEMO = REGISTRY.pipelines["arc/demo"]
+
+
+def test_directory_source_reads_caches_and_refuses_escapes(tmp_path: Path) -> None:
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "s.json").write_text('{"type": "array"}')
+    (tmp_path / "p" / "bad.json").write_text("{nope")
+    (tmp_path / "secret.json").write_text("{}")
+    source = DirectorySchemaSource({"arc/demo": tmp_path / "p"})
+    first = source.get(DEMO, "1.0.0", "s.json")
+    assert first == {"type": "array"}
+    assert source.get(DEMO, "1.0.0", "s.json") is first
+    assert source.get(DEMO, "1.0.0", "absent.json") is None
+    assert source.get(SCRNASEQ, "4.0.0", "s.json") is None
+    with pytest.raises(ValueError, match=r"bad\.json: invalid JSON"):
+        source.get(DEMO, "1.0.0", "bad.json")
+    with pytest.raises(ValueError, match="leaves"):
+        source.get(DEMO, "1.0.0", "../secret.json")
+    with pytest.raises(ValueError, match="relative path"):
+        source.get(DEMO, "1.0.0", str(tmp_path / "secret.json"))
+
+
+def test_pipeline_dir_source_and_chain(tmp_path: Path) -> None:
+    (tmp_path / "demo").mkdir()
+    (tmp_path / "demo" / "schema_input.json").write_text('{"from": "pipelines root"}')
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "schema_input.json").write_text('{"from": "directory"}')
+    (other / "only_here.json").write_text('{"from": "second"}')
+    pipelines = PipelineDirSchemaSource(tmp_path)
+    assert pipelines.get(SCRNASEQ, "4.0.0", "schema_input.json") is None  # not a path: source
+    chain = ChainSchemaSource(pipelines, DirectorySchemaSource({"arc/demo": other}))
+    assert chain.get(DEMO, "1.0.0", "schema_input.json") == {"from": "pipelines root"}
+    assert chain.get(DEMO, "1.0.0", "only_here.json") == {"from": "second"}
+    assert chain.get(DEMO, "1.0.0", "nowhere.json") is None
+
+
+def test_broken_schema_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match="invalid JSON schema"):
+        make_validator({"type": "not-a-type"})
