@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from network_guard import install_network_guard
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "functions"))
@@ -21,6 +22,9 @@ os.environ.pop("GOOGLE_APPLICATION_CREDENTIALS", None)
 os.environ.setdefault("GOOGLE_CLOUD_PROJECT", "arc-test")
 
 _OUTSIDE_DATABASE_URL = os.environ.get("DATABASE_URL", "")
+
+
+install_network_guard()
 
 
 @pytest.fixture(autouse=True)

@@ -8,6 +8,7 @@ import json
 import logging
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 _LABEL_KEYS = ("run_id", "job_name", "pipeline")
@@ -39,15 +40,20 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, default=str)
 
 
-def setup_logging(level: int = logging.INFO) -> None:
-    """Send the package's logs to stderr as JSON lines (idempotent)."""
-    global _configured  # noqa: PLW0603 - configure the root handler once per process
+def setup_logging(level: int = logging.INFO, path: Path | None = None) -> None:
+    """Send the package's logs as JSON lines to stderr, or to `path` (idempotent: the first call wins)."""
+    global _configured  # noqa: PLW0603 - configure the handler once per process
     if _configured:
         return
-    handler = logging.StreamHandler(sys.stderr)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    handler: logging.Handler = (
+        logging.FileHandler(path, encoding="utf-8") if path is not None else logging.StreamHandler(sys.stderr)
+    )
     handler.setFormatter(JsonFormatter())
-    root = logging.getLogger("arc_reactor")
-    root.addHandler(handler)
-    root.setLevel(level)
-    root.propagate = False
+    for name in ("arc_reactor", *(("werkzeug",) if path is not None else ())):
+        logger = logging.getLogger(name)
+        logger.addHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = False
     _configured = True

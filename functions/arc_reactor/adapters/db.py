@@ -54,12 +54,17 @@ def _reachable_pg_dir(data_dir: Path) -> Path:
 
 
 def _cloudsql_creator(settings: Settings) -> Any:
-    from google.cloud.sql.connector import Connector, IPTypes
-
-    connector = Connector(refresh_strategy="lazy", ip_type=IPTypes.PRIVATE)
+    """A connection factory for Cloud SQL. The Connector (which looks up credentials) is built on the first
+    connection, not when the engine is made, so building an engine never touches the network."""
+    connectors: list[Any] = []
 
     def connect() -> Any:
-        return connector.connect(
+        with _lock:
+            if not connectors:
+                from google.cloud.sql.connector import Connector, IPTypes
+
+                connectors.append(Connector(refresh_strategy="lazy", ip_type=IPTypes.PRIVATE))
+        return connectors[0].connect(
             settings.cloudsql_instance,
             "pg8000",
             user=settings.db_iam_user,

@@ -6,12 +6,15 @@ import argparse
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 
 def _local_env() -> None:
     # The local stack and every command here stay on loopback: no metadata-server probe, ever.
     os.environ.setdefault("NO_GCE_CHECK", "true")
+    # pgserver's platformdirs warns when XDG_RUNTIME_DIR is unset (CI, containers); it is harmless here.
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -27,7 +30,9 @@ def cmd_local_up(args: argparse.Namespace) -> int:
     _local_env()
     from arc_reactor.local.stack import LocalStack
 
-    stack = (LocalStack(state_dir=args.state_dir) if args.state_dir else LocalStack()).start()
+    stack = LocalStack(state_dir=args.state_dir) if args.state_dir else LocalStack()
+    stack.log_file = stack.state_dir / "logs" / "functions.log"
+    stack.start()
     s = stack.settings
     print("Arc Reactor local stack is up (no authentication: local use only).")
     print(f"  runs API:      {stack.url('runs_api')}runs")
@@ -35,6 +40,7 @@ def cmd_local_up(args: argparse.Namespace) -> int:
     print(f"  runs bucket:   gs://{s.runs_bucket}")
     print(f"  Batch service: {os.environ['ARC_BATCH_ENDPOINT']}")
     print(f"  database:      {stack.database_url}")
+    print(f"  logs:          {stack.log_file} and {stack.state_dir / 'jobs'}/")
     print("Press Ctrl-C to stop.")
     sys.stdout.flush()
     try:

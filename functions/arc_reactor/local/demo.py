@@ -111,6 +111,7 @@ def run_demo(out: TextIO = sys.stdout, state_dir: Path | None = None, timeout: f
     """The whole flow on the local stack; exit code 0 when the run completed."""
     started = time.monotonic()
     stack = LocalStack(state_dir=state_dir) if state_dir else LocalStack()
+    stack.log_file = stack.state_dir / "logs" / "functions.log"
     out.write("Starting the local stack (PostgreSQL, storage emulator, Batch service, functions)...\n")
     stack.start()
     try:
@@ -143,6 +144,7 @@ def _report(stack: LocalStack, run_id: str, final: str, out: TextIO, started: fl
     out.write(f"Run {run_id} ended {final} in {time.monotonic() - started:.1f} s.\n")
     out.write(f"  results: {run['results_uri']}\n  logs:    {run['logs_uri']}\n")
     out.write(f"  copied to {dest} ({len(files)} files)\n")
+    out.write(f"  function logs: {stack.log_file}; job output: {stack.state_dir / 'jobs'}\n")
     summary = dest / "results" / "summary.tsv"
     if summary.is_file():
         out.write("\n" + summary.read_text(encoding="utf-8"))

@@ -18,6 +18,7 @@ from arc_reactor.core.events import pubsub_cloudevent, storage_cloudevent
 from arc_reactor.local.functions_host import ServedFunction, serve_function, stop_function
 from arc_reactor.local.router import EventRouter
 from arc_reactor.local.storage_emulator import StorageEmulator
+from arc_reactor.logs import setup_logging
 
 if TYPE_CHECKING:
     from google.cloud import batch_v1
@@ -45,6 +46,7 @@ class LocalStack:
 
     state_dir: Path = field(default_factory=lambda: ROOT / ".arc")
     persistent_storage: bool = True
+    log_file: Path | None = None  # where the functions' JSON logs go; None = stderr
     database_url: str = ""
     emulator: StorageEmulator | None = None
     batch: LocalBatchServer | None = None
@@ -60,6 +62,8 @@ class LocalStack:
         from arc_reactor.settings import Settings
 
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        if self.log_file is not None:
+            setup_logging(path=self.log_file)
         base = Settings()
         self.database_url = os.environ.get("DATABASE_URL") or embedded_postgres_url(self.state_dir / "pgdata")
         storage_dir = self.state_dir / "storage" if self.persistent_storage else None
