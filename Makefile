@@ -39,9 +39,11 @@ unit: install
 integration: install
 	NO_GCE_CHECK=true $(BIN)/pytest -q -m integration
 
-bench: install
+bench: install  # each prints one JSON line of figures
 	NO_GCE_CHECK=true $(BIN)/python bench/cold_start.py
 	NO_GCE_CHECK=true $(BIN)/python bench/submit.py
+	NO_GCE_CHECK=true $(BIN)/python bench/reconcile.py
+	NO_GCE_CHECK=true $(BIN)/python bench/list_runs.py
 
 clean:
 	rm -rf $(VENV) .arc .pytest_cache .mypy_cache .ruff_cache

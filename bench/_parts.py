@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -15,9 +16,17 @@ os.environ["NO_GCE_CHECK"] = "true"
 
 
 class Parts:
-    """Start PostgreSQL, the storage emulator and the local Batch service; export their endpoints."""
+    """Start PostgreSQL, the storage emulator and the local Batch service; export their endpoints.
 
-    def __init__(self) -> None:
+    run_jobs=False keeps Batch jobs QUEUED until the benchmark sets their state (set_job_state);
+    on_notification receives the local Batch service's Pub/Sub-shaped notifications (default: dropped)."""
+
+    def __init__(
+        self,
+        *,
+        run_jobs: bool = True,
+        on_notification: Callable[[dict[str, str], bytes], None] | None = None,
+    ) -> None:
         from arc_reactor.adapters import migrate
         from arc_reactor.adapters.db import embedded_postgres_url, get_engine
         from arc_reactor.local.batch_server import LocalBatchServer
@@ -28,7 +37,11 @@ class Parts:
         self.tmp.chmod(0o755)
         url = os.environ.get("DATABASE_URL") or embedded_postgres_url(self.tmp / "pgdata")
         self.emulator = StorageEmulator(buckets=["arc-inbox", "arc-runs", "arc-demo-data"]).start()
-        self.batch = LocalBatchServer(lambda job, env: subprocess.Popen(["true"]), lambda a, d: None).start()
+        self.batch = LocalBatchServer(
+            lambda job, env: subprocess.Popen(["true"]),
+            on_notification or (lambda a, d: None),
+            run_jobs=run_jobs,
+        ).start()
         self.env = {
             "DATABASE_URL": url,
             "STORAGE_EMULATOR_HOST": self.emulator.endpoint,

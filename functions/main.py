@@ -53,7 +53,8 @@ def sweep_stale_runs(cloud_event: CloudEvent) -> None:
 
 @functions_framework.http
 def runs_api(request: flask.Request) -> Any:
-    """HTTP API: POST/GET /runs, GET /runs/{id}, GET /healthz."""
+    """HTTP Runs API (docs/api.md): POST/GET /runs, GET /runs/{id}, GET /runs/{id}/events (SSE),
+    GET /runs/{id}/logs, POST /runs/{id}:cancel, POST /runs/{id}:recover, GET /openapi.json, GET /healthz."""
     from arc_reactor.api.app import handle
     from arc_reactor.services.deps import get_deps
 

@@ -22,7 +22,7 @@ locals {
   orchestrator_image = (
     var.orchestrator_image != ""
     ? var.orchestrator_image
-    : "${var.region}-docker.pkg.dev/${var.project_id}/${google_artifact_registry_repository.orchestrator.repository_id}/orchestrator:latest"
+    : "${var.region}-docker.pkg.dev/${var.project_id}/${google_artifact_registry_repository.orchestrator.repository_id}/arc-orchestrator:latest"
   )
 }
 

@@ -242,6 +242,6 @@ variable "dead_letter_max_delivery_attempts" {
 
 variable "orchestrator_image" {
   type        = string
-  description = "Orchestrator container image (ARC_ORCHESTRATOR_IMAGE); empty means <region>-docker.pkg.dev/<project>/<prefix>-orchestrator/orchestrator:latest. Prefer a digest in production."
+  description = "Orchestrator container image (ARC_ORCHESTRATOR_IMAGE); empty means <region>-docker.pkg.dev/<project>/<prefix>-orchestrator/arc-orchestrator:latest (the name scripts/build-orchestrator.sh pushes). Prefer a digest in production."
   default     = ""
 }

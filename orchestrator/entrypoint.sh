@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Arc Reactor orchestrator: runs one run's workflow engine inside its Batch job (or the local stack).
-# Decisions live in tested Python (arc_reactor.services.orchestrate and update_status.py); this script
-# only sequences them. Reads RUN_ID, PIPELINE, PIPELINE_VERSION, ENGINE, PARAMS_GCS_PATH, CONFIG_GCS_PATH,
-# WORK_DIR, IS_RECOVERY, ... (see arc_reactor/core/engine_command.py: env_from) and the database settings.
+# Decisions live in tested Python (arc_reactor.services.orchestrate, update_status.py); this script only
+# sequences them. Environment: RUN_ID, PIPELINE, PIPELINE_VERSION, ENGINE, PARAMS_GCS_PATH, CONFIG_GCS_PATH,
+# WORK_DIR, IS_RECOVERY, PARENT_SESSION_ID, CACHE_DIR, LOGS_DIR, RESULTS_DIR, BATCH_TASK_RETRY_ATTEMPT,
+# ARC_RUN_LABELS and the database settings (docs/orchestrator.md). Exits with the engine's exit code.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -10,8 +11,7 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 export PYTHONPATH="${PYTHONPATH:+${PYTHONPATH}:}/opt/arc/functions:${HERE}/../functions"
 PYTHON="${ARC_PYTHON:-python3}"
 WORKDIR="$(mktemp -d "${TMPDIR:-/tmp}/arc-run.XXXXXX")"
-stage=prepare
-terminated=false
+stage=prepare engine_pid="" watch_pid=""
 
 log() {  # log SEVERITY MESSAGE: one JSON line on stderr
   local msg="${2//\\/\\\\}" run="${RUN_ID//\\/\\\\}"
@@ -19,10 +19,11 @@ log() {  # log SEVERITY MESSAGE: one JSON line on stderr
   printf '{"severity":"%s","message":"%s","run_id":"%s","logger":"entrypoint"}\n' "$1" "$msg" "$run" >&2
 }
 orch() { "$PYTHON" -m arc_reactor.services.orchestrate "$1" --workdir "$WORKDIR" "${@:2}"; }
+# shellcheck disable=SC2317  # used from the exit trap
 mark() { "$PYTHON" "$HERE/update_status.py" "$RUN_ID" "$@" || log WARNING "update_status.py $1 exited $?"; }
 
-# shellcheck disable=SC2317  # report and on_exit run from the EXIT trap
-report() {  # report how the run ended; after the Nextflow hooks this is a harmless repeat
+# shellcheck disable=SC2317  # the functions below run from traps
+report() {  # how the run ended; after the engine's own hooks this is a harmless repeat
   local args=()
   if orch outcome --exit-code "$1" --stage "$stage" >"$WORKDIR/outcome"; then
     mapfile -d '' -t args <"$WORKDIR/outcome"
@@ -31,39 +32,49 @@ report() {  # report how the run ended; after the Nextflow hooks this is a harml
     log ERROR "could not work out the outcome of the run"
   fi
 }
-
+# shellcheck disable=SC2317
+terminate() {  # SIGTERM: Batch preemption or cancel. The hooks stand down, Batch's state decides.
+  : >"$WORKDIR/terminated"
+  log WARNING "terminated by a signal during ${stage}; leaving the status to Batch reconciliation"
+  if [[ -n "$engine_pid" ]]; then kill -TERM "$engine_pid" 2>/dev/null || true; else exit 143; fi
+}
 # shellcheck disable=SC2317
 on_exit() {
   local rc=$?
-  trap - EXIT
-  if [[ "$terminated" == true ]]; then  # cancel or preemption: Batch's own state decides the status
-    log WARNING "terminated by a signal during ${stage}; leaving the status to Batch reconciliation"
-  else
-    report "$rc"
-  fi
+  trap - EXIT TERM INT
+  [[ -z "$watch_pid" ]] || kill "$watch_pid" 2>/dev/null || true
+  [[ -e "$WORKDIR/terminated" ]] || report "$rc"
   [[ "${ARC_KEEP_WORKDIR:-false}" == true ]] || rm -rf "$WORKDIR"
   exit "$rc"
 }
 trap on_exit EXIT
-trap 'terminated=true; exit 143' TERM
-trap 'terminated=true; exit 130' INT
+trap terminate TERM INT
 
 log INFO "orchestrator starting: ${PIPELINE:-?} ${PIPELINE_VERSION:-?} (${ENGINE:-?}), recovery ${IS_RECOVERY:-false}, attempt ${BATCH_TASK_RETRY_ATTEMPT:-0}"
-orch prepare --orchestrator-dir "$HERE"
+orch prepare --orchestrator-dir "$HERE"  # also writes $WORKDIR/started and $WORKDIR/argv
 
 stage=mark-running
-mark running --started_at "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-
-stage="command"
-orch command >"$WORKDIR/argv"
+mapfile -d '' -t started <"$WORKDIR/started"  # NUL-terminated arguments
+marked=0; "$PYTHON" "$HERE/update_status.py" "$RUN_ID" "${started[@]}" || marked=$?
+if [[ "$marked" -eq 3 ]]; then  # refused: the run was cancelled (or ended) before its job started
+  log WARNING "run is already cancelling or finished: not starting the engine"
+  : >"$WORKDIR/terminated"; exit 0
+fi
+[[ "$marked" -eq 0 ]] || log WARNING "update_status.py running exited ${marked}"
 mapfile -d '' -t cmd <"$WORKDIR/argv"
 
 stage=engine
 log INFO "running in ${WORKDIR}/run: ${cmd[*]}"
-set +e
-(cd "$WORKDIR/run" && exec "${cmd[@]}") 2>&1 | tee "$WORKDIR/logs/console.log"
-rc=${PIPESTATUS[0]}
-set -e
+exec 3> >(tee "$WORKDIR/logs/console.log")
+tee_pid=$!
+(cd "$WORKDIR/run" && exec "${cmd[@]}") >&3 2>&1 &
+engine_pid=$!
+if [[ "${ENGINE:-}" == nextflow ]]; then orch watch --pid "$engine_pid" & watch_pid=$!; fi
+while kill -0 "$engine_pid" 2>/dev/null; do wait "$engine_pid" || true; done  # a trap cuts `wait` short
+rc=0
+wait "$engine_pid" || rc=$?  # bash remembers the exit status of a finished child
+exec 3>&-
+wait "$tee_pid" || true
 log INFO "engine exited with code ${rc}"
 orch finish --exit-code "$rc" || log WARNING "finish exited $?: some logs or results may be missing"
-exit "$rc"  # on_exit reports completed or failed through update_status.py
+exit "$rc"  # on_exit reports completed or failed through update_status.py (unless terminated)

@@ -81,7 +81,7 @@ def engine(database_url: str, monkeypatch: pytest.MonkeyPatch):
     from arc_reactor.adapters import db
 
     monkeypatch.setenv("DATABASE_URL", database_url)
-    eng = create_engine(database_url, pool_size=2, max_overflow=4)
+    eng = db.prepare_engine(create_engine(database_url, pool_size=2, max_overflow=4))
     with eng.begin() as conn:
         conn.execute(text("TRUNCATE run_events, runs RESTART IDENTITY CASCADE"))
     yield eng

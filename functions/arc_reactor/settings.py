@@ -95,6 +95,24 @@ class Settings(BaseSettings):
     admin_group: str = Field(
         "", description="Group email whose members may cancel or recover anyone's runs (ARC_ADMIN_GROUP)."
     )
+    # Nextflow task jobs on Batch (rendered into the orchestrator's nextflow.config: docs/orchestrator.md)
+    batch_spot: bool = Field(True, description="Run Nextflow task jobs on Spot VMs (ARC_BATCH_SPOT).")
+    max_spot_attempts: int = Field(
+        3, ge=1, le=10, description="Batch attempts of a preempted Spot task (ARC_MAX_SPOT_ATTEMPTS)."
+    )
+    boot_disk_gb: int = Field(
+        100, ge=10, le=65536, description="Boot disk of each task VM, GB (ARC_BOOT_DISK_GB)."
+    )
+    task_max_retries: int = Field(
+        3, ge=0, le=10, description="Retries of a task failed by the infrastructure (ARC_TASK_MAX_RETRIES)."
+    )
+    task_max_cpus: int = Field(36, ge=1, description="resourceLimits cpus of a task (ARC_TASK_MAX_CPUS).")
+    task_max_memory_gb: int = Field(
+        500, ge=1, description="resourceLimits memory of a task, GB (ARC_TASK_MAX_MEMORY_GB)."
+    )
+    task_max_time_h: int = Field(
+        48, ge=1, description="resourceLimits time of a task, hours (ARC_TASK_MAX_TIME_H)."
+    )
     local: bool = Field(
         False, description="Running on the embedded local stack: anonymous credentials, no auth (ARC_LOCAL)."
     )

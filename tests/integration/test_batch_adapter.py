@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
@@ -12,15 +14,12 @@ import grpc
 import pytest
 from google.cloud import batch_v1
 
-from arc_reactor.adapters.batch import BatchService, make_batch_client
+from arc_reactor.adapters.batch import BatchService, CancelSummary, make_batch_client
 from arc_reactor.core.jobspec import OrchestratorJob, create_job_request
 from arc_reactor.core.status import RunStatus
 from arc_reactor.errors import (
     BatchJobCreationError,
     BatchJobNotFoundError,
-    BatchPermissionError,
-    BatchQuotaExceededError,
-    BatchUnavailableError,
 )
 from arc_reactor.local.batch_server import LocalBatchServer, command_launcher
 from arc_reactor.settings import Settings
@@ -256,60 +255,6 @@ def test_cancel_queued_job(held: Stack) -> None:
     assert held.service.cancel_job(name) is True  # twice is fine
 
 
-@pytest.mark.parametrize(
-    ("code", "error"),
-    [
-        (grpc.StatusCode.RESOURCE_EXHAUSTED, BatchQuotaExceededError),
-        (grpc.StatusCode.PERMISSION_DENIED, BatchPermissionError),
-        (grpc.StatusCode.INVALID_ARGUMENT, BatchJobCreationError),
-        (grpc.StatusCode.FAILED_PRECONDITION, BatchJobCreationError),
-    ],
-)
-def test_permanent_create_errors_are_not_retried(held: Stack, code: grpc.StatusCode, error: type) -> None:
-    held.server.faults.fail_next_create(code, "no")
-    with pytest.raises(error):
-        held.service.submit_orchestrator_job(spec())
-    assert held.sleeps == []
-    assert held.server.jobs() == []
-
-
-def test_server_side_invalid_argument(held: Stack) -> None:
-    settings = held.settings.model_copy(update={"region": "europe-west4"})  # the server serves us-central1
-    service = BatchService(held.service._client, settings, sleep=held.sleeps.append)
-    with pytest.raises(BatchJobCreationError, match="us-central1"):
-        service.submit_orchestrator_job(spec())
-
-
-def test_unavailable_twice_then_success(held: Stack) -> None:
-    held.server.faults.unavailable_next(2)
-    assert held.service.submit_orchestrator_job(spec()) == held.service.job_name(RUN)
-    assert len(held.sleeps) == 2
-    assert len(held.server.jobs()) == 1
-
-
-def test_unavailable_forever_gives_up_quickly(held: Stack) -> None:
-    held.server.faults.unavailable_next(1000)
-    started = time.monotonic()
-    with pytest.raises(BatchUnavailableError):
-        held.service.submit_orchestrator_job(spec())
-    with pytest.raises(BatchUnavailableError):
-        held.service.get_job(held.service.job_name(RUN))
-    assert time.monotonic() - started < 2.0
-    assert len(held.sleeps) == 8  # 5 attempts each, 4 sleeps each
-    assert all(0 <= s <= 5.0 for s in held.sleeps)
-
-
-def test_connection_refused_is_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
-    server = LocalBatchServer(command_launcher(["true"]), lambda a, d: None).start()
-    address = server.address
-    server.stop()  # nothing listens there any more
-    settings = Settings(project="arc-test", batch_endpoint=address, database_url="")
-    client = make_batch_client(settings)
-    with pytest.raises(BatchUnavailableError):
-        BatchService(client, settings, sleep=lambda s: None).get_job("arc-" + RUN)
-    client.transport.close()
-
-
 def test_poll_until_terminal(quick: Stack) -> None:
     service = BatchService(quick.service._client, quick.settings)  # real sleep
     name = service.submit_orchestrator_job(spec())
@@ -336,40 +281,6 @@ def test_no_network_beyond_loopback(held: Stack) -> None:
     assert os.environ["NO_GCE_CHECK"] == "true"
 
 
-def test_retry_call_is_bounded_by_its_deadline() -> None:
-    from arc_reactor.adapters.retry import retry_call
-
-    now = [0.0]
-    calls: list[float] = []
-
-    def failing() -> None:
-        calls.append(now[0])
-        raise ConnectionError("down")
-
-    def sleep(seconds: float) -> None:
-        now[0] += seconds
-
-    with pytest.raises(ConnectionError) as info:
-        retry_call(failing, attempts=100, base=1.0, cap=4.0, deadline=10.0, sleep=sleep, clock=lambda: now[0])
-    assert now[0] <= 10.0
-    assert len(calls) < 100
-    assert "gave up after" in info.value.__notes__[0]
-
-
-def test_retry_call_does_not_retry_other_errors() -> None:
-    from arc_reactor.adapters.retry import retry_call
-
-    calls: list[int] = []
-
-    def wrong() -> None:
-        calls.append(1)
-        raise ValueError("bad")
-
-    with pytest.raises(ValueError, match="bad"):
-        retry_call(wrong, sleep=lambda s: None)
-    assert calls == [1]
-
-
 def test_a_password_in_database_url_is_a_permanent_creation_error(held: Stack) -> None:
     # As deployed (no local Batch endpoint); the client is still the one on the local service.
     cloud = {"database_url": "postgresql://arc:secret@10.0.0.5/arc", "batch_endpoint": ""}
@@ -377,3 +288,118 @@ def test_a_password_in_database_url_is_a_permanent_creation_error(held: Stack) -
     with pytest.raises(BatchJobCreationError, match="password"):
         BatchService(held.service._client, settings).submit_orchestrator_job(spec())
     assert held.server.jobs() == []
+
+
+# ---- task retries as jobs.get shows them ---------------------------------------------------------------
+def test_retries_are_read_from_the_job(held: Stack) -> None:
+    name = held.service.submit_orchestrator_job(spec())
+    held.server.set_job_state(name, "RUNNING")
+    held.server.retry_task(name, 50001)
+    assert [(r.attempt, r.exit_code, r.cause) for r in held.service.get_job(name).retries] == [
+        (1, 50001, "spot_preempted")
+    ]
+    held.server.retry_task(name, 50002)
+    held.server.set_job_state(name, "SUCCEEDED", exit_code=0)
+    status = held.service.get_job(name)
+    assert [(r.attempt, r.cause) for r in status.retries] == [(1, "spot_preempted"), (2, "vm_lost")]
+    assert (status.exit_codes, status.failure) == ([50001, 50002, 0], None)
+
+
+def test_a_pipeline_exit_code_is_never_a_retry(held: Stack) -> None:
+    name = held.service.submit_orchestrator_job(spec())
+    held.server.set_job_state(name, "RUNNING", exit_code=3)  # the job is about to fail
+    assert held.service.get_job(name).retries == []
+    held.server.set_job_state(name, "FAILED")
+    exhausted = held.service.submit_orchestrator_job(spec(run_id(1)))
+    for _ in range(2):
+        held.server.retry_task(exhausted, 50001)
+    held.server.set_job_state(exhausted, "FAILED", exit_code=50001)
+    status = held.service.get_job(exhausted)
+    assert ([r.attempt for r in status.retries], status.failure) == ([1, 2], "spot_preempted")
+
+
+# ---- cancelling a run: the orchestrator and every task job labelled with its run id ---------------------
+PARENT = "projects/arc-test/locations/us-central1"
+
+
+def task_job(stack: Stack, job_id: str, run: str = RUN, state: str | None = None) -> str:
+    """A job like the ones Nextflow launches for a run: another id, the run's labels."""
+    request = create_job_request(spec(run), stack.settings)
+    request.job_id, request.request_id = job_id, str(uuid.uuid4())
+    stack.service._client.create_job(request=request)
+    name = f"{PARENT}/jobs/{job_id}"
+    if state:
+        stack.server.set_job_state(name, state)
+    return name
+
+
+def states(stack: Stack) -> dict[str, str]:
+    return {job.name: job.status.state.name for job in stack.server.jobs()}
+
+
+def test_cancel_run_jobs_cancels_the_orchestrator_and_every_active_task_job(held: Stack) -> None:
+    orchestrator = held.service.submit_orchestrator_job(spec())
+    held.server.set_job_state(orchestrator, "RUNNING")
+    queued = task_job(held, "nf-task-1")
+    running = task_job(held, "nf-task-2", state="RUNNING")
+    done = task_job(held, "nf-task-3", state="SUCCEEDED")
+    other = task_job(held, "nf-task-4", run=run_id(7), state="RUNNING")
+    summary = held.service.cancel_run_jobs(RUN)
+    assert summary == CancelSummary(True, [queued, running], [])
+    assert summary.complete
+    assert states(held) == {
+        orchestrator: "CANCELLED",
+        queued: "CANCELLED",
+        running: "CANCELLED",
+        done: "SUCCEEDED",  # finished task jobs are left alone
+        other: "RUNNING",  # another run's
+    }
+    assert held.service.cancel_run_jobs(RUN) == CancelSummary(True, [], [])  # again: nothing to do
+
+
+def test_cancel_run_jobs_when_the_orchestrator_is_gone_or_finished(held: Stack) -> None:
+    straggler = task_job(held, "nf-task-1", state="RUNNING")
+    assert held.service.cancel_run_jobs(RUN) == CancelSummary(True, [straggler], [])  # never created
+    orchestrator = held.service.submit_orchestrator_job(spec(run_id(2)))
+    held.server.set_job_state(orchestrator, "SUCCEEDED")
+    late = task_job(held, "nf-task-2", run=run_id(2), state="RUNNING")
+    assert held.service.cancel_run_jobs(run_id(2)) == CancelSummary(True, [late], [])
+    assert states(held)[orchestrator] == "SUCCEEDED"
+
+
+def test_cancel_run_jobs_reports_failures_instead_of_raising(held: Stack) -> None:
+    held.service.submit_orchestrator_job(spec())
+    task = task_job(held, "nf-task-1", state="RUNNING")
+    held.server.faults.fail_next(
+        "CancelJob", grpc.StatusCode.PERMISSION_DENIED, message="no batch.jobs.cancel"
+    )
+    summary = held.service.cancel_run_jobs(RUN)
+    assert (summary.orchestrator_cancelled, summary.task_jobs_cancelled) == (False, [task])
+    [failure] = summary.failures
+    assert f"arc-{RUN}" in failure and "permission denied" in failure
+    assert not summary.complete
+    held.server.faults.fail_next("ListJobs", grpc.StatusCode.UNAVAILABLE, n=10)
+    summary = held.service.cancel_run_jobs(RUN)
+    assert summary.orchestrator_cancelled
+    assert len(summary.failures) == 1 and "listing the run's task jobs" in summary.failures[0]
+
+
+def test_cancel_run_jobs_is_bounded_in_jobs_and_time(held: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    from arc_reactor.adapters import batch
+
+    tasks = [task_job(held, f"nf-task-{n}", state="RUNNING") for n in range(3)]
+    monkeypatch.setattr(batch, "MAX_TASK_JOBS", 2)
+    first = held.service.cancel_run_jobs(RUN)
+    assert first.task_jobs_cancelled == tasks[:2]
+    assert first.failures == ["more than 2 active jobs: cancel again for the rest"]
+    assert held.service.cancel_run_jobs(RUN).task_jobs_cancelled == tasks[2:]
+    late = [task_job(held, f"nf-late-{n}", state="RUNNING") for n in range(2)]
+    ticks = itertools.chain([0.0], itertools.repeat(1000.0))  # the deadline passes after the orchestrator
+    slow = BatchService(
+        held.service._client, held.settings, sleep=held.sleeps.append, clock=lambda: next(ticks)
+    )
+    summary = slow.cancel_run_jobs(RUN)
+    assert summary.task_jobs_cancelled == []
+    assert [f.split(":")[0] for f in summary.failures] == late
+    assert all("not attempted" in f for f in summary.failures)
+    assert {states(held)[n] for n in late} == {"RUNNING"}

@@ -317,12 +317,46 @@ def test_retry_rule(policy: str | None, codes: list[int], exit_code: int, attemp
 
 
 def test_filter_parsing() -> None:
-    terms = parse_filter('labels.run-id="r1" AND status.state=RUNNING and labels.x!="y"')
-    assert [(t.field, t.op, t.value) for t in terms] == [
-        ("labels.run-id", "=", "r1"),
-        ("status.state", "=", "RUNNING"),
-        ("labels.x", "!=", "y"),
+    clauses = parse_filter('labels.run-id="r1" AND status.state=RUNNING and labels.x!="y"')
+    assert [[(t.field, t.op, t.value) for t in c] for c in clauses] == [
+        [("labels.run-id", "=", "r1")],
+        [("status.state", "=", "RUNNING")],
+        [("labels.x", "!=", "y")],
     ]
     assert parse_filter("") == []
     with pytest.raises(ValueError, match="unsupported"):
-        parse_filter("labels.a = b OR labels.c = d")
+        parse_filter("labels.a < b")
+    with pytest.raises(ValueError, match="unsupported"):
+        parse_filter("NOT labels.a = b")
+    with pytest.raises(ValueError, match="unsupported"):
+        parse_filter('(labels.a = "b" AND labels.c = "d")')
+    with pytest.raises(ValueError, match="unsupported"):
+        parse_filter('labels.a = "b" AND')
+
+
+def test_filter_with_quoted_keys_and_or_groups() -> None:
+    # The form cancel_run_jobs sends, as Google's dsub writes Batch filters: quoted label keys, OR groups.
+    text = 'labels."run-id" = "r1" AND (status.state="QUEUED" OR status.state="RUNNING")'
+    clauses = parse_filter(text)
+    assert [[(t.field, t.value) for t in c] for c in clauses] == [
+        [("labels.run-id", "r1")],
+        [("status.state", "QUEUED"), ("status.state", "RUNNING")],
+    ]
+    # OR binds tighter than AND (AIP-160), with or without parentheses
+    assert parse_filter('labels.a="1" OR labels.b="2" AND name="n"') == parse_filter(
+        '(labels.a="1" OR labels.b="2") AND name="n"'
+    )
+
+
+def test_list_filters_on_quoted_label_and_state(cleanup: list[object]) -> None:
+    server, client, s = start(["true"])
+    cleanup += [client, server]
+    server.run_jobs = False
+    parent = "projects/arc-test/locations/us-central1"
+    for n in range(3):
+        client.create_job(request=request(s, f"r0000000000{n:08d}"))
+    server.set_job_state(f"{parent}/jobs/arc-r000000000000000001", "RUNNING")
+    server.set_job_state(f"{parent}/jobs/arc-r000000000000000002", "SUCCEEDED")
+    active = 'labels."app"="arc-reactor" AND (status.state="QUEUED" OR status.state="RUNNING")'
+    found = client.list_jobs(request=batch_v1.ListJobsRequest(parent=parent, filter=active))
+    assert sorted(j.labels["run-id"] for j in found) == ["r000000000000000000", "r000000000000000001"]

@@ -1,6 +1,7 @@
 """The orchestrator for real: orchestrator/entrypoint.sh runs as a process, as in the Batch job, against the
-storage emulator and embedded PostgreSQL, and Snakemake runs the demo pipeline on the demo FASTQ files.
-update_status.py is run as a process too, with the exit codes it documents."""
+storage emulator and embedded PostgreSQL, and Snakemake runs the demo pipeline on the demo FASTQ files:
+success, failures, and a recovery that re-runs only what failed. update_status.py is run as a process too,
+with the exit codes it documents. (Nextflow, through a CLI double: test_orchestrator_nextflow.py.)"""
 
 from __future__ import annotations
 
@@ -8,8 +9,11 @@ import csv
 import gzip
 import io
 import json
+import re
 import subprocess
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -57,18 +61,21 @@ def new_run(
     status: RunStatus = RunStatus.SUBMITTED,
     pipeline: str = "arc/fastq-stats",
     engine_name: str = "snakemake",
+    parent: tuple[str, RunLocations] | None = None,
 ) -> tuple[str, RunLocations]:
-    """A run row, moved to `status`."""
+    """A run row, moved to `status`; a recovery of `parent` shares its lineage, work dir and cache."""
     run_id = new_run_id()
-    locs = run_locations(RUNS_BUCKET, run_id)
+    lineage = runs_repo.get_run(engine, parent[0])["lineage_id"] if parent else run_id
+    locs = run_locations(RUNS_BUCKET, run_id, lineage)
     revision = "1.0.0" if engine_name == "snakemake" else "4.0.0"
     runs_repo.insert_run(
         engine,
         {
             "id": run_id, "pipeline": pipeline, "revision": revision, "engine": engine_name,
-            "lineage_id": run_id, "work_dir": locs.work_dir, "cache_dir": locs.cache_dir,
+            "lineage_id": lineage, "work_dir": locs.work_dir, "cache_dir": locs.cache_dir,
             "inputs_uri": locs.inputs, "results_uri": locs.results, "logs_uri": locs.logs,
-            "submitter": "demo@example.org",
+            "submitter": "demo@example.org", "parent_run_id": parent[0] if parent else None,
+            "is_recovery": 1 if parent else 0,
         },
     )  # fmt: skip
     if status != RunStatus.PENDING:
@@ -76,42 +83,73 @@ def new_run(
     return run_id, locs
 
 
-@pytest.fixture
-def launch(engine, gcs, storage_emulator, database_url, tmp_path):
-    """launch(pipeline, engine, **env): a submitted run with the demo bundle's inputs in the runs bucket, and
-    a function that runs the real entrypoint for it with the local stack's environment."""
+@dataclass
+class Launch:
+    """One run's inputs in the runs bucket and the environment its Batch job would give the entrypoint."""
+
+    run_id: str
+    locs: RunLocations
+    env: dict[str, str]
+
+    def run(self, timeout: float = 120, **override: str) -> subprocess.CompletedProcess[str]:
+        """Run the real entrypoint to the end."""
+        return subprocess.run(
+            ["bash", str(ENTRYPOINT)], env={**self.env, **override}, capture_output=True, text=True,
+            timeout=timeout, check=False,
+        )  # fmt: skip
+
+    def start(self, **override: str) -> subprocess.Popen[str]:
+        """Start the real entrypoint, as Batch starts the container (signals then reach it alone)."""
+        return subprocess.Popen(
+            ["bash", str(ENTRYPOINT)], env={**self.env, **override}, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+
+
+def launcher(engine, gcs, storage_emulator, database_url, tmp_path: Path) -> Callable[..., Launch]:
+    """launch(pipeline, engine, params=..., parent=..., **env): a submitted run (a recovery of `parent`)
+    with the demo bundle's inputs and `params` in the runs bucket, ready to run the real entrypoint."""
     storage_emulator.create_bucket(DEMO_BUCKET)
 
-    def make(pipeline: str = "arc/fastq-stats", engine_name: str = "snakemake", **extra: str):
-        run_id, locs = new_run(engine, pipeline=pipeline, engine_name=engine_name)
+    def make(
+        pipeline: str = "arc/fastq-stats",
+        engine_name: str = "snakemake",
+        params: dict | None = None,
+        parent: Launch | None = None,
+        **extra: str,
+    ) -> Launch:
+        run_id, locs = new_run(
+            engine, pipeline=pipeline, engine_name=engine_name,
+            parent=(parent.run_id, parent.locs) if parent else None,
+        )  # fmt: skip
         gcs.upload_file(BUNDLE / "samplesheet.csv", locs.inputs + "samplesheet.csv")
-        params = yaml.safe_load((BUNDLE / "params.yaml").read_text())
-        params.update(input=locs.inputs + "samplesheet.csv", outdir=locs.results)
-        gcs.write_bytes(RUNS_BUCKET, f"runs/{run_id}/inputs/params.yaml", yaml.safe_dump(params).encode())
+        values = yaml.safe_load((BUNDLE / "params.yaml").read_text()) if params is None else dict(params)
+        values.update(input=locs.inputs + "samplesheet.csv", outdir=locs.results)
+        gcs.write_bytes(RUNS_BUCKET, f"runs/{run_id}/inputs/params.yaml", yaml.safe_dump(values).encode())
         env = base_env(database_url, storage_emulator.endpoint, tmp_path)
         version = "1.0.0" if engine_name == "snakemake" else "4.0.0"
         env.update(
             RUN_ID=run_id, PIPELINE=pipeline, PIPELINE_VERSION=version, ENGINE=engine_name,
             CONFIG_GCS_PATH="", PARAMS_GCS_PATH=locs.inputs + "params.yaml", WORK_DIR=locs.work_dir,
-            IS_RECOVERY="false", CACHE_DIR=locs.cache_dir, LOGS_DIR=locs.logs, RESULTS_DIR=locs.results,
-            BATCH_TASK_RETRY_ATTEMPT="0",
+            IS_RECOVERY="true" if parent else "false", CACHE_DIR=locs.cache_dir, LOGS_DIR=locs.logs,
+            RESULTS_DIR=locs.results, BATCH_TASK_RETRY_ATTEMPT="0",
+            ARC_RUN_LABELS=json.dumps({"app": "arc-reactor", "run-id": run_id, "pipeline": "x"}),
         )  # fmt: skip
         env.update(extra)
-
-        def run_entrypoint(**override: str) -> subprocess.CompletedProcess[str]:
-            return subprocess.run(
-                ["bash", str(ENTRYPOINT)], env={**env, **override}, capture_output=True, text=True,
-                timeout=120, check=False,
-            )  # fmt: skip
-
-        return run_id, locs, run_entrypoint
+        return Launch(run_id, locs, env)
 
     return make
 
 
 @pytest.fixture
+def launch(engine, gcs, storage_emulator, database_url, tmp_path):
+    """See `launcher`."""
+    return launcher(engine, gcs, storage_emulator, database_url, tmp_path)
+
+
+@pytest.fixture
 def demo(launch):
-    """The demo run (Snakemake): (run id, locations, run the entrypoint)."""
+    """The demo run (Snakemake)."""
     return launch()
 
 
@@ -125,6 +163,12 @@ def names_under(gcs, uri: str) -> set[str]:
     return {n[len(prefix) :] for n in gcs.list_names(RUNS_BUCKET, prefix)}
 
 
+def read_text(gcs, uri: str) -> str:
+    data = gcs.read_bytes(RUNS_BUCKET, uri.split("/", 3)[3])
+    assert data is not None, f"{uri} does not exist"
+    return data.decode()
+
+
 def transitions(engine, run_id: str) -> list[tuple[str | None, str, str]]:
     return [
         (e["from_status"], e["to_status"], e["source"])
@@ -134,14 +178,14 @@ def transitions(engine, run_id: str) -> list[tuple[str | None, str, str]]:
 
 
 def test_demo_pipeline_runs_and_completes(engine, gcs, demo, tmp_path):
-    run_id, locs, run_entrypoint = demo
+    run_id, locs = demo.run_id, demo.locs
     upload_fastqs(gcs, FASTQS)
 
-    proc = run_entrypoint()
+    proc = demo.run()
 
     assert proc.returncode == 0, proc.stderr
     run = runs_repo.get_run(engine, run_id)
-    assert run["status"] == "completed"
+    assert run["status"] == "completed", (run["error_message"], proc.stderr[-3000:])
     assert run["started_at"] is not None and run["completed_at"] is not None
     assert run["error_message"] is None and run["exit_code"] is None
     assert transitions(engine, run_id)[-2:] == [
@@ -177,11 +221,25 @@ def test_demo_pipeline_runs_and_completes(engine, gcs, demo, tmp_path):
     assert not list((tmp_path / "tmp").iterdir())  # the local work dir is cleaned up
 
 
+def test_a_run_cancelled_before_its_job_starts_does_not_run(engine, gcs, demo):
+    """Cancel won the race with job creation: the entrypoint sees the refusal and never starts the engine."""
+    upload_fastqs(gcs, FASTQS)
+    runs_repo.transition(engine, demo.run_id, RunStatus.CANCELLED, "api")
+
+    proc = demo.run()
+
+    assert proc.returncode == 0, proc.stderr
+    assert "not starting the engine" in proc.stderr
+    assert runs_repo.get_run(engine, demo.run_id)["status"] == "cancelled"
+    assert names_under(gcs, demo.locs.results) == set()
+    assert transitions(engine, demo.run_id)[-1] == ("submitted", "cancelled", "api")
+
+
 def test_missing_sample_file_fails_the_run_naming_it(engine, gcs, demo):
-    run_id, locs, run_entrypoint = demo
+    run_id, locs = demo.run_id, demo.locs
     upload_fastqs(gcs, [n for n in FASTQS if n != "sample2_R2.fastq.gz"])
 
-    proc = run_entrypoint()
+    proc = demo.run()
 
     assert proc.returncode != 0
     run = runs_repo.get_run(engine, run_id)
@@ -195,12 +253,12 @@ def test_missing_sample_file_fails_the_run_naming_it(engine, gcs, demo):
 
 
 def test_pipeline_error_fails_the_run_with_the_engine_message(engine, gcs, demo):
-    run_id, locs, run_entrypoint = demo
+    run_id, locs = demo.run_id, demo.locs
     upload_fastqs(gcs, [n for n in FASTQS if n != "sample3_R1.fastq.gz"])
     broken = gzip.compress(b"@r1\nACGT\n+\nII\n")  # 4 bases, 2 qualities
     gcs.write_bytes(DEMO_BUCKET, "fastq/sample3_R1.fastq.gz", broken, content_type="application/gzip")
 
-    proc = run_entrypoint()
+    proc = demo.run()
 
     assert proc.returncode == 1
     run = runs_repo.get_run(engine, run_id)
@@ -211,65 +269,72 @@ def test_pipeline_error_fails_the_run_with_the_engine_message(engine, gcs, demo)
     assert {"snakemake.log", "console.log"} <= names_under(gcs, locs.logs)
 
 
-NEXTFLOW_DOUBLE = """#!/usr/bin/env python3
-# A Nextflow CLI double: records its argv, environment and our rendered config, writes the files Nextflow
-# would (.nextflow.log in the launch dir, trace/timeline/report where -with-* say), exits NXF_DOUBLE_EXIT.
-import json, os, shutil, sys
-from pathlib import Path
-out, argv = Path(os.environ["NXF_DOUBLE_DIR"]), sys.argv[1:]
-(out / "argv.json").write_text(json.dumps(argv))
-(out / "env.json").write_text(json.dumps(dict(os.environ)))
-shutil.copy(argv[argv.index("-c") + 1], out / "arc.config")
-Path(".nextflow.log").write_text("Nov-22 10:00:00.000 [main] DEBUG nextflow.cli.Launcher\\n")
-for flag in ("-with-trace", "-with-timeline", "-with-report"):
-    Path(argv[argv.index(flag) + 1]).write_text(flag)
-code = int(os.environ.get("NXF_DOUBLE_EXIT", "0"))
-if code:
-    print("ERROR ~ Error executing process > 'NFCORE_SCRNASEQ:STARSOLO (Sample_X)'")
-    print("")
-    print("Caused by:")
-    print("  Process `NFCORE_SCRNASEQ:STARSOLO (Sample_X)` terminated with an error exit status (137)")
-sys.exit(code)
-"""
+# --- Snakemake: retry and recovery resume in the same work dir ---------------------------------------------
+
+RULE_RUN = re.compile(r"^(?:local)?rule (\w+):$", re.MULTILINE)
+SAMPLE_RUN = re.compile(r"^\s+wildcards: sample=(\w+)$", re.MULTILINE)
 
 
-@pytest.mark.parametrize("exit_code", [0, 1])
-def test_nextflow_run_through_a_cli_double(engine, gcs, launch, tmp_path, exit_code):
-    """Nextflow cannot be installed here, so a CLI double on PATH stands in for it (NEXTFLOW_DOUBLE); the
-    entrypoint, the rendered config, resume, log upload and status reporting are the real ones."""
-    bin_dir, record = tmp_path / "bin", tmp_path / "record"
-    bin_dir.mkdir()
-    record.mkdir()
-    (bin_dir / "nextflow").write_text(NEXTFLOW_DOUBLE)
-    (bin_dir / "nextflow").chmod(0o755)
-    run_id, locs, run_entrypoint = launch(
-        "nf-core/scrnaseq", "nextflow", IS_RECOVERY="true", PARENT_SESSION_ID="5a1e-55",
-        NXF_DOUBLE_DIR=str(record), NXF_DOUBLE_EXIT=str(exit_code),
-    )  # fmt: skip
-    env_path = f"{bin_dir}:{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin"
+def trace_rows(text: str) -> dict[str, dict[str, str]]:
+    """Our Snakemake trace.txt by output path."""
+    return {row["output"]: row for row in csv.DictReader(io.StringIO(text), delimiter="\t")}
 
-    proc = run_entrypoint(PATH=env_path)
 
-    assert proc.returncode == exit_code, proc.stderr
-    argv = json.loads((record / "argv.json").read_text())
-    assert argv[:3] == ["run", "nf-core/scrnaseq", "-r"] and argv[3] == "4.0.0"
-    assert argv[argv.index("-work-dir") + 1] == locs.work_dir
-    assert argv[-2:] == ["-resume", "5a1e-55"]
-    assert json.loads((record / "env.json").read_text())["NXF_CLOUDCACHE_PATH"] == locs.cache_dir
-    config = (record / "arc.config").read_text()
-    assert f"params.run_id = '{run_id}'" in config and "{{" not in config
-    assert f"'{UPDATE_STATUS}'" in config
+def test_recovery_reruns_only_what_failed(engine, gcs, launch):
+    """Run 1 fails on one sample (fail_samples); run 2, a recovery in the same WORK_DIR, restores the
+    working directory (outputs and .snakemake metadata) and re-runs only that sample and the summary; a
+    retried task in the same lineage then finds nothing left to do, and a retry of a finished run does
+    nothing at all."""
+    upload_fastqs(gcs, FASTQS)
+    first = launch(params={"min_quality": 20, "fail_samples": ["sample2"]})
 
-    assert {"nextflow.log", "trace.txt", "timeline.html", "report.html", "console.log"} <= names_under(
-        gcs, locs.logs
-    )
-    run = runs_repo.get_run(engine, run_id)
-    if exit_code == 0:
-        assert run["status"] == "completed"
-    else:
-        assert run["status"] == "failed" and run["exit_code"] == 1 and run["error_code"] == "pipeline_error"
-        assert run["error_task"] == "NFCORE_SCRNASEQ:STARSOLO (Sample_X)"
-        assert run["error_message"].endswith("terminated with an error exit status (137)")
+    failed = first.run()
+
+    assert failed.returncode == 1, failed.stderr
+    run = runs_repo.get_run(engine, first.run_id)
+    assert (run["status"], run["error_task"], run["exit_code"]) == ("failed", "stats", 1)
+    assert "sample sample2: failing on purpose" in run["error_message"]
+    saved = json.loads(read_text(gcs, first.locs.work_dir + "arc-workdir.json"))["files"]
+    assert {"results/stats/sample1.json", "results/stats/sample3.json"} <= set(saved)  # --keep-going
+    assert not {"results/stats/sample2.json", "results/summary.tsv"} & set(saved)
+    assert any(name.startswith(".snakemake/metadata/") for name in saved)
+    assert not any(name.startswith(("inputs/", ".snakemake/log/")) for name in saved)
+    first_trace = trace_rows(read_text(gcs, first.locs.logs + "trace.txt"))
+
+    second = launch(params={"min_quality": 20}, parent=first)
+    assert second.locs.work_dir == first.locs.work_dir and second.locs.cache_dir == first.locs.cache_dir
+
+    recovered = second.run()
+
+    assert recovered.returncode == 0, recovered.stderr
+    assert runs_repo.get_run(engine, second.run_id)["status"] == "completed"
+    log = read_text(gcs, second.locs.logs + "snakemake.log")
+    assert sorted(RULE_RUN.findall(log)) == ["all", "stats", "summary"]  # one stats job: sample2's
+    assert SAMPLE_RUN.findall(log) == ["sample2"]
+    trace = trace_rows(read_text(gcs, second.locs.logs + "trace.txt"))
+    for sample in ("sample1", "sample3"):  # not re-run: run 1's outputs and timings, restored
+        output = f"results/stats/{sample}.json"
+        assert trace[output]["start"] == first_trace[output]["start"] != ""
+        assert read_text(gcs, f"{second.locs.results}stats/{sample}.json") == read_text(
+            gcs, f"{first.locs.results}stats/{sample}.json"
+        )
+    assert trace["results/stats/sample2.json"]["start"] > first_trace["results/stats/sample1.json"]["start"]
+    summary = read_text(gcs, second.locs.results + "summary.tsv").splitlines()
+    assert [line.split("\t")[0] for line in summary] == ["sample", "sample1", "sample2", "sample3"]
+
+    # A Batch retry of a task in this lineage (say, preempted while uploading) restores the same work dir
+    # and finds nothing left to do.
+    third = launch(params={"min_quality": 20}, parent=first)
+    again = third.run(BATCH_TASK_RETRY_ATTEMPT="1")
+    assert again.returncode == 0, again.stderr
+    assert "Nothing to be done" in again.stdout
+    assert runs_repo.get_run(engine, third.run_id)["status"] == "completed"
+
+    # A retry of run 2's task after its hooks already marked it completed does not start the engine at all.
+    late = second.run(BATCH_TASK_RETRY_ATTEMPT="1")
+    assert late.returncode == 0, late.stderr
+    assert "not starting the engine" in late.stderr
+    assert runs_repo.get_run(engine, second.run_id)["status"] == "completed"
 
 
 # --- update_status.py as a process ----------------------------------------------------------------------

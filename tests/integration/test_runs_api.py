@@ -1,6 +1,8 @@
 """runs_api through the real functions-framework app, on real PostgreSQL, the storage emulator and the local
 Batch service."""
 
+import io
+
 import pytest
 from flow import DEMO_BUNDLE, function_client, upload_demo_data
 
@@ -116,3 +118,201 @@ def test_list_runs_rejects_bad_parameters(api, query):
     resp = api.get(f"/runs?{query}")
     assert resp.status_code == 400
     assert resp.get_json()["error"]["code"] == "bad_request"
+
+
+# --- shared helpers (other test_api_* modules import them) --------------------------------------------------
+
+
+def demo_body(**overrides):
+    """A valid JSON submission of the demo pipeline."""
+    return _demo_body(**overrides)
+
+
+def assert_conforms(resp, method: str, template: str) -> None:
+    """The response matches what /openapi.json promises for that operation and status."""
+    from jsonschema import Draft202012Validator
+
+    from arc_reactor.api.openapi import openapi_document
+
+    doc = openapi_document()
+    responses = doc["paths"][template][method.lower()]["responses"]
+    spec = responses.get(str(resp.status_code)) or responses["default"]
+    content = spec["content"]
+    assert resp.mimetype in content, (resp.status_code, resp.mimetype, list(content))
+    if resp.mimetype != "application/json":
+        return
+    schema = {**content["application/json"]["schema"], "components": doc["components"]}
+    errors = list(Draft202012Validator(schema).iter_errors(resp.get_json()))
+    assert not errors, [e.message for e in errors[:5]]
+
+
+def transition(engine, run_id, status, source="batch", **fields):
+    """Move a run through the status machine, as the reconcile function or the hooks would."""
+    from arc_reactor.adapters import runs_repo
+    from arc_reactor.core.status import RunStatus
+
+    return runs_repo.transition(engine, run_id, RunStatus(status), source, fields=fields or None)
+
+
+# --- POST /runs ---------------------------------------------------------------------------------------------
+
+
+def test_post_runs_multipart_with_the_bundle_files(api, batch_server):
+    sheet = (DEMO_BUNDLE / "samplesheet.csv").read_bytes()
+    form = {
+        "samplesheet": (io.BytesIO(b"\xef\xbb\xbf" + sheet), "samplesheet.csv"),  # a BOM is tolerated
+        "params": (io.BytesIO(b"min_quality: 25\n"), "params.yaml"),
+        "pipeline": "arc/fastq-stats",
+        "name": "from a form",
+        "label": ["team=genomics", "cost-center=42"],
+    }
+    resp = api.post("/runs", data=form, content_type="multipart/form-data")
+    assert resp.status_code == 201, resp.get_json()
+    assert_conforms(resp, "POST", "/runs")
+    run = resp.get_json()
+    assert (run["name"], run["params"], run["labels"]) == (
+        "from a form",
+        {"min_quality": 25},
+        {"team": "genomics", "cost-center": "42"},
+    )
+    assert resp.headers["Location"] == f"/runs/{run['id']}"
+    manifest = (DEMO_BUNDLE / "run.yaml").read_bytes()
+    whole = {"run.yaml": (io.BytesIO(manifest), "run.yaml"), "samplesheet.csv": (io.BytesIO(sheet), "s.csv")}
+    resp = api.post("/runs", data=whole, content_type="multipart/form-data")
+    assert resp.status_code == 201, resp.get_json()
+    assert resp.get_json()["labels"] == {"project": "arc-demo", "purpose": "quickstart"}
+
+
+def test_post_runs_multipart_problems_are_all_listed(api):
+    form = {
+        "samplesheet": (io.BytesIO(b"x"), "a.csv"),
+        "run.yaml": (io.BytesIO(b"pipeline: arc/fastq-stats\n"), "run.yaml"),
+        "pipeline": "arc/fastq-stats",
+        "label": "no-equals-sign",
+        "surprise": "!",
+    }
+    resp = api.post("/runs", data=form, content_type="multipart/form-data")
+    assert resp.status_code == 400
+    assert_conforms(resp, "POST", "/runs")
+    messages = " | ".join(p["message"] for p in resp.get_json()["error"]["problems"])
+    assert "unknown part" in messages and "key=value" in messages and "not both" in messages
+
+
+def test_post_runs_json_shape_problems_are_400_and_bundle_problems_422(api):
+    resp = api.post("/runs", json={"pipeline": 7, "labels": ["x"], "samplesheet": {"hex": "00"}, "extra": 1})
+    assert resp.status_code == 400
+    fields = {p["field"] for p in resp.get_json()["error"]["problems"]}
+    assert fields == {"pipeline", "labels", "samplesheet", "extra"}
+    resp = api.post(
+        "/runs",
+        json=demo_body(
+            name="x" * 300,
+            labels={"ok": "yes", "bad": 3},
+            params={"min_quality": "high"},
+            samplesheet="sample,fastq_1,fastq_2\nbad name,gs://arc-demo-data/fastq/sample1_R1.fastq.gz,\n",
+        ),
+    )
+    assert resp.status_code == 422
+    assert_conforms(resp, "POST", "/runs")
+    problems = resp.get_json()["error"]["problems"]
+    assert {p["file"] for p in problems} >= {"run.yaml", "samplesheet.csv", "params.yaml"}
+    assert api.get("/runs").get_json()["runs"] == []
+
+
+def test_post_runs_checks_that_gs_files_exist(api, gcs):
+    sheet = (DEMO_BUNDLE / "samplesheet.csv").read_text().replace("sample2_R2", "sample2_R9")
+    resp = api.post("/runs", json=demo_body(samplesheet=sheet))
+    assert resp.status_code == 422
+    [problem] = resp.get_json()["error"]["problems"]
+    assert problem == {
+        "file": "samplesheet.csv",
+        "line": 3,
+        "field": "fastq_2",
+        "message": "gs://arc-demo-data/fastq/sample2_R9.fastq.gz does not exist",
+    }
+
+
+def test_post_runs_refuses_recoveries_other_media_and_oversized_bodies(api, monkeypatch):
+    manifest = b"pipeline: arc/fastq-stats\nparent_run_id: r000000000000000000\n"
+    form = {"run.yaml": (io.BytesIO(manifest), "run.yaml"), "samplesheet": (io.BytesIO(b"a"), "s.csv")}
+    resp = api.post("/runs", data=form, content_type="multipart/form-data")
+    assert resp.status_code == 400
+    assert "recover" in resp.get_json()["error"]["problems"][0]["message"]
+    resp = api.post("/runs", data="pipeline=x", content_type="text/plain")
+    assert resp.status_code == 415
+    monkeypatch.setenv("ARC_MAX_FILE_BYTES", "1024")
+    _fresh_settings()
+    resp = api.post("/runs", json=demo_body(samplesheet="x" * 200_000))
+    assert resp.status_code == 413
+    assert resp.get_json()["error"]["code"] == "request_entity_too_large"
+    assert api.post("/runs", json=demo_body(), headers={"Idempotency-Key": "bad key"}).status_code == 400
+
+
+def _fresh_settings():
+    from arc_reactor.services.deps import reset_deps
+    from arc_reactor.settings import get_settings
+
+    get_settings.cache_clear()
+    reset_deps()
+
+
+# --- GET /runs and GET /runs/{id} ---------------------------------------------------------------------------
+
+
+def test_list_runs_filters(api, engine):
+    a = api.post("/runs", json=demo_body(labels={"project": "a", "tier": "gold"})).get_json()
+    b = api.post("/runs", json=demo_body(labels={"project": "b"}), headers={"X-Arc-Submitter": "b@x.org"})
+    b = b.get_json()
+    transition(engine, a["id"], "running")
+
+    def ids(query):
+        resp = api.get(f"/runs?{query}")
+        assert resp.status_code == 200, resp.get_json()
+        assert_conforms(resp, "GET", "/runs")
+        return [r["id"] for r in resp.get_json()["runs"]]
+
+    assert ids("status=running") == [a["id"]]
+    assert ids("status=running,submitted") == [b["id"], a["id"]]
+    assert ids("status=running&status=submitted") == [b["id"], a["id"]]
+    assert ids("submitter=b@x.org") == [b["id"]]
+    assert ids("label=project=a") == [a["id"]]
+    assert ids("label=project=a&label=tier=gold") == [a["id"]]
+    assert ids("label=project=a&label=tier=silver") == []
+    assert ids("pipeline=arc/fastq-stats") == [b["id"], a["id"]]
+    assert ids("pipeline=nf-core/scrnaseq") == []
+    after = b["created_at"].replace("+00:00", "Z")
+    assert ids(f"created_before={after}") == [a["id"]]
+    assert ids(f"created_after={a['created_at'].replace('+', '%2B')}") == [b["id"]]
+
+
+def test_list_runs_every_problem_at_once_and_tokens_bound_to_their_filters(api):
+    for _ in range(3):
+        api.post("/runs", json=demo_body())
+    resp = api.get("/runs?page_size=0&status=done&label=nokey&created_after=2026-01-01T00:00:00&colour=red")
+    assert resp.status_code == 400
+    fields = sorted(p["field"] for p in resp.get_json()["error"]["problems"])
+    assert fields == ["colour", "created_after", "label", "page_size", "status"]
+    token = api.get("/runs?page_size=1").get_json()["next_page_token"]
+    assert api.get(f"/runs?page_size=1&page_token={token}").status_code == 200
+    resp = api.get(f"/runs?page_size=1&page_token={token}&status=failed")
+    assert resp.status_code == 400
+    assert "other filters" in resp.get_json()["error"]["problems"][0]["message"]
+
+
+def test_get_run_has_relatives_locations_and_last_events(api, engine, gcs):
+    parent = api.post("/runs", json=demo_body()).get_json()
+    transition(engine, parent["id"], "failed", error_code="pipeline_error", exit_code=1)
+    gcs.write_bytes("arc-runs", f"work/{parent['id']}/.snakemake/metadata/x", b"{}")
+    child = api.post(f"/runs/{parent['id']}:recover").get_json()
+    resp = api.get(f"/runs/{parent['id']}")
+    assert resp.status_code == 200
+    assert_conforms(resp, "GET", "/runs/{run_id}")
+    view = resp.get_json()
+    assert view["parent"] is None
+    assert [c["id"] for c in view["children"]] == [child["id"]]
+    assert view["locations"]["work_dir"] == f"gs://arc-runs/work/{parent['id']}/"
+    assert [e["to_status"] for e in view["events"]] == ["pending", "submitted", "failed"]
+    kid = api.get(f"/runs/{child['id']}").get_json()
+    assert kid["parent"]["id"] == parent["id"] and kid["parent"]["status"] == "failed"
+    assert kid["is_recovery"] is True
+    assert kid["locations"]["work_dir"] == view["locations"]["work_dir"]

@@ -129,3 +129,91 @@ def test_sweep_work_per_call_is_bounded(deps, quiet_batch):
         batch_override=deps.batch,
     )
     assert sweep(small).checked == 2
+
+
+def test_one_run_batch_refuses_to_show_does_not_stop_the_sweep(deps, quiet_batch):
+    import grpc
+
+    from arc_reactor.services.sweep import sweep
+
+    first = _run_with_job(deps, quiet_batch, "r0000000000000000e1", RunStatus.RUNNING, timedelta(hours=2))
+    second = _run_with_job(deps, quiet_batch, "r0000000000000000e2", RunStatus.RUNNING, timedelta(hours=1))
+    quiet_batch.set_job_state(first, "SUCCEEDED", exit_code=0)
+    quiet_batch.set_job_state(second, "SUCCEEDED", exit_code=0)
+    quiet_batch.faults.fail_next("GetJob", grpc.StatusCode.PERMISSION_DENIED)  # the oldest run's read
+    report = sweep(deps)
+    assert (report.checked, report.errors, report.changed) == (2, 1, 1)
+    assert runs_repo.get_run(deps.engine, "r0000000000000000e1")["status"] == "running"
+    assert runs_repo.get_run(deps.engine, "r0000000000000000e2")["status"] == "completed"
+    assert sweep(deps).changed == 1  # the next sweep picks the first one up
+
+
+def test_sweep_stops_starting_checks_when_its_time_budget_is_spent(deps, quiet_batch):
+    from arc_reactor.services.sweep import sweep
+
+    for i in range(3):
+        _run_with_job(deps, quiet_batch, f"r00000000000000000t{i}", RunStatus.SUBMITTED, timedelta(hours=1))
+    ticks = iter([0.0, 0.0, 0.0, 99.0, 99.0])  # start, run 1, run 2, then past the budget
+    report = sweep(deps, budget_s=10.0, clock=lambda: next(ticks))
+    assert (report.checked, report.deferred) == (2, 1)
+
+
+def test_limits_cancel_the_task_jobs_too(deps, quiet_batch):
+    from arc_reactor.core.jobspec import OrchestratorJob, create_job_request
+    from arc_reactor.services.sweep import sweep
+
+    run_id = "r0000000000000000l1"
+    name = _run_with_job(deps, quiet_batch, run_id, RunStatus.RUNNING, timedelta(days=15))
+    quiet_batch.set_job_state(name, "RUNNING")
+    task = create_job_request(
+        OrchestratorJob(
+            run_id, "arc/fastq-stats", "1.0.0", "snakemake", "", "gs://i/p.yaml", "gs://w/", False
+        ),
+        deps.settings,
+    )
+    task.job_id, task.request_id = "nf-0a1b2c3d", "33333333-3333-4333-8333-333333333333"
+    deps.batch._client.create_job(request=task)
+    quiet_batch.set_job_state(f"{task.parent}/jobs/nf-0a1b2c3d", "RUNNING")
+    sweep(deps)
+    assert runs_repo.get_run(deps.engine, run_id)["error_code"] == "max_runtime_exceeded"
+    assert {j.name.rsplit("/", 1)[1]: j.status.state.name for j in quiet_batch.jobs()} == {
+        f"arc-{run_id}": "CANCELLED",
+        "nf-0a1b2c3d": "CANCELLED",
+    }
+
+
+def test_a_cancelling_run_whose_job_was_deleted_is_cancelled_not_failed(deps, quiet_batch):
+    from arc_reactor.services.sweep import sweep
+
+    run_id = "r0000000000000000c1"
+    name = _run_with_job(deps, quiet_batch, run_id, RunStatus.RUNNING, timedelta(hours=1))
+    runs_repo.transition(deps.engine, run_id, RunStatus.CANCELLING, "api")
+    with deps.engine.begin() as conn:  # stale again
+        conn.execute(
+            text("UPDATE runs SET updated_at = now() - interval '1 hour' WHERE id = :id"), {"id": run_id}
+        )
+    deps.batch._client.delete_job(name=name).result(timeout=5)  # Batch deletes where it cannot cancel
+    sweep(deps)
+    run = runs_repo.get_run(deps.engine, run_id)
+    assert (run["status"], run["error_code"]) == ("cancelled", None)
+
+
+def test_a_stuck_cancelling_run_has_its_jobs_cancelled_again(deps, quiet_batch):
+    from arc_reactor.core.jobspec import OrchestratorJob, create_job_request
+    from arc_reactor.services.sweep import sweep
+
+    run_id = "r0000000000000000c2"
+    name = _run_with_job(deps, quiet_batch, run_id, RunStatus.RUNNING, timedelta(hours=1))
+    quiet_batch.set_job_state(name, "RUNNING")
+    runs_repo.transition(deps.engine, run_id, RunStatus.CANCELLING, "api")  # the cancel never reached Batch
+    spec = OrchestratorJob(run_id, "arc/fastq-stats", "1.0.0", "snakemake", "", "gs://i/p", "gs://w/", False)
+    task = create_job_request(spec, deps.settings)
+    task.job_id, task.request_id = "nf-launched-late", "44444444-4444-4444-8444-444444444444"
+    deps.batch._client.create_job(request=task)
+    stale = text("UPDATE runs SET updated_at = now() - interval '1 hour' WHERE id = :id")
+    with deps.engine.begin() as conn:
+        conn.execute(stale, {"id": run_id})
+    sweep(deps)
+    assert {j.status.state.name for j in quiet_batch.jobs()} == {"CANCELLED"}
+    sweep(deps)  # the next sweep sees the job cancelled
+    assert runs_repo.get_run(deps.engine, run_id)["status"] == "cancelled"

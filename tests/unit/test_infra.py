@@ -568,3 +568,10 @@ def test_terraform_fmt():
         check=False,
     )
     assert result.returncode == 0, f"terraform fmt would change: {result.stdout}"
+
+
+def test_default_orchestrator_image_is_the_name_the_build_script_pushes():
+    main_tf = (INFRA / "main.tf").read_text()
+    script = (INFRA.parent / "scripts" / "build-orchestrator.sh").read_text()
+    assert '/${REPOSITORY}/arc-orchestrator"' in script
+    assert "/arc-orchestrator:latest" in main_tf

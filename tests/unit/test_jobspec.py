@@ -15,6 +15,7 @@ from arc_reactor.core.jobspec import (
     build_job,
     create_job_request,
     database_env,
+    task_policy_env,
 )
 from arc_reactor.core.registry import HeadJob
 from arc_reactor.settings import Settings
@@ -75,7 +76,7 @@ def test_task_spec_container_env_resources_and_retries() -> None:
     assert spec.max_retry_count == 2
     env = dict(spec.environment.variables)
     labels = dict(job.labels)
-    assert env == {
+    assert env == task_policy_env(_settings()) | {
         "RUN_ID": RUN,
         "PIPELINE": "nf-core/scrnaseq",
         "PIPELINE_VERSION": "2.7.1",
@@ -210,3 +211,50 @@ def test_database_env_empty_without_database_settings() -> None:
 def test_extra_env_cannot_shadow_our_variables() -> None:
     with pytest.raises(ValueError, match="RUN_ID"):
         build_job(_spec(extra_env={"RUN_ID": "other"}), _settings())
+
+
+@pytest.mark.parametrize(
+    ("state", "codes", "retried"),
+    [
+        ("RUNNING", [50001], [(1, 50001)]),  # preempted, attempt 1 running
+        ("SUCCEEDED", [50001, 50002, 0], [(1, 50001), (2, 50002)]),
+        ("FAILED", [50001, 50001, 50001], [(1, 50001), (2, 50001)]),  # the third is the final failure
+        ("RUNNING", [50001, 50001, 50001], [(1, 50001), (2, 50001)]),  # past max_retry_count: no retry
+        ("RUNNING", [3], []),  # a pipeline's own exit code is never retried
+        ("FAILED", [50005], []),  # max run duration: not retried (RETRIED_EXIT_CODES)
+        ("SUCCEEDED", [0], []),
+        ("QUEUED", [], []),
+    ],
+)
+def test_task_retries_follow_the_spec_retry_rule(
+    state: str, codes: list[int], retried: list[tuple[int, int]]
+) -> None:
+    from arc_reactor.adapters.batch_status import task_retries
+
+    assert [(r.attempt, r.exit_code) for r in task_retries(state, codes)] == retried
+    assert all(code in RETRIED_EXIT_CODES for _, code in retried)
+
+
+def test_task_job_settings_travel_to_the_orchestrator_and_read_back_the_same():
+    """The orchestrator renders Nextflow's task-job config from these: they must survive the trip."""
+    from arc_reactor.core.jobspec import TASK_POLICY_FIELDS, task_policy_env
+
+    settings = Settings(
+        task_service_account="tasks@p.iam.gserviceaccount.com",
+        network="projects/p/global/networks/n",
+        subnetwork="projects/p/regions/r/subnetworks/s",
+        no_external_ip=True,
+        batch_spot=False,
+        max_spot_attempts=5,
+        boot_disk_gb=200,
+        task_max_cpus=16,
+    )
+    env = task_policy_env(settings)
+    assert env["ARC_TASK_SERVICE_ACCOUNT"] == "tasks@p.iam.gserviceaccount.com"
+    assert env["ARC_NO_EXTERNAL_IP"] == "true" and env["ARC_BATCH_SPOT"] == "false"
+    back = Settings.model_validate({k.removeprefix("ARC_").lower(): v for k, v in env.items()})
+    for name in TASK_POLICY_FIELDS:
+        assert getattr(back, name) == getattr(settings, name), name
+    job = build_job(_spec(), settings)
+    job_env_vars = dict(job.task_groups[0].task_spec.environment.variables)
+    assert {k: job_env_vars[k] for k in env} == env

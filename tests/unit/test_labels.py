@@ -10,6 +10,8 @@ from arc_reactor.core.labels import (
     KEY_RE,
     MAX_LABELS,
     VALUE_RE,
+    label_filter,
+    run_label_filter,
     run_labels,
     sanitize_label_key,
     sanitize_label_value,
@@ -107,3 +109,19 @@ def test_run_labels_always_valid(
     labels = run_labels(run_id, pipeline, email, extra)
     assert len(labels) <= MAX_LABELS
     assert all(KEY_RE.match(k) and VALUE_RE.match(v) for k, v in labels.items())
+
+
+def test_label_filters_quote_the_key() -> None:
+    assert run_label_filter("r0000000000abcdefgh") == 'labels."run-id"="r0000000000abcdefgh"'
+    assert (
+        label_filter("Cost Center", "Jane.Doe@Example.org")
+        == 'labels."cost_center"="jane_doe-at-example_org"'
+    )
+
+
+@given(st.text(), st.text())
+def test_label_filters_never_carry_their_own_quotes_or_operators(key: str, value: str) -> None:
+    term = label_filter(key, value)
+    inner = term.removeprefix('labels."').removesuffix('"')
+    k, sep, v = inner.partition('"="')
+    assert sep and KEY_RE.match(k) and VALUE_RE.match(v)

@@ -270,3 +270,28 @@ def test_types_inside_any_of_are_coerced() -> None:
     assert check_against_schema(sheet_of("sample,n\nA,3\n"), schema) == []
     (problem,) = check_against_schema(sheet_of("sample,n\nA,1\n"), schema)
     assert (problem.line, problem.field) == (2, "n")
+
+
+@pytest.mark.parametrize(("sep", "name"), [(";", "semicolons"), ("\t", "tabs")])
+def test_a_sheet_not_separated_by_commas_says_so(sep, name):
+    sheet = read_samplesheet(f"sample{sep}fastq_1\na{sep}b.fq\n".encode(), max_rows=10)
+    for problems in (check_without_schema(sheet), check_against_schema(sheet, _SCHEMA_NEEDING_FASTQ)):
+        assert problems and f"separated by {name}" in problems[0].message
+
+
+_SCHEMA_NEEDING_FASTQ = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "required": ["sample", "fastq_1"],
+        "properties": {"sample": {"type": "string"}, "fastq_1": {"type": "string"}},
+    },
+}
+
+
+def test_utf16_file_is_named_as_such():
+    from arc_reactor.core.textfile import decode_text
+
+    text, problems = decode_text("sample,fastq_1\n".encode("utf-16"), "samplesheet.csv")
+    assert text is None
+    assert "UTF-16" in problems[0].message and "UTF-8" in problems[0].message

@@ -1,26 +1,37 @@
 """Batch adapter: every google-cloud-batch call of the package lives here.
 
-Errors come out as the package's taxonomy (errors.py): quota and permission refusals are permanent and
-never retried; UNAVAILABLE, DEADLINE_EXCEEDED, INTERNAL, ABORTED and connection errors are retried with
-the bounded policy of adapters/retry.py and end as BatchUnavailableError (transient: redelivery).
-The client's own per-method retry is switched off (retry=None) so that one policy governs.
+Errors come out as the package's taxonomy (errors.py): quota and permission refusals of CreateJob are
+permanent and never retried; UNAVAILABLE, DEADLINE_EXCEEDED, INTERNAL, ABORTED and connection errors are
+retried with the bounded policy of adapters/retry.py and end as BatchUnavailableError (transient:
+redelivery). RESOURCE_EXHAUSTED on a read or a cancel is the API's request-rate quota, not a resource
+quota, so it is transient too (not retried here: Eventarc's backoff is the gentler retry).
+The client's own per-method retry is switched off (retry=None) so that one policy governs. A refused
+create leaves no job behind: a job of that name that a raced create made is cancelled at once.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from functools import partial
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
+from arc_reactor.adapters.batch_status import (
+    PIPELINE_ERROR,
+    RESERVED_EXIT_CODES,
+    TERMINAL_STATES,
+    JobStatus,
+    StatusEvent,
+    TaskRetry,
+    classify_failure,
+    job_status_from_proto,
+)
 from arc_reactor.adapters.retry import retry_call
-from arc_reactor.core.ids import job_id_for
+from arc_reactor.core.ids import job_id_for, run_id_from_job
 from arc_reactor.core.jobspec import OrchestratorJob, create_job_request, parent_for
-from arc_reactor.core.status import RunStatus, status_for_batch_state
+from arc_reactor.core.labels import run_label_filter
 from arc_reactor.errors import (
     BatchError,
     BatchJobCreationError,
@@ -28,6 +39,7 @@ from arc_reactor.errors import (
     BatchPermissionError,
     BatchQuotaExceededError,
     BatchUnavailableError,
+    PermanentError,
 )
 
 if TYPE_CHECKING:
@@ -35,25 +47,31 @@ if TYPE_CHECKING:
 
     from arc_reactor.settings import Settings
 
+__all__ = [
+    "PIPELINE_ERROR",
+    "RESERVED_EXIT_CODES",
+    "TERMINAL_STATES",
+    "BatchService",
+    "CancelSummary",
+    "JobStatus",
+    "StatusEvent",
+    "TaskRetry",
+    "classify_failure",
+    "job_status_from_proto",
+    "make_batch_client",
+]
+
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 RPC_TIMEOUT_S = 20.0  # per call; the retry deadline below bounds the whole operation
 RETRY_ATTEMPTS = 5
 RETRY_DEADLINE_S = 30.0
-TERMINAL_STATES = frozenset({"SUCCEEDED", "FAILED", "CANCELLED"})
-# Batch-reserved exit codes (https://cloud.google.com/batch/docs/troubleshooting#reserved-exit-codes).
-RESERVED_EXIT_CODES: dict[int, str] = {
-    50001: "spot_preempted",
-    50002: "vm_lost",
-    50003: "vm_rebooted",
-    50004: "vm_unresponsive",
-    50005: "max_runtime_exceeded",
-    50006: "vm_recreated",
-}
-PIPELINE_ERROR = "pipeline_error"
-_EXIT_CODE_RE = re.compile(r"with exit code (-?\d+)")
-_NEW_STATE_RE = re.compile(r"\bfrom ([A-Z_]+) to ([A-Z_]+)")
+# cancel_run_jobs: at most this many task jobs per call, and no new cancel once the deadline has passed.
+MAX_TASK_JOBS = 1000
+CANCEL_DEADLINE_S = 60.0
+# Jobs that still hold or may start VMs; CANCELLATION_IN_PROGRESS and DELETION_IN_PROGRESS are going away.
+ACTIVE_JOBS_FILTER = '(status.state="QUEUED" OR status.state="SCHEDULED" OR status.state="RUNNING")'
 
 
 def make_batch_client(settings: Settings) -> batch_v1.BatchServiceClient:
@@ -71,90 +89,17 @@ def make_batch_client(settings: Settings) -> batch_v1.BatchServiceClient:
 
 
 @dataclass(frozen=True)
-class StatusEvent:
-    """One Batch status event; new_state is the state named after "to" in its description, if any."""
+class CancelSummary:
+    """What cancelling a run's Batch jobs did; `failures` says, per job, why it may still be running."""
 
-    type: str
-    description: str
-    time: datetime | None
-    new_state: str | None
-    exit_code: int | None = None
-
-
-@dataclass(frozen=True)
-class JobStatus:
-    """What Batch says about a job, with the mapped run status and a failure classification."""
-
-    name: str
-    uid: str
-    state: str
-    run_status: RunStatus | None
-    events: list[StatusEvent]
-    exit_codes: list[int]
-    failure: str | None
-    labels: dict[str, str] = field(default_factory=dict)
-    create_time: datetime | None = None
+    orchestrator_cancelled: bool
+    task_jobs_cancelled: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
 
     @property
-    def terminal(self) -> bool:
-        """True for SUCCEEDED, FAILED and CANCELLED."""
-        return self.state in TERMINAL_STATES
-
-    @property
-    def exit_code(self) -> int | None:
-        """The exit code of the last task attempt, if any is known."""
-        return self.exit_codes[-1] if self.exit_codes else None
-
-
-def classify_failure(state: str, exit_codes: list[int]) -> str | None:
-    """For a FAILED job: a Batch-reserved cause (spot_preempted, vm_lost, ...) or pipeline_error."""
-    if state != "FAILED":
-        return None
-    last = next((code for code in reversed(exit_codes) if code != 0), None)
-    if last is None:
-        return None
-    return RESERVED_EXIT_CODES.get(last, PIPELINE_ERROR)
-
-
-def _event(ev: Any) -> StatusEvent:
-    exit_code: int | None = None
-    if "task_execution" in ev:
-        exit_code = int(ev.task_execution.exit_code)
-    match = _NEW_STATE_RE.search(ev.description)
-    return StatusEvent(
-        type=ev.type_,
-        description=ev.description,
-        time=ev.event_time,
-        new_state=match.group(2) if match else None,
-        exit_code=exit_code,
-    )
-
-
-def _exit_codes(events: list[StatusEvent]) -> list[int]:
-    # task_execution is the structured source; real jobs.get often carries the code only in the text
-    # ("... with exit code 50001."), so fall back to the descriptions when no event has it.
-    structured = [e.exit_code for e in events if e.exit_code is not None]
-    if structured:
-        return structured
-    return [int(m.group(1)) for e in events for m in _EXIT_CODE_RE.finditer(e.description)]
-
-
-def job_status_from_proto(job: batch_v1.Job) -> JobStatus:
-    """Read a Job proto into a JobStatus."""
-    state = job.status.state.name
-    events = [_event(ev) for ev in job.status.status_events]
-    codes = _exit_codes(events)
-    return JobStatus(
-        name=job.name,
-        uid=job.uid,
-        state=state,
-        run_status=status_for_batch_state(state),
-        events=events,
-        exit_codes=codes,
-        failure=classify_failure(state, codes),
-        labels=dict(job.labels),
-        create_time=job.create_time,
-    )
+    def complete(self) -> bool:
+        """True when every job of the run is cancelled, gone or finished."""
+        return self.orchestrator_cancelled and not self.failures
 
 
 def _transient() -> tuple[type[BaseException], ...]:
@@ -177,6 +122,8 @@ def _translate(exc: Exception, what: str, *, creating: bool = False) -> Exceptio
     if isinstance(exc, gexc.NotFound):
         return BatchJobNotFoundError(f"{what}: not found")
     if isinstance(exc, gexc.ResourceExhausted):
+        if not creating:  # request-rate quota on reads and cancels: it refills, so try again later
+            return BatchUnavailableError(f"{what}: Batch request quota exhausted: {exc.message}")
         return BatchQuotaExceededError(f"{what}: quota exceeded: {exc.message}")
     if isinstance(exc, gexc.PermissionDenied | gexc.Unauthenticated):
         return BatchPermissionError(f"{what}: permission denied: {exc.message}")
@@ -196,10 +143,12 @@ class BatchService:
         settings: Settings,
         *,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = client
         self._settings = settings
         self._sleep = sleep
+        self._clock = clock
         self._parent = parent_for(settings)
 
     def _call(self, fn: Callable[[], T]) -> T:
@@ -224,19 +173,40 @@ class BatchService:
         except ValueError as exc:  # a spec or deployment setting Batch must never see: permanent
             raise BatchJobCreationError(f"run {spec.run_id}: {exc}") from exc
         name = f"{request.parent}/jobs/{request.job_id}"
+        ids = {"run_id": spec.run_id, "job_name": name}
         try:
             job = self._call(
                 lambda: self._client.create_job(request=request, retry=None, timeout=RPC_TIMEOUT_S)
             )
         except gexc.AlreadyExists:
-            log.info("batch job already exists", extra={"run_id": spec.run_id, "job_name": name})
+            log.info("batch job already exists", extra={**ids, "event": "batch_job_exists"})
             return self.get_job(name).name or name
         except Exception as exc:
             err = _translate(exc, f"create {name}", creating=True)
-            log.error("batch job creation failed: %s", err, extra={"run_id": spec.run_id, "job_name": name})
+            code = getattr(err, "code", "batch_error")
+            log.error(
+                "batch job creation failed: %s",
+                err,
+                extra={**ids, "event": "batch_job_create_failed", "error_code": code},
+            )
+            if isinstance(err, PermanentError):
+                self._discard_raced_job(name)
             raise err from exc
-        log.info("batch job created", extra={"run_id": spec.run_id, "job_name": job.name})
+        log.info("batch job created", extra={**ids, "event": "batch_job_created"})
         return job.name or name
+
+    def _discard_raced_job(self, name: str) -> None:
+        """After a refused create, leave no job of that name running: an earlier attempt whose answer was
+        lost, or a concurrent delivery, may have created it. NOT_FOUND, the usual answer, is success."""
+        try:
+            self.cancel_job(name)
+        except BatchError as exc:
+            log.warning(
+                "could not cancel %s after its create was refused: %s",
+                name,
+                exc,
+                extra={"job_name": name, "run_id": run_id_from_job(name), "event": "orphan_cleanup_failed"},
+            )
 
     def get_job(self, job_name: str) -> JobStatus:
         """The job's status; BatchJobNotFoundError when it does not exist."""
@@ -259,7 +229,7 @@ class BatchService:
             raise _translate(exc, f"get {name}") from exc
 
     def list_jobs(self, filter: str = "", page_size: int = 100, limit: int = 1000) -> list[JobStatus]:
-        """Jobs under the parent matching an AIP-160 `filter` (`labels.run-id="r..."`), at most `limit`."""
+        """Jobs under the parent matching an AIP-160 `filter` (`labels."run-id"="r..."`), at most `limit`."""
         from google.cloud import batch_v1
 
         out: list[JobStatus] = []
@@ -287,8 +257,8 @@ class BatchService:
         return next(iter(pager.pages))
 
     def cancel_job(self, job_name: str) -> bool:
-        """Ask Batch to cancel the job. True when cancelling, or when the job is gone or already finished;
-        False when Batch refuses although the job still runs."""
+        """Ask Batch to cancel the job (DeleteJob only where CancelJob is not possible). True when going
+        away, or when the job is gone or already finished; False when Batch refuses both."""
         from google.api_core import exceptions as gexc
         from google.cloud import batch_v1
 
@@ -301,9 +271,14 @@ class BatchService:
             return True
         except gexc.FailedPrecondition as exc:
             return self._cancel_refused(name, exc)
+        except gexc.MethodNotImplemented:
+            return self._delete(name)
         except Exception as exc:
             raise _translate(exc, f"cancel {name}") from exc
-        log.info("batch job cancellation requested", extra={"job_name": name})
+        log.info(
+            "batch job cancellation requested",
+            extra={"job_name": name, "run_id": run_id_from_job(name), "event": "batch_cancel_requested"},
+        )
         return True
 
     def _cancel_refused(self, name: str, exc: Exception) -> bool:
@@ -314,19 +289,101 @@ class BatchService:
             return True
         if state in TERMINAL_STATES or state in {"CANCELLATION_IN_PROGRESS", "DELETION_IN_PROGRESS"}:
             return True
-        log.warning("batch refused to cancel %s in state %s: %s", name, state, exc, extra={"job_name": name})
+        log.warning(
+            "batch refused to cancel %s in state %s (%s): deleting it instead",
+            name,
+            state,
+            exc,
+            extra={"job_name": name, "run_id": run_id_from_job(name), "event": "batch_cancel_refused"},
+        )
+        return self._delete(name)
+
+    def _delete(self, name: str) -> bool:
+        """DeleteJob: it stops the job's VMs too, but the job's record goes with it."""
+        from google.api_core import exceptions as gexc
+        from google.cloud import batch_v1
+
+        request = batch_v1.DeleteJobRequest(name=name, reason="Arc Reactor: the job could not be cancelled")
+        try:
+            self._call(lambda: self._client.delete_job(request=request, retry=None, timeout=RPC_TIMEOUT_S))
+        except gexc.NotFound:
+            return True
+        except gexc.FailedPrecondition as exc:
+            log.warning(
+                "batch refused to delete %s: %s",
+                name,
+                exc,
+                extra={"job_name": name, "run_id": run_id_from_job(name), "event": "batch_delete_refused"},
+            )
+            return False
+        except Exception as exc:
+            raise _translate(exc, f"delete {name}") from exc
+        log.info(
+            "batch job deleted (cancel was not possible)",
+            extra={"job_name": name, "run_id": run_id_from_job(name), "event": "batch_job_deleted"},
+        )
+        return True
+
+    def cancel_run_jobs(self, run_id: str) -> CancelSummary:
+        """Cancel the run's orchestrator job, then every still-active job labelled with its run id (the task
+        jobs Nextflow launched: stopping Nextflow does not stop their VMs). Gone or finished jobs count as
+        cancelled. Batch errors are reported in `failures`, never raised. Bounded by MAX_TASK_JOBS jobs and
+        CANCEL_DEADLINE_S (plus one call's retry deadline); calling again finishes what is left."""
+        deadline = self._clock() + CANCEL_DEADLINE_S
+        failures: list[str] = []
+        orchestrator = self.job_name(run_id)
+        orchestrator_ok = self._try_cancel(orchestrator, failures)
+        try:
+            query = f"{run_label_filter(run_id)} AND {ACTIVE_JOBS_FILTER}"
+            found = self.list_jobs(query, limit=MAX_TASK_JOBS + 1)  # one more tells whether any is left
+        except BatchError as exc:
+            failures.append(f"listing the run's task jobs: {exc}")
+            found = []
+        if len(found) > MAX_TASK_JOBS:
+            failures.append(f"more than {MAX_TASK_JOBS} active jobs: cancel again for the rest")
+        cancelled: list[str] = []
+        for job in found[:MAX_TASK_JOBS]:
+            if job.name == orchestrator:
+                continue  # cancelled above; a cancel still in flight can list as RUNNING for a moment
+            if self._clock() >= deadline:
+                failures.append(f"{job.name}: not attempted, cancelling ran past {CANCEL_DEADLINE_S:.0f} s")
+            elif self._try_cancel(job.name, failures):
+                cancelled.append(job.name)
+        summary = CancelSummary(orchestrator_ok, cancelled, failures)
+        log.log(
+            logging.INFO if summary.complete else logging.WARNING,
+            "cancelled the Batch jobs of run %s: orchestrator %s, %d task job(s), %d failure(s)",
+            run_id,
+            "done" if orchestrator_ok else "NOT cancelled",
+            len(cancelled),
+            len(failures),
+            extra={
+                "run_id": run_id,
+                "event": "run_jobs_cancelled",
+                "detail": {"task_jobs": len(cancelled), "failures": failures[:20]},
+            },
+        )
+        return summary
+
+    def _try_cancel(self, name: str, failures: list[str]) -> bool:
+        try:
+            if self.cancel_job(name):
+                return True
+            failures.append(f"{name}: Batch refused to cancel it")
+        except BatchError as exc:
+            failures.append(f"{name}: {exc}")
         return False
 
     def poll_job_until_terminal(
         self, job_name: str, interval: float = 10.0, timeout: float = 3600.0
     ) -> JobStatus:
         """Read the job every `interval` s until it is terminal; TimeoutError after `timeout` s."""
-        deadline = time.monotonic() + timeout
+        deadline = self._clock() + timeout
         while True:
             status = self.get_job(job_name)
             if status.terminal:
                 return status
-            remaining = deadline - time.monotonic()
+            remaining = deadline - self._clock()
             if remaining <= 0:
                 raise TimeoutError(f"{job_name} still {status.state} after {timeout:.0f} s")
             self._sleep(min(interval, remaining))

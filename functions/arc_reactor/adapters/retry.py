@@ -54,6 +54,7 @@ def retry_call(
                 attempt + 1,
                 attempts,
                 delay,
+                extra={"event": "retry", "detail": {"error": type(exc).__name__, "attempt": attempt + 1}},
             )
             sleep(delay)
     raise AssertionError("unreachable")  # the loop either returns or raises

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, insert, or_, select, text
+from sqlalchemy import and_, insert, literal, or_, select, text, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
@@ -54,6 +54,13 @@ def _db_errors() -> Iterator[None]:
         if exc.connection_invalidated:
             raise TransientError(f"database connection lost: {exc}") from exc
         raise
+
+
+@contextmanager
+def _reading(engine: Engine) -> Iterator[Connection]:
+    """A connection for read queries, with connection failures as TransientError."""
+    with _db_errors(), engine.connect() as conn:
+        yield conn
 
 
 def insert_run(engine: Engine, values: Mapping[str, Any], source: str = "submit") -> tuple[Row, bool]:
@@ -109,8 +116,11 @@ ev AS (
     SELECT :run_id, 'transition', :source, upd.from_status, :target, CAST(:detail AS jsonb) FROM upd
     RETURNING id
 )
-SELECT from_status FROM upd
+SELECT prev.status AS current, (SELECT from_status FROM upd) AS applied_from FROM prev
 """
+
+# Taking the run's row lock first makes "insert unless already recorded" safe under concurrency.
+_LOCK_RUN_SQL = "SELECT 1 FROM runs WHERE id = :run_id FOR UPDATE"
 
 _CONFLICT_SQL = """
 INSERT INTO run_events (run_id, kind, source, from_status, to_status, detail)
@@ -161,46 +171,45 @@ def transition(
         else:
             sets.append(f"{name} = :f_{name}")
             params[f"f_{name}"] = value
-    if not preds:
-        return _no_op(engine, run_id, target, source, params)
     pred_names = []
     for i, p in enumerate(preds):
         params[f"p{i}"] = p.value
         pred_names.append(f":p{i}")
-    sql = _TRANSITION_SQL.format(sets=", ".join(sets), preds=", ".join(pred_names))
+    # One round trip whether or not the change applies: duplicates (most deliveries) cost no more.
+    sql = _TRANSITION_SQL.format(sets=", ".join(sets), preds=", ".join(pred_names) or "NULL")
     with _db_errors(), engine.begin() as conn:
         row = conn.execute(text(sql), params).first()
-        if row is not None:
-            return TransitionResult(True, RunStatus(row[0]), target)
-    return _no_op(engine, run_id, target, source, params)
-
-
-def _no_op(
-    engine: Engine, run_id: str, target: RunStatus, source: str, params: dict[str, Any]
-) -> TransitionResult:
-    with _db_errors(), engine.begin() as conn:
-        current_s = conn.execute(select(runs.c.status).where(runs.c.id == run_id)).scalar()
-        if current_s is None:
-            raise NotFound(f"run {run_id} does not exist")
-        current = RunStatus(current_s)
-        conflict = current in TERMINAL and target in TERMINAL and current != target
-        if conflict:
-            conn.execute(text(_CONFLICT_SQL), {**params, "current": current.value})
+    if row is None:
+        raise NotFound(f"run {run_id} does not exist")
+    if row[1] is not None:
+        return TransitionResult(True, RunStatus(row[1]), target)
+    current = RunStatus(row[0])
+    conflict = current in TERMINAL and target in TERMINAL and current != target
     if conflict:
-        log.warning(
-            "terminal conflict on run %s: is %s, %s says %s (first terminal state wins)",
-            run_id,
-            current.value,
-            source,
-            target.value,
-            extra={"run_id": run_id, "event": "status_conflict"},
-        )
+        _record_conflict(engine, run_id, target, source, {**params, "current": current.value})
     return TransitionResult(False, current, current, conflict)
+
+
+def _record_conflict(
+    engine: Engine, run_id: str, target: RunStatus, source: str, params: dict[str, Any]
+) -> None:
+    """Record a terminal disagreement once per source and outcome (the first terminal state stays)."""
+    with _db_errors(), engine.begin() as conn:
+        conn.execute(text(_LOCK_RUN_SQL), params)
+        conn.execute(text(_CONFLICT_SQL), params)
+    log.warning(
+        "terminal conflict on run %s: is %s, %s says %s (first terminal state wins)",
+        run_id,
+        params["current"],
+        source,
+        target.value,
+        extra={"run_id": run_id, "event": "status_conflict"},
+    )
 
 
 def get_run(engine: Engine, run_id: str) -> Row:
     """The run row, or NotFound."""
-    with _db_errors(), engine.connect() as conn:
+    with _reading(engine) as conn:
         row = conn.execute(select(runs).where(runs.c.id == run_id)).mappings().first()
     if row is None:
         raise NotFound(f"run {run_id} does not exist")
@@ -214,23 +223,106 @@ def find_by_job_name(engine: Engine, job_name: str) -> Row | None:
     return dict(row) if row is not None else None
 
 
+@dataclass(frozen=True)
+class RunFilter:
+    """GET /runs filters; every given one must match. Labels match when the run has each key=value."""
+
+    statuses: tuple[str, ...] = ()
+    pipeline: str | None = None
+    submitter: str | None = None
+    labels: tuple[tuple[str, str], ...] = ()
+    created_after: datetime | None = None  # strictly after
+    created_before: datetime | None = None  # strictly before
+
+    def clauses(self) -> list[Any]:
+        """The WHERE clauses of this filter."""
+        out: list[Any] = []
+        if self.statuses:
+            out.append(runs.c.status.in_(self.statuses))
+        if self.pipeline is not None:
+            out.append(runs.c.pipeline == self.pipeline)
+        if self.submitter is not None:
+            out.append(runs.c.submitter == self.submitter)
+        if self.labels:  # jsonb containment: served by the GIN index ix_runs_labels
+            out.append(runs.c.labels.contains(dict(self.labels)))
+        if self.created_after is not None:
+            out.append(runs.c.created_at > self.created_after)
+        if self.created_before is not None:
+            out.append(runs.c.created_at < self.created_before)
+        return out
+
+
 def list_runs(
     engine: Engine,
     *,
     limit: int = 50,
     status: str | None = None,
     before: tuple[datetime, str] | None = None,
+    where: RunFilter | None = None,
+    offset: int = 0,
 ) -> list[Row]:
-    """Newest first, keyset-paginated by (created_at, id) strictly before `before`."""
+    """Newest first, keyset-paginated by (created_at, id) strictly before `before`.
+
+    `offset` exists only to compare with keyset paging (bench/list_runs.py); the API never uses it."""
     stmt = select(runs).order_by(runs.c.created_at.desc(), runs.c.id.desc()).limit(limit)
+    clauses = (where or RunFilter()).clauses()
     if status:
-        stmt = stmt.where(runs.c.status == status)
+        clauses.append(runs.c.status == status)
     if before is not None:
-        created, rid = before
-        stmt = stmt.where(
-            or_(runs.c.created_at < created, and_(runs.c.created_at == created, runs.c.id < rid))
-        )
+        # A row comparison, so PostgreSQL turns it into one index range bound (an OR would not be).
+        position = tuple_(literal(before[0], runs.c.created_at.type), literal(before[1], runs.c.id.type))
+        clauses.append(tuple_(runs.c.created_at, runs.c.id) < position)
+    if clauses:
+        stmt = stmt.where(*clauses)
+    if offset:
+        stmt = stmt.offset(offset)
+    with _reading(engine) as conn:
+        return [dict(r) for r in conn.execute(stmt).mappings()]
+
+
+def list_children(engine: Engine, run_id: str, limit: int = 100) -> list[Row]:
+    """Runs whose parent is `run_id` (its recoveries), oldest first."""
+    stmt = select(runs).where(runs.c.parent_run_id == run_id).order_by(runs.c.created_at).limit(limit)
+    with _reading(engine) as conn:
+        return [dict(r) for r in conn.execute(stmt).mappings()]
+
+
+def active_in_lineage(engine: Engine, lineage_id: str) -> list[Row]:
+    """Runs of a lineage (a run and its recoveries) that have not ended: they share one work dir."""
+    stmt = select(runs.c.id, runs.c.status).where(
+        runs.c.lineage_id == lineage_id, runs.c.status.not_in([s.value for s in TERMINAL])
+    )
     with _db_errors(), engine.connect() as conn:
+        return [dict(r) for r in conn.execute(stmt).mappings()]
+
+
+def find_by_idempotency_key(engine: Engine, key: str) -> Row | None:
+    """The run created with this idempotency key, if any."""
+    with _db_errors(), engine.connect() as conn:
+        row = conn.execute(select(runs).where(runs.c.idempotency_key == key)).mappings().first()
+    return dict(row) if row is not None else None
+
+
+def recent_events(engine: Engine, run_id: str, limit: int = 50) -> list[Row]:
+    """A run's last `limit` events, in order."""
+    stmt = (
+        select(run_events).where(run_events.c.run_id == run_id).order_by(run_events.c.id.desc()).limit(limit)
+    )
+    with _reading(engine) as conn:
+        rows = [dict(r) for r in conn.execute(stmt).mappings()]
+    return rows[::-1]
+
+
+def events_after(engine: Engine, cursors: Mapping[str, int], limit: int = 1000) -> list[Row]:
+    """Events of several runs in id order, each run's after its own cursor (run id -> last event id seen).
+
+    One statement for all the runs watched in a process (the SSE hub polls with it)."""
+    if not cursors:
+        return []
+    ev = run_events.c
+    match = or_(*(and_(ev.run_id == rid, ev.id > after) for rid, after in cursors.items()))
+    stmt = select(run_events).where(match).order_by(run_events.c.id).limit(limit)
+    with _reading(engine) as conn:
         return [dict(r) for r in conn.execute(stmt).mappings()]
 
 
@@ -242,7 +334,7 @@ def list_events(engine: Engine, run_id: str, after_id: int = 0, limit: int = 500
         .order_by(run_events.c.id)
         .limit(limit)
     )
-    with _db_errors(), engine.connect() as conn:
+    with _reading(engine) as conn:
         return [dict(r) for r in conn.execute(stmt).mappings()]
 
 
@@ -251,6 +343,40 @@ def add_note(engine: Engine, run_id: str, source: str, detail: Mapping[str, Any]
     with _db_errors(), engine.begin() as conn:
         conn.execute(
             insert(run_events).values(run_id=run_id, kind="note", source=source, detail=dict(detail))
+        )
+
+
+_NOTE_ONCE_SQL = """
+INSERT INTO run_events (run_id, kind, source, detail)
+SELECT :run_id, 'note', :source, CAST(:detail AS jsonb)
+WHERE NOT EXISTS (
+    SELECT 1 FROM run_events WHERE run_id = :run_id AND kind = 'note' AND detail->>'key' = :key
+)
+"""
+
+
+def add_note_once(engine: Engine, run_id: str, source: str, key: str, detail: Mapping[str, Any]) -> bool:
+    """Record a note unless one with the same `key` exists (duplicate notifications); True when recorded.
+    The run's row lock serializes concurrent writers, so two copies of one event cannot both record it."""
+    params = {
+        "run_id": run_id,
+        "source": source,
+        "key": key,
+        "detail": json.dumps({**detail, "key": key}, default=str),
+    }
+    with _db_errors(), engine.begin() as conn:
+        if conn.execute(text(_LOCK_RUN_SQL), params).first() is None:
+            raise NotFound(f"run {run_id} does not exist")
+        return bool(conn.execute(text(_NOTE_ONCE_SQL), params).rowcount)
+
+
+def record_job_name(engine: Engine, run_id: str, job_name: str) -> None:
+    """Store the run's Batch job name if it has none yet, whatever the run's status."""
+    with _db_errors(), engine.begin() as conn:
+        conn.execute(
+            runs.update()
+            .where(runs.c.id == run_id, runs.c.batch_job_name.is_(None))
+            .values(batch_job_name=job_name, updated_at=text("now()"))
         )
 
 

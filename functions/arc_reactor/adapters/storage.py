@@ -6,7 +6,7 @@ import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from arc_reactor.core.layout import split_gs_uri
 from arc_reactor.errors import TransientError
@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from arc_reactor.settings import Settings
 
 TIMEOUT_S = 30.0  # per request; the client's own retry policy is bounded by its deadline (120 s)
+CLIENT_RETRY: Any = object()  # marker: keep the client's default retry; pass retry=None to disable it
 
 
 class ObjectTooLarge(Exception):
@@ -94,11 +95,13 @@ class Storage:
             raise ObjectTooLarge(name, len(data), max_bytes)
         return data
 
-    def write_bytes(self, bucket: str, name: str, data: bytes, content_type: str = "text/plain") -> None:
-        """Create or replace an object."""
+    def write_bytes(
+        self, bucket: str, name: str, data: bytes, content_type: str = "text/plain", retry: Any = CLIENT_RETRY
+    ) -> None:
+        """Create or replace an object. `retry=None` leaves retrying to the caller's own policy."""
         try:
             self.client.bucket(bucket).blob(name).upload_from_string(
-                data, content_type=content_type, timeout=TIMEOUT_S
+                data, content_type=content_type, timeout=TIMEOUT_S, **_retry_kw(retry)
             )
         except Exception as exc:
             raise _wrap(exc) from exc
@@ -120,21 +123,25 @@ class Storage:
             return bool(self.list_names(bucket, name, limit=1))
         return self.stat(bucket, name) is not None
 
-    def download_file(self, uri: str, dest: Path) -> None:
+    def download_file(self, uri: str, dest: Path, retry: Any = CLIENT_RETRY) -> None:
         """Download gs://bucket/name to a local file."""
         bucket, name = split_gs_uri(uri)
         dest.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self.client.bucket(bucket).blob(name).download_to_filename(str(dest), timeout=TIMEOUT_S)
+            self.client.bucket(bucket).blob(name).download_to_filename(
+                str(dest), timeout=TIMEOUT_S, **_retry_kw(retry)
+            )
         except Exception as exc:
             raise _wrap(exc) from exc
 
-    def upload_file(self, src: Path, uri: str, content_type: str | None = None) -> None:
-        """Upload a local file to gs://bucket/name."""
+    def upload_file(
+        self, src: Path, uri: str, content_type: str | None = None, retry: Any = CLIENT_RETRY
+    ) -> None:
+        """Upload a local file to gs://bucket/name; `retry=None` leaves retrying to the caller's policy."""
         bucket, name = split_gs_uri(uri)
         try:
             self.client.bucket(bucket).blob(name).upload_from_filename(
-                str(src), content_type=content_type, timeout=TIMEOUT_S
+                str(src), content_type=content_type, timeout=TIMEOUT_S, **_retry_kw(retry)
             )
         except Exception as exc:
             raise _wrap(exc) from exc
@@ -153,6 +160,10 @@ class Storage:
 
         with contextlib.suppress(Conflict):
             self.client.create_bucket(bucket, timeout=TIMEOUT_S)
+
+
+def _retry_kw(retry: Any) -> dict[str, Any]:
+    return {} if retry is CLIENT_RETRY else {"retry": retry}
 
 
 def gs_uri(bucket: str, name: str) -> str:

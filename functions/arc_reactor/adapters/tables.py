@@ -65,6 +65,11 @@ runs = Table(
     Index("ix_runs_status_updated", "status", "updated_at"),
     Index("ix_runs_created", "created_at", "id"),
     Index("ix_runs_parent", "parent_run_id"),
+    # GET /runs: keyset pages newest first, optionally narrowed by one of these columns (migration 0002).
+    Index("ix_runs_status_created", "status", "created_at", "id"),
+    Index("ix_runs_pipeline_created", "pipeline", "created_at", "id"),
+    Index("ix_runs_submitter_created", "submitter", "created_at", "id"),
+    Index("ix_runs_labels", "labels", postgresql_using="gin", postgresql_ops={"labels": "jsonb_path_ops"}),
 )
 
 run_events = Table(

@@ -1,189 +1,111 @@
-"""HTTP routing for runs_api. Errors are JSON: {"error": {"code": ..., "message": ..., "problems": [...]}}."""
+"""HTTP routing for runs_api: one function serves every endpoint of the Runs API (docs/api.md).
+
+Routes are matched on the path and method; `{run_id}` segments are checked by the handlers (400 when
+malformed, 404 when unknown). Every /runs route needs a caller (api/auth.py); /healthz and /openapi.json do
+not. Errors are JSON `{"error": {"code", "message", ...}}`: the package's errors map to 404 (NotFound),
+409 (Conflict), 503 (TransientError: retry), and anything unexpected is logged and answered 500.
+"""
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import logging
 import re
-from collections.abc import Mapping
-from datetime import datetime
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import yaml
+from werkzeug.exceptions import HTTPException
 
-from arc_reactor.adapters import runs_repo
-from arc_reactor.core.ids import is_run_id
-from arc_reactor.core.status import RunStatus
-from arc_reactor.errors import NotFound, Problem
+from arc_reactor.api import listing, run_logs, runs, sse, submission
+from arc_reactor.api.auth import Caller, authenticate
+from arc_reactor.api.http import ApiError, Call, error_response, json_response
+from arc_reactor.api.openapi import openapi_document
+from arc_reactor.errors import Conflict, NotFound, TransientError
 from arc_reactor.logs import setup_logging
 from arc_reactor.services.deps import Deps
-from arc_reactor.services.submit import RunSource, submit_files
 
 if TYPE_CHECKING:
     import flask
 
 log = logging.getLogger(__name__)
 
-Response = tuple[str, int, dict[str, str]]
-_RUN_PATH = re.compile(r"^/runs/([^/:]+)$")
-MAX_PAGE_SIZE = 100
-_PUBLIC_FIELDS = (
-    "id",
-    "name",
-    "pipeline",
-    "revision",
-    "engine",
-    "profile",
-    "status",
-    "parent_run_id",
-    "batch_job_name",
-    "work_dir",
-    "inputs_uri",
-    "results_uri",
-    "logs_uri",
-    "submitter",
-    "labels",
-    "params",
-    "created_at",
-    "updated_at",
-    "submitted_at",
-    "started_at",
-    "completed_at",
-    "failed_at",
-    "cancelled_at",
-    "error_code",
-    "error_message",
-    "error_task",
-    "exit_code",
-    "metrics",
-    "session_id",
+Handler = Callable[[Call], Any]
+
+
+@dataclass(frozen=True)
+class Route:
+    """A path pattern, its handlers by method, and whether it needs an authenticated caller."""
+
+    pattern: re.Pattern[str]
+    methods: dict[str, Handler]
+    public: bool = False
+
+
+def _healthz(_call: Call) -> Any:
+    return json_response({"status": "ok"})
+
+
+def _openapi(_call: Call) -> Any:
+    return json_response(openapi_document())
+
+
+_ID = r"(?P<run_id>[^/:]+)"
+ROUTES = (
+    Route(re.compile(r"^/healthz$"), {"GET": _healthz}, public=True),
+    Route(re.compile(r"^/openapi\.json$"), {"GET": _openapi}, public=True),
+    Route(re.compile(r"^/runs$"), {"GET": listing.list_runs, "POST": submission.create_run}),
+    Route(re.compile(rf"^/runs/{_ID}$"), {"GET": runs.get_run}),
+    Route(re.compile(rf"^/runs/{_ID}/events$"), {"GET": sse.events}),
+    Route(re.compile(rf"^/runs/{_ID}/logs$"), {"GET": run_logs.logs}),
+    Route(re.compile(rf"^/runs/{_ID}:cancel$"), {"POST": runs.cancel}),
+    Route(re.compile(rf"^/runs/{_ID}:recover$"), {"POST": runs.recover}),
 )
 
 
-def _json(body: Any, status: int = 200) -> Response:
-    return json.dumps(body, default=str), status, {"Content-Type": "application/json"}
+def route(path: str, method: str) -> tuple[Route, Handler, dict[str, str]]:
+    """The route, handler and path parameters for a request; ApiError 404/405 when there is none."""
+    for candidate in ROUTES:
+        match = candidate.pattern.match(path)
+        if match is None:
+            continue
+        handler = candidate.methods.get(method)
+        if handler is None:
+            allowed = ", ".join(sorted(candidate.methods))
+            raise ApiError(
+                405, "method_not_allowed", f"{method} is not allowed on {path}", headers={"Allow": allowed}
+            )
+        return candidate, handler, match.groupdict()
+    raise ApiError(404, "not_found", f"no route for {method} {path}")
 
 
-def error(status: int, code: str, message: str, problems: list[Problem] | None = None) -> Response:
-    """A JSON error response with a stable code."""
-    body: dict[str, Any] = {"code": code, "message": message}
-    if problems:
-        body["problems"] = [p.as_dict() for p in problems]
-    return _json({"error": body}, status)
+def dispatch(deps: Deps, request: flask.Request) -> Any:
+    """Route, authenticate and run one request; errors propagate."""
+    path = request.path.rstrip("/") or "/"
+    target, handler, params = route(path, request.method)
+    caller = Caller(None) if target.public else authenticate(deps.settings, request, deps.token_verifier)
+    return handler(Call(deps, request, caller, params))
 
 
-def run_view(row: Mapping[str, Any]) -> dict[str, Any]:
-    """The public JSON form of a run row."""
-    return {k: row[k] for k in _PUBLIC_FIELDS if k in row}
-
-
-def handle(deps: Deps, request: flask.Request) -> Response:
-    """Route one request."""
+def handle(deps: Deps, request: flask.Request) -> Any:
+    """Handle one request of runs_api; always answers, with JSON errors."""
     setup_logging()
-    path, method = request.path.rstrip("/") or "/", request.method
-    if path == "/healthz" and method == "GET":
-        return _json({"status": "ok"})
-    if path == "/runs" and method == "POST":
-        return create_run(deps, request)
-    if path == "/runs" and method == "GET":
-        return list_runs(deps, request.args)
-    match = _RUN_PATH.match(path)
-    if match and method == "GET":
-        return get_run(deps, match.group(1))
-    if path == "/runs" or match:
-        return error(405, "method_not_allowed", f"{method} is not allowed on {path}")
-    return error(404, "not_found", f"no route for {method} {path}")
-
-
-def create_run(deps: Deps, request: flask.Request) -> Response:
-    """POST /runs with JSON {pipeline, revision?, samplesheet, params?, config?, labels?, name?}."""
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        return error(400, "bad_request", "the request body must be a JSON object")
-    manifest = {
-        k: body[k] for k in ("pipeline", "revision", "engine", "profile", "labels", "name") if k in body
-    }
-    files: dict[str, bytes | None] = {
-        "run.yaml": yaml.safe_dump(manifest).encode(),
-        "samplesheet.csv": _text_field(body, "samplesheet"),
-        "params.yaml": yaml.safe_dump(body["params"]).encode() if body.get("params") is not None else None,
-        "nextflow.config": _text_field(body, "config"),
-    }
-    key = request.headers.get("Idempotency-Key") or None
-    submitter = request.headers.get("X-Arc-Submitter") if deps.settings.local else None
-    result = submit_files(deps, files, RunSource("api", idempotency_key=key, submitter=submitter))
-    if result.outcome == "rejected":
-        return error(422, "invalid_bundle", "the submission is invalid", result.problems)
-    if result.run_id is None:
-        return error(500, "internal", result.reason or "submission failed")
-    run = runs_repo.get_run(deps.engine, result.run_id)
-    return _json(run_view(run), 200 if result.outcome == "duplicate" else 201)
-
-
-def _text_field(body: Mapping[str, Any], key: str) -> bytes | None:
-    value = body.get(key)
-    if value is None:
-        return None
-    if isinstance(value, dict) and "base64" in value:
-        try:
-            return base64.b64decode(value["base64"], validate=True)
-        except (binascii.Error, ValueError):
-            return b"\x00invalid base64"  # surfaces as an encoding problem naming the file
-    return str(value).encode()
-
-
-def list_runs(deps: Deps, args: Mapping[str, str]) -> Response:
-    """GET /runs?status=&page_size=&page_token= (newest first, keyset pagination)."""
     try:
-        page_size = int(args.get("page_size", 50))
-    except ValueError:
-        return error(400, "bad_request", "page_size must be an integer")
-    if not 1 <= page_size <= MAX_PAGE_SIZE:
-        return error(400, "bad_request", f"page_size must be between 1 and {MAX_PAGE_SIZE}")
-    status = args.get("status")
-    if status and status not in {s.value for s in RunStatus}:
-        return error(400, "bad_request", f"unknown status {status!r}")
-    before = None
-    if args.get("page_token"):
-        try:
-            before = decode_page_token(args["page_token"])
-        except ValueError:
-            return error(400, "bad_request", "page_token is not valid")
-    rows = runs_repo.list_runs(deps.engine, limit=page_size + 1, status=status, before=before)
-    body: dict[str, Any] = {"runs": [run_view(r) for r in rows[:page_size]]}
-    if len(rows) > page_size:
-        last = rows[page_size - 1]
-        body["next_page_token"] = encode_page_token(last["created_at"], last["id"])
-    return _json(body)
-
-
-def encode_page_token(created: datetime, run_id: str) -> str:
-    """An opaque token for the keyset position after (created, run_id)."""
-    return base64.urlsafe_b64encode(json.dumps([created.isoformat(), run_id]).encode()).decode()
-
-
-def decode_page_token(token: str) -> tuple[datetime, str]:
-    """Inverse of encode_page_token; ValueError when malformed."""
-    try:
-        created, run_id = json.loads(base64.urlsafe_b64decode(token.encode()))
-        return datetime.fromisoformat(created), str(run_id)
-    except (binascii.Error, TypeError, ValueError) as exc:
-        raise ValueError("bad page token") from exc
-
-
-def get_run(deps: Deps, run_id: str) -> Response:
-    """GET /runs/{id}: the run and its recent events."""
-    if not is_run_id(run_id):
-        return error(400, "bad_request", f"{run_id!r} is not a run id")
-    try:
-        row = runs_repo.get_run(deps.engine, run_id)
-    except NotFound:
-        return error(404, "not_found", f"run {run_id} does not exist")
-    view = run_view(row)
-    view["events"] = [
-        {k: ev[k] for k in ("id", "created_at", "kind", "source", "from_status", "to_status", "detail")}
-        for ev in runs_repo.list_events(deps.engine, run_id, limit=100)
-    ]
-    return _json(view)
+        return dispatch(deps, request)
+    except ApiError as exc:
+        return error_response(exc)
+    except NotFound as exc:
+        return error_response(ApiError(404, "not_found", str(exc)))
+    except Conflict as exc:
+        return error_response(ApiError(409, getattr(exc, "code", "conflict"), str(exc)))
+    except TransientError as exc:
+        log.warning("runs_api: %s", exc, extra={"event": "api_unavailable"})
+        err = ApiError(503, "unavailable", f"try again shortly: {exc}", headers={"Retry-After": "5"})
+        return error_response(err)
+    except HTTPException as exc:  # werkzeug's own, e.g. 413 for a body over the limit
+        status = exc.code or 400
+        return error_response(
+            ApiError(status, str(exc.name).lower().replace(" ", "_"), exc.description or "")
+        )
+    except Exception:
+        log.exception("runs_api: unexpected error", extra={"event": "api_error"})
+        return error_response(ApiError(500, "internal", "internal error; it has been logged"))

@@ -1,8 +1,10 @@
-"""The `arc` command."""
+"""The `arc` command: the local stack (`demo`, `local up`), `db upgrade`, and the Runs API (`submit`,
+`runs list|show|watch|cancel|recover|logs`, built in cli/parser.py)."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -43,12 +45,26 @@ def cmd_local_up(args: argparse.Namespace) -> int:
     print(f"  logs:          {stack.log_file} and {stack.state_dir / 'jobs'}/")
     print("Press Ctrl-C to stop.")
     sys.stdout.flush()
+    info = stack.state_dir / "local.json"  # how `arc runs ...` and `arc submit` find this stack
+    info.write_text(
+        json.dumps(
+            {
+                "api_url": stack.url("runs_api").rstrip("/"),
+                "storage_emulator_host": os.environ["STORAGE_EMULATOR_HOST"],
+                "inbox_bucket": s.inbox_bucket,
+                "runs_bucket": s.runs_bucket,
+                "pid": os.getpid(),
+            }
+        ),
+        encoding="utf-8",
+    )
     try:
         while True:
             time.sleep(1)
     except KeyboardInterrupt:
         pass
     finally:
+        info.unlink(missing_ok=True)
         stack.stop()
     return 0
 
@@ -66,6 +82,8 @@ def cmd_db_upgrade(_args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `arc`."""
+    from arc_reactor.cli.parser import add_api_commands
+
     parser = argparse.ArgumentParser(prog="arc", description="Arc Reactor: pipelines on Google Cloud Batch.")
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="run the demo bundle end to end on the embedded local stack")
@@ -80,13 +98,29 @@ def build_parser() -> argparse.ArgumentParser:
     db = sub.add_parser("db", help="database administration")
     db_sub = db.add_subparsers(dest="db_command", required=True)
     db_sub.add_parser("upgrade", help="apply migrations").set_defaults(func=cmd_db_upgrade)
+    add_api_commands(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `arc` script."""
+    from arc_reactor.cli.client import CliError
+
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # e.g. `arc runs logs R | head`: stop quietly, as other tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except CliError as exc:
+        print(f"arc: {exc}", file=sys.stderr)
+        for problem in exc.problems:
+            where = ":".join(str(problem[k]) for k in ("file", "line") if problem.get(k) is not None)
+            field = f" [{problem['field']}]" if problem.get("field") else ""
+            print(f"  {where}{field}: {problem.get('message')}", file=sys.stderr)
+        return 2 if exc.problems or 400 <= exc.status < 500 else 1
 
 
 if __name__ == "__main__":

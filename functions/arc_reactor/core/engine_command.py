@@ -1,5 +1,6 @@
 """The orchestrator's decisions, pure: its environment, its local workspace, the engine command (Snakemake
-or Nextflow, with resume), the Nextflow config render, and how a run's outcome is reported.
+or Nextflow, with resume), which Nextflow session a retry or recovery resumes, and how a run's outcome is
+reported (core/run_outcome.py). core/nextflow_config.py renders our Nextflow config.
 
 services/orchestrate.py does the I/O around these; orchestrator/entrypoint.sh only sequences it.
 """
@@ -10,10 +11,8 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
-from arc_reactor.core.labels import APP, sanitize_label_key, sanitize_label_value
 from arc_reactor.core.layout import split_gs_uri
 from arc_reactor.core.registry import PipelineSpec, Registry
 from arc_reactor.errors import PermanentError
@@ -21,7 +20,6 @@ from arc_reactor.errors import PermanentError
 ENGINES = ("snakemake", "nextflow")
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"", "0", "false", "no", "off"})
-MAX_ERROR_MESSAGE = 2000
 
 
 class OrchestrationError(PermanentError):
@@ -113,36 +111,50 @@ def env_from(environ: Mapping[str, str]) -> OrchestratorEnv:
 
 @dataclass(frozen=True)
 class Workspace:
-    """The orchestrator's local folder (a fresh mktemp dir per task attempt) and what lives where in it."""
+    """The orchestrator's local folder (a fresh mktemp dir per task attempt) and what lives where in it.
+
+    run_dir is the engine's launch dir; for Snakemake it is also the working directory that is synced
+    with WORK_DIR, so everything in it (outputs, `.snakemake` metadata, staged inputs) is addressed by
+    paths relative to it: they stay the same on every attempt and every VM.
+    """
 
     root: Path
     config_dir: Path
     params_file: Path  # params.yaml as downloaded
     user_config: Path  # the user's nextflow.config as downloaded
     rendered_config: Path  # ours, rendered from the template
-    local_params: Path  # snakemake: params with input/outdir pointing at local paths
-    inputs_dir: Path
-    samplesheet: Path  # the localized samplesheet
+    local_params: Path  # snakemake: params with input/outdir relative to run_dir
     run_dir: Path  # the engine's launch dir (and snakemake's --directory)
-    results_dir: Path  # snakemake's outdir
+    inputs_dir: Path  # snakemake: staged inputs (run_dir/inputs, never synced: staged again each time)
+    samplesheet: Path  # the localized samplesheet
+    results_dir: Path  # snakemake's outdir (run_dir/results)
     logs_dir: Path
     console_log: Path
     trace: Path
     timeline: Path
     report: Path
+    dag: Path
     error_file: Path  # why a step before the engine failed (JSON)
+    session_file: Path  # the Nextflow session this attempt resumes, when there is one
+    terminated_marker: Path  # written on SIGTERM: the hooks stand down, Batch decides the status
+    restored_file: Path  # snakemake: what was restored from WORK_DIR (JSON), so unchanged files stay put
+    argv_file: Path  # the engine's argv, NUL-terminated (written by prepare)
+    started_file: Path  # update_status.py arguments that mark the run running, NUL-terminated
 
     @classmethod
     def at(cls, root: Path) -> Workspace:
         """The layout under `root`."""
-        config, inputs, logs = root / "config", root / "inputs", root / "logs"
+        config, run, logs = root / "config", root / "run", root / "logs"
         return cls(
             root=root, config_dir=config, params_file=config / "params.yaml",
             user_config=config / "nextflow.config", rendered_config=config / "arc.config",
-            local_params=config / "params.local.yaml", inputs_dir=inputs,
-            samplesheet=inputs / "samplesheet.csv", run_dir=root / "run", results_dir=root / "results",
+            local_params=config / "params.local.yaml", run_dir=run, inputs_dir=run / "inputs",
+            samplesheet=run / "inputs" / "samplesheet.csv", results_dir=run / "results",
             logs_dir=logs, console_log=logs / "console.log", trace=logs / "trace.txt",
-            timeline=logs / "timeline.html", report=logs / "report.html", error_file=root / "error.json",
+            timeline=logs / "timeline.html", report=logs / "report.html", dag=logs / "dag.html",
+            error_file=root / "error.json", session_file=root / "session-id",
+            terminated_marker=root / "terminated", restored_file=root / "restored.json",
+            argv_file=root / "argv", started_file=root / "started",
         )  # fmt: skip
 
 
@@ -177,21 +189,41 @@ def pipeline_source(spec: PipelineSpec, pipelines_root: Path) -> str:
     return str(folder)
 
 
+# Snakemake decides reruns from its metadata, not from timestamps: on a retry or recovery the work dir is
+# restored from the bucket and the inputs staged again, so every mtime is "now" and means nothing.
+SNAKEMAKE_RERUN_TRIGGERS = ("code", "input", "params", "software-env")
+
+
 def snakemake_command(source: str, ws: Workspace, cores: int) -> list[str]:
-    """Snakemake in the workspace's run dir; run again there, it redoes only incomplete or missing outputs."""
+    """Snakemake in the run dir; run again there (restored from WORK_DIR), it redoes only what is missing
+    or incomplete. --keep-going finishes every independent job, so a failure leaves the most to reuse."""
     return [
         "snakemake",
         "--snakefile", f"{source}/Snakefile",
         "--directory", str(ws.run_dir),
         "--configfile", str(ws.local_params),
         "--cores", str(max(1, cores)),
+        "--keep-going",
         "--rerun-incomplete",
+        "--rerun-triggers", *SNAKEMAKE_RERUN_TRIGGERS,
         "--nolock",
     ]  # fmt: skip
 
 
-def nextflow_command(env: OrchestratorEnv, source: str, ws: Workspace, profile: str | None) -> list[str]:
-    """`nextflow run`, resuming the parent's session on a recovery or a Batch retry of this task."""
+def nextflow_env(env: OrchestratorEnv, session_id: str | None) -> dict[str, str]:
+    """Environment for `nextflow run`: the resume cache in the bucket, so -resume works on a fresh VM."""
+    out = {"NXF_ANSI_LOG": "false"}
+    if env.cache_dir:
+        out["NXF_CLOUDCACHE_PATH"] = env.cache_dir
+    if session_id:  # a fresh VM has no .nextflow/history: resume by id from the cloud cache alone
+        out["NXF_IGNORE_RESUME_HISTORY"] = "true"
+    return out
+
+
+def nextflow_command(
+    env: OrchestratorEnv, source: str, ws: Workspace, profile: str | None, session_id: str | None
+) -> list[str]:
+    """`nextflow run` (through `env`, which sets its environment), resuming `session_id` when given."""
     argv = [
         "nextflow", "run", source,
         "-r", env.pipeline_version,
@@ -204,83 +236,66 @@ def nextflow_command(env: OrchestratorEnv, source: str, ws: Workspace, profile: 
     ]  # fmt: skip
     if profile:
         argv += ["-profile", profile]
-    if env.resume:
-        argv += ["-resume", env.parent_session_id] if env.parent_session_id else ["-resume"]
-    if env.cache_dir:  # the resume cache lives in the bucket, so -resume works on a fresh VM
-        argv = ["env", f"NXF_CLOUDCACHE_PATH={env.cache_dir}", *argv]
-    return argv
+    if session_id:
+        argv += ["-resume", session_id]
+    return ["env", *(f"{k}={v}" for k, v in nextflow_env(env, session_id).items()), *argv]
 
 
 def engine_command(
-    env: OrchestratorEnv, spec: PipelineSpec, source: str, ws: Workspace, cores: int
+    env: OrchestratorEnv,
+    spec: PipelineSpec,
+    source: str,
+    ws: Workspace,
+    cores: int,
+    *,
+    session_id: str | None = None,
 ) -> list[str]:
     """The argv the entrypoint runs for this run's engine."""
     if env.engine == "snakemake":
         return snakemake_command(source, ws, cores)
-    return nextflow_command(env, source, ws, env.profile or spec.default_profile)
+    return nextflow_command(env, source, ws, env.profile or spec.default_profile, session_id)
 
 
-# --- Nextflow config template -------------------------------------------------------------------------
+# --- Nextflow sessions (resume) ---------------------------------------------------------------------------
 
-_PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}")
-_ANY_BRACES = re.compile(r"\{\{.*?\}\}", re.DOTALL)
-
-
-def groovy_string(value: str) -> str:
-    """A Groovy single-quoted string literal: no interpolation, quotes and backslashes escaped."""
-    escaped = value.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n").replace("\r", "\\r")
-    return f"'{escaped}'"
+SESSION_OBJECT = "arc-session.json"  # in CACHE_DIR: the lineage's Nextflow session id
+_SESSION_LINE = re.compile(r"Session (?:uuid|UUID): ([0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12})")
+_SESSION_ID = re.compile(r"^[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$")
 
 
-def groovy_map(values: Mapping[str, str]) -> str:
-    """A Groovy map literal of strings, e.g. `['app': 'arc-reactor']`."""
-    if not values:
-        return "[:]"
-    return "[" + ", ".join(f"{groovy_string(k)}: {groovy_string(v)}" for k, v in values.items()) + "]"
+def session_uri(env: OrchestratorEnv) -> str | None:
+    """Where the lineage's Nextflow session id is kept (outside work/), or None without a CACHE_DIR."""
+    return f"{env.cache_dir.rstrip('/')}/{SESSION_OBJECT}" if env.cache_dir else None
 
 
-def render_template(template: str, values: Mapping[str, str]) -> str:
-    """Fill `{{NAME}}` placeholders with Groovy literals; any placeholder left unfilled is an error."""
-    names = set(_PLACEHOLDER.findall(template))
-    missing = sorted(names - set(values))
-    if missing:
-        raise OrchestrationError("config_template", f"no value for placeholder(s): {', '.join(missing)}")
-    malformed = [m for m in _ANY_BRACES.findall(template) if not _PLACEHOLDER.fullmatch(m)]
-    if malformed:
-        raise OrchestrationError("config_template", f"malformed placeholder(s): {', '.join(malformed)}")
-    return _PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
+def session_from_log(text: str) -> str | None:
+    """The session id Nextflow writes to .nextflow.log as it starts (`Session uuid: ...`)."""
+    found = _SESSION_LINE.search(text)
+    return found.group(1).lower() if found else None
 
 
-def resource_labels(env: OrchestratorEnv) -> dict[str, str]:
-    """Labels for every task job: the job's own (ARC_RUN_LABELS) with app and run-id always set."""
-    labels: dict[str, str] = {}
-    if env.labels_json:
-        try:
-            raw = json.loads(env.labels_json)
-        except json.JSONDecodeError as exc:
-            raise OrchestrationError("bad_environment", f"ARC_RUN_LABELS is not JSON: {exc}") from exc
-        if not isinstance(raw, dict):
-            raise OrchestrationError("bad_environment", "ARC_RUN_LABELS must be a JSON object")
-        labels = {sanitize_label_key(str(k)): sanitize_label_value(str(v)) for k, v in raw.items()}
-    return {**labels, "app": APP, "run-id": sanitize_label_value(env.run_id)}
+def session_record(session_id: str, run_id: str, now: str) -> str:
+    """The JSON kept at session_uri."""
+    return json.dumps({"session_id": session_id, "run_id": run_id, "recorded_at": now}) + "\n"
 
 
-def template_values(
-    env: OrchestratorEnv, ws: Workspace, python: str, update_status: str, user_config: Path | None
-) -> dict[str, str]:
-    """The Groovy literal for every placeholder of orchestrator/nextflow.config.template."""
-    return {
-        "RUN_ID": groovy_string(env.run_id),
-        "PIPELINE": groovy_string(env.pipeline),
-        "PYTHON": groovy_string(python),
-        "UPDATE_STATUS": groovy_string(update_status),
-        "RESOURCE_LABELS": groovy_map(resource_labels(env)),
-        "TRACE_FILE": groovy_string(str(ws.trace)),
-        "TIMELINE_FILE": groovy_string(str(ws.timeline)),
-        "REPORT_FILE": groovy_string(str(ws.report)),
-        # nf-core's idiom for an optional include: /dev/null when there is nothing to include
-        "USER_CONFIG": groovy_string(str(user_config) if user_config else "/dev/null"),
-    }
+def session_from_record(text: str) -> str | None:
+    """The session id of a record written by session_record; None when it is unreadable."""
+    try:
+        value = json.loads(text).get("session_id")
+    except (ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) and _SESSION_ID.match(value) else None
+
+
+def resume_session(env: OrchestratorEnv, persisted: str | None) -> str | None:
+    """The session to resume: a recovery resumes its parent's (PARENT_SESSION_ID, else the lineage's
+    record); a Batch retry of the task resumes the one its first attempt started. None: start afresh."""
+    if env.is_recovery:
+        return env.parent_session_id or persisted
+    if env.retry_attempt > 0:
+        return persisted
+    return None
 
 
 # --- Inputs (Snakemake stages the samplesheet's gs:// files to local disk) -------------------------------
@@ -311,72 +326,3 @@ def gs_cells(rows: Sequence[Sequence[str]], header: Sequence[str]) -> list[tuple
                 seen.add(value)
                 out.append((value, line, header[col] if col < len(header) else f"column {col + 1}"))
     return out
-
-
-# --- Outcome --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Failure:
-    """Why a run failed, for the run row."""
-
-    code: str
-    message: str
-    task: str | None = None
-
-
-_TASK_PATTERNS = (re.compile(r"Error executing process > '([^']+)'"), re.compile(r"Error in rule (\S+?):"))
-# The most telling line of a failed run's log, best first: an exception with its message (the generic
-# wrappers, e.g. Snakemake's closing "WorkflowError:", carry none on their line), then the engine's own
-# error lines.
-_MESSAGE_PATTERNS = (
-    re.compile(r"^\s*[A-Za-z_][\w.]*(?:Error|Exception): +\S.*$"),
-    re.compile(r"^\s*ERROR ~ .*\S$"),
-    re.compile(r"^\s*Error in rule .*$"),
-)
-
-
-def failure_from_log(engine: str, exit_code: int, text: str) -> Failure:
-    """Explain an engine failure from the end of its log: the failing task and the most telling line."""
-    lines = [ln.rstrip() for ln in text.splitlines() if ln.strip()]
-    task = next((found[-1] for p in _TASK_PATTERNS if (found := p.findall(text))), None)
-    detail = ""
-    for i, ln in enumerate(lines[:-1]):
-        if ln.strip() == "Caused by:":
-            detail = lines[i + 1].strip()  # Nextflow puts the real cause under "Caused by:"
-    for pattern in _MESSAGE_PATTERNS:
-        if detail:
-            break
-        detail = next((ln.strip() for ln in reversed(lines) if pattern.match(ln)), "")
-    detail = detail or (lines[-1].strip() if lines else "no output")
-    message = f"{engine} exited with code {exit_code}: {detail}"
-    return Failure("pipeline_error", message[:MAX_ERROR_MESSAGE], task)
-
-
-def snakemake_trace(records: Sequence[tuple[str, Mapping[str, object]]]) -> str:
-    """A trace like Nextflow's trace.txt (TSV, one row per output) from Snakemake's metadata records."""
-    rows = ["output\trule\tstatus\tstart\tcomplete\tduration_s"]
-
-    def when(meta: Mapping[str, object], key: str) -> float | None:
-        value = meta.get(key)
-        return float(value) if isinstance(value, int | float) else None
-
-    for output, meta in sorted(records, key=lambda r: (when(r[1], "starttime") or 0.0, r[0])):
-        start, end = when(meta, "starttime"), when(meta, "endtime")
-        iso = [datetime.fromtimestamp(t, UTC).isoformat() if t is not None else "" for t in (start, end)]
-        duration = f"{max(0.0, end - start):.3f}" if start is not None and end is not None else ""
-        status = "INCOMPLETE" if meta.get("incomplete") else "COMPLETED"
-        rows.append("\t".join([output, str(meta.get("rule", "")), status, *iso, duration]))
-    return "\n".join(rows) + "\n"
-
-
-def outcome_args(exit_code: int, failure: Failure | None, now: str) -> list[str]:
-    """The update_status.py arguments (after the run id) that report how the run ended."""
-    if exit_code == 0 and failure is None:
-        return ["completed", "--completed_at", now]
-    args = ["failed", "--failed_at", now, "--exit_code", str(exit_code if exit_code else 1)]
-    if failure is not None:
-        args += ["--error_code", failure.code, "--error_message", failure.message[:MAX_ERROR_MESSAGE]]
-        if failure.task:
-            args += ["--error_task", failure.task]
-    return args

@@ -92,6 +92,22 @@ def database_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+# Settings the orchestrator renders into Nextflow's config for its task jobs: they travel in the job's env.
+TASK_POLICY_FIELDS = (
+    "task_service_account", "network", "subnetwork", "no_external_ip", "batch_spot", "max_spot_attempts",
+    "boot_disk_gb", "task_max_retries", "task_max_cpus", "task_max_memory_gb", "task_max_time_h",
+)  # fmt: skip
+
+
+def task_policy_env(settings: Settings) -> dict[str, str]:
+    """ARC_<FIELD> for each task-job setting, in the form Settings reads back."""
+    env = {}
+    for name in TASK_POLICY_FIELDS:
+        value = getattr(settings, name)
+        env[f"ARC_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
+    return env
+
+
 def job_env(spec: OrchestratorJob, settings: Settings, labels: Mapping[str, str]) -> dict[str, str]:
     """The container's environment; raises ValueError when extra_env would shadow a variable we set."""
     env = {
@@ -109,6 +125,7 @@ def job_env(spec: OrchestratorJob, settings: Settings, labels: Mapping[str, str]
         # The orchestrator stamps these on every task job (Nextflow process.resourceLabels).
         "ARC_RUN_LABELS": json.dumps(dict(labels), sort_keys=True, separators=(",", ":")),
         **database_env(settings),
+        **task_policy_env(settings),
     }
     if spec.parent_session_id:
         env["PARENT_SESSION_ID"] = spec.parent_session_id

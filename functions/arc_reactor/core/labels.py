@@ -16,6 +16,9 @@ Sanitizing (the same for keys and values, deterministic):
 `run_labels` always sets `app=arc-reactor`, `run-id`, `pipeline` and `user-email` (empty when unknown);
 extra labels cannot override those four, keys starting with `goog` (reserved by Google) are dropped, and
 extras are kept in key order up to the 64-label limit.
+
+ListJobs filters on labels quote the key, `labels."run-id"="r..."` (as Google's dsub does for its
+`job-id` label): a bare `labels.run-id` would read as a subtraction in the AIP-160 filter grammar.
 """
 
 from __future__ import annotations
@@ -80,3 +83,14 @@ def run_labels(
             continue
         labels[key] = sanitize_label_value(str((extra or {})[raw_key]))
     return labels
+
+
+def label_filter(key: str, value: str) -> str:
+    """A ListJobs filter term matching one label, `labels."KEY"="VALUE"`; both sides are sanitized first,
+    so the result never holds a quote or an operator of its own."""
+    return f'labels."{sanitize_label_key(key)}"="{sanitize_label_value(value)}"'
+
+
+def run_label_filter(run_id: str) -> str:
+    """The ListJobs filter term for every Batch job of a run (its orchestrator and its task jobs)."""
+    return label_filter("run-id", run_id)

@@ -123,10 +123,20 @@ def _data_rows(
     return rows, lines
 
 
+def separator_hint(sheet: Samplesheet) -> str:
+    """When a one-column header holds semicolons or tabs, say so: the file is not comma-separated."""
+    if len(sheet.header) == 1:
+        for sep, name in ((";", "semicolons"), ("\t", "tabs")):
+            if sep in sheet.header[0]:
+                return f" (the header is separated by {name}; samplesheets must be comma-separated)"
+    return ""
+
+
 def check_without_schema(sheet: Samplesheet, file: str = SAMPLESHEET) -> list[Problem]:
     """The rule for pipelines without an input schema: the first column is `sample`."""
     if sheet.header[0] != "sample":
-        return [Problem(file, f"the first column must be named 'sample', not {sheet.header[0]!r}", line=1)]
+        msg = f"the first column must be named 'sample', not {sheet.header[0]!r}{separator_hint(sheet)}"
+        return [Problem(file, msg, line=1)]
     return []
 
 
@@ -198,7 +208,7 @@ def check_against_schema(
     if absent:
         # One problem for the sheet, not one per row: the fix is adding the column(s).
         msg = f"missing required column{'s' if len(absent) > 1 else ''}: {', '.join(absent)}"
-        problems.append(Problem(file, msg, line=1))
+        problems.append(Problem(file, msg + separator_hint(sheet), line=1))
     validator = make_validator(schema)
     for error in validator.iter_errors(_instance(sheet, properties)):
         problems.extend(_row_problems(error, sheet, set(absent), file))

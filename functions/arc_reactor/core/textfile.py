@@ -20,6 +20,10 @@ def decode_text(data: bytes, file: str, max_bytes: int | None = None) -> tuple[s
     """UTF-8 text of `data` with any BOM stripped, or None and the problem (size, NUL byte, encoding)."""
     if max_bytes is not None and len(data) > max_bytes:
         return None, [Problem(file, f"file is {len(data)} bytes; the limit is {max_bytes} bytes")]
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):  # a UTF-16 BOM (Excel's "Unicode text")
+        return None, [
+            Problem(file, "file is UTF-16 text; save it as UTF-8 (e.g. 'CSV UTF-8' in Excel)", line=1)
+        ]
     data = data.removeprefix(BOM)
     nul = data.find(b"\x00")
     if nul >= 0:

@@ -1,7 +1,7 @@
 """A local google.cloud.batch.v1.BatchService that the real BatchServiceClient talks to over an insecure
 channel. Each job's one task runs as a local process (through a `launcher`), with Batch's task retry
 rules, max run duration, cancellation (the process group is killed) and Pub/Sub-shaped notifications
-(local/batch_state.py holds the rules and message shapes).
+(local/batch_state.py holds the rules and message shapes; local/batch_faults.py the fault injection).
 
 Threads: gRPC handlers and one runner per job change state under one lock; notifications are queued under
 that lock, so their order is the order of the changes, and one dispatcher thread delivers them, never
@@ -16,6 +16,7 @@ import queue
 import signal
 import subprocess
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -29,7 +30,15 @@ from google.cloud import batch_v1
 from google.longrunning import operations_pb2
 
 from arc_reactor.local import batch_state as bs
-from arc_reactor.local.batch_state import Faults, Launcher, RpcFault, command_launcher
+from arc_reactor.local.batch_faults import (
+    SPOT_PREEMPTED_EXIT_CODE,
+    Faults,
+    Message,
+    RpcFault,
+    dispatch_notifications,
+    faulty_handler,
+)
+from arc_reactor.local.batch_state import Launcher, command_launcher
 
 __all__ = ["Faults", "Launcher", "LocalBatchServer", "NotificationHandler", "RpcFault", "command_launcher"]
 
@@ -47,23 +56,6 @@ class _Runtime:
     runner: threading.Thread | None = None
 
 
-def _unary(
-    server: LocalBatchServer, method: str, fn: Callable[[Any], Any], deserialize: Any, serialize: Any
-) -> Any:
-    def handle(request: Any, context: grpc.ServicerContext) -> Any:
-        try:
-            fault = server.faults.take(method)
-            if fault is not None:
-                raise fault
-            return fn(request)
-        except RpcFault as exc:
-            context.abort(exc.code, exc.message)
-
-    return grpc.unary_unary_rpc_method_handler(
-        handle, request_deserializer=deserialize, response_serializer=serialize
-    )
-
-
 def _handlers(s: LocalBatchServer) -> tuple[Any, ...]:
     b, op_out = batch_v1, operations_pb2.Operation.SerializeToString
     table = {
@@ -73,10 +65,11 @@ def _handlers(s: LocalBatchServer) -> tuple[Any, ...]:
         "CancelJob": (s.cancel_job, b.CancelJobRequest.deserialize, op_out),
         "DeleteJob": (s.delete_job, b.DeleteJobRequest.deserialize, op_out),
     }
-    batch = grpc.method_handlers_generic_handler(
-        "google.cloud.batch.v1.BatchService", {m: _unary(s, m, *spec) for m, spec in table.items()}
+    methods = {m: faulty_handler(s.faults, m, *spec) for m, spec in table.items()}
+    batch = grpc.method_handlers_generic_handler("google.cloud.batch.v1.BatchService", methods)
+    get_op = faulty_handler(
+        s.faults, "GetOperation", s.get_operation, operations_pb2.GetOperationRequest.FromString, op_out
     )
-    get_op = _unary(s, "GetOperation", s.get_operation, operations_pb2.GetOperationRequest.FromString, op_out)
     return batch, grpc.method_handlers_generic_handler(
         "google.longrunning.Operations", {"GetOperation": get_op}
     )
@@ -94,8 +87,11 @@ class LocalBatchServer:
         port: int = 0,
         region: str = "us-central1",
         run_jobs: bool = True,
+        queue_delay: float = 0.0,
     ) -> None:
         self._launcher, self._on_notification = launcher, on_notification
+        # Seconds a job waits in QUEUED and in SCHEDULED, as on Batch while a VM is found and booted.
+        self.queue_delay = queue_delay
         self._host, self._port, self.region = host, port, region
         self.run_jobs = run_jobs  # False: jobs stay QUEUED until a test sets their state (set_job_state)
         self.faults = Faults()
@@ -103,7 +99,7 @@ class LocalBatchServer:
         self._jobs: dict[str, batch_v1.Job] = {}
         self._runtime: dict[str, _Runtime] = {}
         self._ops: dict[str, tuple[str, str, operations_pb2.Operation]] = {}
-        self._outbox: queue.Queue[tuple[dict[str, str], bytes] | None] = queue.Queue()
+        self._outbox: queue.Queue[Message | None] = queue.Queue()
         self._dispatcher = threading.Thread(target=self._dispatch, name="local-batch-notify", daemon=True)
         self._server: Any = None
         self._stopping = False
@@ -167,6 +163,13 @@ class LocalBatchServer:
                 self._task_ended(job, exit_code, "local-0")
             self._transition(job, state)
 
+    def retry_task(self, job_name: str, exit_code: int = SPOT_PREEMPTED_EXIT_CODE) -> None:
+        """Record a task attempt ending with `exit_code` and its retry starting; the job stays RUNNING."""
+        with self._lock:
+            job = self._jobs[job_name]
+            self._task_ended(job, exit_code, "local-0")
+            self._task_changed(job, "FAILED", "RUNNING")
+
     # ---- state changes (callers hold the lock) ------------------------------------------------------
     def _transition(self, job: batch_v1.Job, new: str, cause: str = "") -> None:
         old = job.status.state.name
@@ -190,14 +193,17 @@ class LocalBatchServer:
         self._task_changed(job, "RUNNING", new)
         return text
 
-    def _post(self, message: tuple[dict[str, str], bytes] | None) -> None:
+    def _post(self, message: Message | None) -> None:
         if message is not None and not self._stopping:
             self._outbox.put(message)
 
     def _dispatch(self) -> None:
-        while (item := self._outbox.get()) is not None:
+        dispatch_notifications(self._outbox, self.faults, self._deliver)
+
+    def _deliver(self, items: list[Message]) -> None:
+        for attributes, data in items:
             try:
-                self._on_notification(*item)
+                self._on_notification(attributes, data)
             except Exception:  # a consumer's bug must not stop later notifications
                 log.exception("local batch notification handler failed")
 
@@ -268,7 +274,8 @@ class LocalBatchServer:
             rt = self._runtime[name]
             if not rt.cancel_requested:
                 rt.cancel_requested = True
-                self._transition(job, "CANCELLATION_IN_PROGRESS")
+                if state != "CANCELLATION_IN_PROGRESS":  # set_job_state may have put it there already
+                    self._transition(job, "CANCELLATION_IN_PROGRESS")
                 if rt.runner is None or not rt.runner.is_alive():
                     self._transition(job, "CANCELLED")  # nothing runs, so nothing to wait for
             proc, op = rt.proc, self._operation(name, "cancel")
@@ -328,6 +335,7 @@ class LocalBatchServer:
 
     def _run(self, name: str) -> None:
         for state in ("SCHEDULED", "RUNNING"):
+            time.sleep(self.queue_delay)  # bounded: a fraction of a second on the local stack
             with self._live(name) as live:
                 if live is None or self._cancelled(live):
                     return

@@ -1,6 +1,6 @@
 """The parts of the local Batch service that hold no server state: list filters, the task retry rule,
 the environment a task sees, status event texts, Pub/Sub notification messages shaped like real Batch's,
-operations, fault injection and process-group handling.
+operations and process-group handling (fault injection is in local/batch_faults.py).
 
 Notification attributes (as Batch publishes them): job-level `Type=JOB_STATE_CHANGED`, `JobName`,
 `JobUID`, `NewJobState`, `Region`; task-level `Type=TASK_STATE_CHANGED`, `JobName`, `JobUID`,
@@ -15,13 +15,11 @@ import re
 import signal
 import subprocess
 import threading
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
-import grpc
 from google.cloud import batch_v1
 from google.longrunning import operations_pb2
 from google.protobuf import any_pb2, empty_pb2
@@ -35,31 +33,79 @@ GROUP = "group0"
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 MAX_RUN_EXIT_CODE = 50005  # Batch's code for a task that ran past max_run_duration
-SPOT_PREEMPTED_EXIT_CODE = 50001
 
-_TERM = re.compile(r'^(labels\.[A-Za-z0-9_-]+|status\.state|name|uid)\s*(!=|=|:)\s*(?:"([^"]*)"|(\S*))$')
-_AND = re.compile(r"\s+AND\s+", re.IGNORECASE)
+# One token of a ListJobs filter: a parenthesis, AND/OR, or a `field op value` comparison. Label keys may
+# be quoted (`labels."run-id"`), as real Batch filters write keys that hold a `-`.
+_TOKEN = re.compile(
+    r"\s*(?:(?P<paren>[()])|(?P<conj>(?i:AND|OR))(?=[\s(]|$)|"
+    r'(?P<field>labels\.(?:"[^"]+"|[A-Za-z0-9_-]+)|status\.state|name|uid)\s*(?P<op>!=|=|:)\s*'
+    r'(?:"(?P<quoted>[^"]*)"|(?P<bare>[^\s()"]+)))'
+)
 
 
 @dataclass(frozen=True)
 class Term:
-    """One `field op value` comparison of a ListJobs filter."""
+    """One `field op value` comparison of a ListJobs filter (label keys unquoted: `labels.run-id`)."""
 
     field: str
     op: str
     value: str
 
 
-def parse_filter(text: str) -> list[Term]:
-    """Parse `labels.KEY="V" AND status.state="RUNNING"` (AIP-160 subset: =, != and : joined by AND)."""
+Token = str | Term
+Clause = tuple[Term, ...]  # alternatives joined by OR
+
+
+def _tokens(text: str) -> list[Token]:
+    out: list[Token] = []
+    pos, text = 0, text.strip()
+    while pos < len(text):
+        match = _TOKEN.match(text, pos)
+        if match is None:
+            raise ValueError(f"unsupported filter term at {text[pos:]!r}")
+        if match["paren"] or match["conj"]:
+            out.append((match["paren"] or match["conj"]).upper())
+        else:
+            value = match["quoted"] if match["quoted"] is not None else match["bare"]
+            op = "=" if match["op"] == ":" else match["op"]
+            out.append(Term(match["field"].replace('"', ""), op, value))
+        pos = match.end()
+    return out
+
+
+def _clause(tokens: list[Token], i: int) -> tuple[Clause, int]:
+    grouped = i < len(tokens) and tokens[i] == "("
+    i += grouped
     terms: list[Term] = []
-    for part in _AND.split(text.strip()) if text.strip() else []:
-        match = _TERM.match(part.strip())
-        if not match:
-            raise ValueError(f"unsupported filter term {part.strip()!r}")
-        value = match.group(3) if match.group(3) is not None else match.group(4)
-        terms.append(Term(match.group(1), "=" if match.group(2) == ":" else match.group(2), value))
-    return terms
+    while True:
+        term = tokens[i] if i < len(tokens) else None
+        if not isinstance(term, Term):
+            raise ValueError(f"unsupported filter: expected a comparison, found {term!r}")
+        terms.append(term)
+        i += 1
+        if i < len(tokens) and tokens[i] == "OR":
+            i += 1
+            continue
+        break
+    if grouped:
+        if i >= len(tokens) or tokens[i] != ")":
+            raise ValueError("unsupported filter: unbalanced parenthesis")
+        i += 1
+    return tuple(terms), i
+
+
+def parse_filter(text: str) -> list[Clause]:
+    """Parse an AIP-160 subset: comparisons (=, !=, :) joined by OR, optionally in parentheses, and such
+    clauses joined by AND (OR binds tighter than AND, as in AIP-160). The result is AND of ORs."""
+    tokens, clauses, i = _tokens(text), [], 0
+    while i < len(tokens):
+        clause, i = _clause(tokens, i)
+        clauses.append(clause)
+        if i < len(tokens):
+            if tokens[i] != "AND" or i + 1 == len(tokens):
+                raise ValueError(f"unsupported filter: expected AND before {tokens[i]!r}")
+            i += 1
+    return clauses
 
 
 def _field_value(job: batch_v1.Job, name: str) -> str | None:
@@ -70,13 +116,13 @@ def _field_value(job: batch_v1.Job, name: str) -> str | None:
     return str(getattr(job, name))
 
 
-def matches(job: batch_v1.Job, terms: list[Term]) -> bool:
-    """True when the job satisfies every term."""
-    for term in terms:
-        equal = _field_value(job, term.field) == term.value
-        if equal != (term.op == "="):
-            return False
-    return True
+def _term_holds(job: batch_v1.Job, term: Term) -> bool:
+    return (_field_value(job, term.field) == term.value) == (term.op == "=")
+
+
+def matches(job: batch_v1.Job, clauses: list[Clause]) -> bool:
+    """True when the job satisfies every clause (at least one term of each)."""
+    return all(any(_term_holds(job, term) for term in clause) for clause in clauses)
 
 
 def should_retry(spec: batch_v1.TaskSpec, exit_code: int, attempt: int) -> bool:
@@ -268,62 +314,6 @@ def command_launcher(
         return subprocess.Popen(list(argv), cwd=cwd, env=full_env, start_new_session=True)
 
     return launch
-
-
-class RpcFault(Exception):
-    """A gRPC status for the client."""
-
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
-        super().__init__(message)
-        self.code, self.message = code, message
-
-
-class Faults:
-    """Fault injection the tests switch on: errors for the next RPCs, Batch exit codes for the next tasks."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._unavailable = 0
-        self._create: deque[RpcFault] = deque()
-        self._task: deque[int] = deque()
-
-    def unavailable_next(self, n: int) -> None:
-        """Answer the next `n` RPCs (any method) with UNAVAILABLE."""
-        with self._lock:
-            self._unavailable = n
-
-    def fail_next_create(self, code: grpc.StatusCode, message: str = "injected fault") -> None:
-        """Answer the next CreateJob with `code` (e.g. RESOURCE_EXHAUSTED, PERMISSION_DENIED)."""
-        with self._lock:
-            self._create.append(RpcFault(code, message))
-
-    def preempt_next(self, n: int = 1, exit_code: int = SPOT_PREEMPTED_EXIT_CODE) -> None:
-        """End the next `n` task attempts as Batch would on a spot preemption: the process group is killed
-        as it starts and the attempt reports `exit_code` (a process cannot exit with codes above 255)."""
-        with self._lock:
-            self._task.extend([exit_code] * n)
-
-    def clear(self) -> None:
-        """Switch every fault off."""
-        with self._lock:
-            self._unavailable = 0
-            self._create.clear()
-            self._task.clear()
-
-    def take_task(self) -> int | None:
-        """The exit code forced on this task attempt, if one is pending (consumes it)."""
-        with self._lock:
-            return self._task.popleft() if self._task else None
-
-    def take(self, method: str) -> RpcFault | None:
-        """The fault for this call, if one is pending (consumes it)."""
-        with self._lock:
-            if self._unavailable > 0:
-                self._unavailable -= 1
-                return RpcFault(grpc.StatusCode.UNAVAILABLE, "injected UNAVAILABLE")
-            if method == "CreateJob" and self._create:
-                return self._create.popleft()
-        return None
 
 
 def signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:

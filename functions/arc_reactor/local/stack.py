@@ -80,6 +80,8 @@ class LocalStack:
             "ARC_BATCH_ENDPOINT": self.batch.address,
             "ARC_BATCH_TOPIC": TOPIC,
             "ARC_LOCAL": "true",
+            # The state folder holds pgdata/ and jobs/: runs_api reads job logs from beside pgdata.
+            "ARC_PGSERVER_DIR": str(self.state_dir / "pgdata"),
             "ARC_ORCHESTRATOR_IMAGE": "local/arc-orchestrator:dev",
             "NO_GCE_CHECK": "true",
             "GOOGLE_CLOUD_PROJECT": base.project,
@@ -114,7 +116,11 @@ class LocalStack:
     def _start_batch(self, base: Settings) -> LocalBatchServer:
         from arc_reactor.local.batch_server import LocalBatchServer
 
-        return LocalBatchServer(self._launch, self._on_batch_notification, region=base.region).start()
+        # Like Batch, a job waits a moment for its VM: the status order is then the one seen in the cloud
+        # (submitted before running) rather than a race between the submit function and the job.
+        return LocalBatchServer(
+            self._launch, self._on_batch_notification, region=base.region, queue_delay=0.25
+        ).start()
 
     def _on_inbox_write(self, obj: dict[str, Any]) -> None:
         attrs, data = storage_cloudevent(obj)

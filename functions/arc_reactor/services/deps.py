@@ -16,7 +16,10 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
     from arc_reactor.adapters.batch import BatchService
+    from arc_reactor.adapters.cloud_logging import CloudLogs
     from arc_reactor.adapters.storage import Storage
+    from arc_reactor.api.auth import TokenVerifier
+    from arc_reactor.api.sse import EventHub
     from arc_reactor.core.registry import Registry
     from arc_reactor.core.schemas import SchemaSource
 
@@ -66,10 +69,40 @@ class Deps:
 
     @cached_property
     def schemas(self) -> SchemaSource:
-        """Where pipeline schemas are read from: the folders of `path:` pipelines."""
-        from arc_reactor.core.schemas import PipelineDirSchemaSource
+        """Where pipeline schemas are read from: the folders of `path:` pipelines, then (in the cloud) the
+        registry's `schema_base` URL per revision. The local stack stays offline. Tests assign their own."""
+        from arc_reactor.core.schemas import ChainSchemaSource, PipelineDirSchemaSource
 
-        return PipelineDirSchemaSource(self.settings.pipelines_root)
+        folders = PipelineDirSchemaSource(self.settings.pipelines_root)
+        if self.settings.local:
+            return folders
+        from arc_reactor.adapters.http_schemas import HttpSchemaSource
+
+        return ChainSchemaSource(folders, HttpSchemaSource())
+
+    @cached_property
+    def event_hub(self) -> EventHub:
+        """The process's one poller of run_events for SSE streams."""
+        from functools import partial
+
+        from arc_reactor.adapters import runs_repo
+        from arc_reactor.api.sse import EventHub
+
+        return EventHub(partial(runs_repo.events_after, self.engine))
+
+    @cached_property
+    def token_verifier(self) -> TokenVerifier:
+        """Verifies callers' Google ID tokens (certificates fetched on first use, then cached)."""
+        from arc_reactor.api.auth import TokenVerifier
+
+        return TokenVerifier()
+
+    @cached_property
+    def cloud_logs(self) -> CloudLogs:
+        """The Cloud Logging reader (its client is created on the first read)."""
+        from arc_reactor.adapters.cloud_logging import CloudLogs
+
+        return CloudLogs(self.settings.project)
 
 
 _deps: Deps | None = None

@@ -1,68 +1,61 @@
 """The orchestrator's steps, run by orchestrator/entrypoint.sh inside the Batch job (or the local stack):
 
     python3 -m arc_reactor.services.orchestrate prepare --workdir DIR [--orchestrator-dir DIR]
+    python3 -m arc_reactor.services.orchestrate started --workdir DIR
     python3 -m arc_reactor.services.orchestrate command --workdir DIR [--json]
+    python3 -m arc_reactor.services.orchestrate watch   --workdir DIR --pid PID
     python3 -m arc_reactor.services.orchestrate finish  --workdir DIR --exit-code N
     python3 -m arc_reactor.services.orchestrate outcome --workdir DIR --exit-code N [--stage STAGE]
 
-`prepare` downloads the run's params (and config) and, for Snakemake, stages the samplesheet's gs:// files
-and localizes it; for Nextflow it renders our config. `command` prints the engine's argv, NUL-terminated
-(or JSON). `finish` uploads logs (and Snakemake's results); a failed upload is a warning. `outcome` prints
-the update_status.py arguments, NUL-terminated, that report how the run ended. Decisions are in
-core/engine_command.py (pure); the job's environment is described there and in DESIGN.md.
+`prepare` downloads the run's params (and config), decides what a retry or recovery resumes, and then,
+for Snakemake, restores the working directory from WORK_DIR and stages the samplesheet's gs:// files; for
+Nextflow it renders our config. It ends by writing what `started` and `command` print (to <workdir>/started
+and <workdir>/argv), which saves the entrypoint two interpreter starts. `started` and `outcome` print
+update_status.py arguments, `command` the engine's argv (NUL-terminated, or JSON). `watch` records the
+Nextflow session id as soon as it is logged. `finish` uploads logs (for Snakemake also the results and the
+working directory); a failed upload is a warning. Decisions are in core/engine_command.py and
+core/nextflow_config.py (pure).
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
 import csv
 import io
 import json
 import logging
 import os
 import sys
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from functools import cached_property
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import yaml
 
-from arc_reactor.adapters.retry import retry_call
-from arc_reactor.adapters.storage import Storage, make_client
 from arc_reactor.core.engine_command import (
-    Failure,
     OrchestrationError,
-    OrchestratorEnv,
     Workspace,
     engine_command,
     env_from,
-    failure_from_log,
     gs_cells,
     local_input_path,
     localize_rows,
-    outcome_args,
     pipeline_source,
     pipeline_spec,
-    render_template,
-    snakemake_trace,
-    template_values,
+    resume_session,
 )
 from arc_reactor.core.layout import run_locations
+from arc_reactor.core.nextflow_config import TaskPolicy, render_template, template_values
 from arc_reactor.core.registry import load_registry
-from arc_reactor.errors import TransientError
+from arc_reactor.core.run_outcome import Failure, failure_from_log, outcome_args
 from arc_reactor.logs import JsonFormatter, setup_logging
-from arc_reactor.settings import Settings, get_settings
+from arc_reactor.services import nextflow_session, workdir_sync
+from arc_reactor.services.orchestrator_io import Context, collect_logs, download, read_params, upload
+from arc_reactor.settings import get_settings
 
-T = TypeVar("T")
 log = logging.getLogger("arc_reactor.services.orchestrate")  # not __name__: it runs as __main__
 ORCHESTRATOR_DIR = Path(__file__).resolve().parents[3] / "orchestrator"  # repo root or /opt/arc
-TRANSFER_RETRY_ON: tuple[type[BaseException], ...] = (TransientError, ConnectionError, TimeoutError)
-TRANSFER_ATTEMPTS = 4
 LOG_TAIL_BYTES = 64 * 1024
 
 
@@ -93,76 +86,41 @@ def setup_run_logging(run_id: str) -> None:
             handler.addFilter(_RunIdFilter(run_id))
 
 
-@dataclass
-class Context:
-    """One step's view of the run: environment, local workspace, settings and (lazily) storage."""
-
-    env: OrchestratorEnv
-    ws: Workspace
-    settings: Settings
-    sleep: Callable[[float], None] = time.sleep
-
-    @cached_property
-    def storage(self) -> Storage:
-        """The Storage adapter, created on first use."""
-        return Storage(make_client(self.settings))
-
-    def transfer(self, fn: Callable[[], T]) -> T:
-        """Run one transfer with the bounded retry policy."""
-        return retry_call(
-            fn, attempts=TRANSFER_ATTEMPTS, base=0.5, cap=8.0, deadline=120.0,
-            retry_on=TRANSFER_RETRY_ON, sleep=self.sleep,
-        )  # fmt: skip
-
-
-def download(ctx: Context, uri: str, dest: Path, what: str) -> None:
-    """Download with retries; a missing object is an `input_missing` failure naming it."""
-    from google.api_core.exceptions import NotFound
-
-    try:
-        ctx.transfer(lambda: ctx.storage.download_file(uri, dest))
-    except NotFound as exc:
-        dest.unlink(missing_ok=True)
-        raise OrchestrationError("input_missing", f"{what} {uri} does not exist") from exc
-    except TRANSFER_RETRY_ON as exc:
-        raise OrchestrationError("storage_unavailable", f"cannot download {what} {uri}: {exc}") from exc
-
-
-def read_params(path: Path) -> dict[str, Any]:
-    """The run's params.yaml as a mapping."""
-    try:
-        params = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise OrchestrationError("invalid_input", f"params.yaml is not valid YAML: {exc}") from exc
-    if not isinstance(params, dict):
-        raise OrchestrationError("invalid_input", "params.yaml must be a mapping")
-    return params
-
-
 def prepare(ctx: Context, orchestrator_dir: Path) -> None:
-    """Download the run's inputs and make the workspace ready for `command`."""
+    """Download the run's inputs, decide what to resume, and make the workspace ready for `command`."""
     env, ws = ctx.env, ctx.ws
     spec = pipeline_spec(load_registry(), env)
     source = pipeline_source(spec, ctx.settings.pipelines_root)
     if spec.local_path is not None and not Path(source).is_dir():
         raise OrchestrationError("pipeline_not_allowed", f"pipeline source {source} is missing")
-    for folder in (ws.config_dir, ws.inputs_dir, ws.run_dir, ws.results_dir, ws.logs_dir):
+    for folder in (ws.config_dir, ws.run_dir, ws.logs_dir):
         folder.mkdir(parents=True, exist_ok=True)
     log.info(
-        "preparing %s %s (%s) in %s", env.pipeline, env.pipeline_version, env.engine, ws.root,
+        "preparing %s %s (%s) in %s, recovery %s, attempt %d", env.pipeline, env.pipeline_version,
+        env.engine, ws.root, env.is_recovery, env.retry_attempt,
         extra={"event": "orchestrator_prepare", "pipeline": env.pipeline},
     )  # fmt: skip
     download(ctx, env.params_uri, ws.params_file, "params file")
     if env.config_uri:
         download(ctx, env.config_uri, ws.user_config, "config file")
     if env.engine == "snakemake":
+        if env.resume:  # restore first: the inputs staged next are always fresh
+            workdir_sync.restore(ctx)
         stage_inputs(ctx, read_params(ws.params_file))
     else:
+        session = resume_session(env, nextflow_session.recorded(ctx) if env.resume else None)
+        if session:
+            ws.session_file.write_text(session, encoding="utf-8")
+            log.info("resuming Nextflow session %s", session, extra={"event": "resume"})
+        elif env.resume:
+            log.warning("no Nextflow session to resume: this attempt starts afresh in the same work dir")
         render_config(ctx, orchestrator_dir)
+    ws.argv_file.write_bytes(nul_terminated(command(ctx)))
+    ws.started_file.write_bytes(nul_terminated(started(ws)))
 
 
 def stage_inputs(ctx: Context, params: dict[str, Any]) -> None:
-    """Snakemake reads local files: stage every gs:// file of the samplesheet and point params at them."""
+    """Snakemake reads local files: stage every gs:// file of the samplesheet, paths relative to run_dir."""
     ws = ctx.ws
     sheet_uri = str(params.get("input") or "")
     if not sheet_uri.startswith("gs://"):
@@ -179,12 +137,16 @@ def stage_inputs(ctx: Context, params: dict[str, Any]) -> None:
     for uri, line, column in gs_cells(data, header):
         dest = local_input_path(uri, ws.inputs_dir)
         download(ctx, uri, dest, f"input file (samplesheet line {line}, {column})")
-        staged[uri] = dest
+        staged[uri] = dest.relative_to(ws.run_dir)
     log.info("staged %d input file(s)", len(staged), extra={"event": "inputs_staged"})
     out = io.StringIO()
     csv.writer(out, lineterminator="\n").writerows([header, *localize_rows(data, staged)])
     ws.samplesheet.write_text(out.getvalue(), encoding="utf-8")
-    local = {**params, "input": str(ws.samplesheet), "outdir": str(ws.results_dir)}
+    local = {
+        **params,
+        "input": ws.samplesheet.relative_to(ws.run_dir).as_posix(),
+        "outdir": ws.results_dir.relative_to(ws.run_dir).as_posix(),
+    }
     ws.local_params.write_text(yaml.safe_dump(local, sort_keys=False), encoding="utf-8")
 
 
@@ -192,10 +154,22 @@ def render_config(ctx: Context, orchestrator_dir: Path) -> None:
     """Render orchestrator/nextflow.config.template for this run."""
     template = (orchestrator_dir / "nextflow.config.template").read_text(encoding="utf-8")
     user_config = ctx.ws.user_config if ctx.ws.user_config.is_file() else None
-    values = template_values(
-        ctx.env, ctx.ws, sys.executable, str(orchestrator_dir / "update_status.py"), user_config
-    )
+    hook = (sys.executable, str(orchestrator_dir / "update_status.py"))
+    values = template_values(ctx.env, ctx.ws, TaskPolicy.from_settings(ctx.settings), hook, user_config)
     ctx.ws.rendered_config.write_text(render_template(template, values), encoding="utf-8")
+
+
+def _session(ws: Workspace) -> str | None:
+    if not ws.session_file.is_file():
+        return None
+    return ws.session_file.read_text(encoding="utf-8").strip() or None
+
+
+def started(ws: Workspace) -> list[str]:
+    """update_status.py arguments that mark the run running (with the session it resumes, if any)."""
+    args = ["running", "--started_at", datetime.now(UTC).isoformat()]
+    session = _session(ws)
+    return [*args, "--session_id", session] if session else args
 
 
 def command(ctx: Context) -> list[str]:
@@ -203,7 +177,7 @@ def command(ctx: Context) -> list[str]:
     spec = pipeline_spec(load_registry(), ctx.env)
     source = pipeline_source(spec, ctx.settings.pipelines_root)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return engine_command(ctx.env, spec, source, ctx.ws, cores)
+    return engine_command(ctx.env, spec, source, ctx.ws, cores, session_id=_session(ctx.ws))
 
 
 def _results_uri(ctx: Context) -> str:
@@ -217,70 +191,26 @@ def _results_uri(ctx: Context) -> str:
     )
 
 
-def upload(ctx: Context, src: Path, uri: str) -> bool:
-    """Upload one file with retries; a failure is a warning, never a failed run."""
-    try:
-        ctx.transfer(lambda: ctx.storage.upload_file(src, uri))
-    except Exception as exc:  # noqa: BLE001 - any upload failure is only a warning
-        log.warning("could not upload %s to %s: %s", src.name, uri, exc, extra={"event": "upload_failed"})
-        return False
-    return True
-
-
-def _snakemake_metadata(run_dir: Path) -> list[tuple[str, dict[str, Any]]]:
-    out: list[tuple[str, dict[str, Any]]] = []
-    for path in sorted((run_dir / ".snakemake" / "metadata").rglob("*")):
-        try:
-            meta = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-            output = base64.urlsafe_b64decode(path.name.encode()).decode("utf-8", "replace")
-        except (OSError, ValueError):
-            continue  # Snakemake's metadata layout is internal: skip what we cannot read
-        if isinstance(meta, dict):
-            out.append((output, meta))
-    return out
-
-
-def collect_logs(engine: str, ws: Workspace) -> list[tuple[Path, str]]:
-    """(local file, name under logs/) of every log the engine left; Snakemake's are merged first."""
-    found = [(ws.console_log, "console.log")]
-    if engine == "nextflow":
-        found += [
-            (ws.run_dir / ".nextflow.log", "nextflow.log"), (ws.trace, "trace.txt"),
-            (ws.timeline, "timeline.html"), (ws.report, "report.html"),
-        ]  # fmt: skip
-        return [(p, n) for p, n in found if p.is_file()]
-    runs = sorted((ws.run_dir / ".snakemake" / "log").glob("*.snakemake.log"))
-    if runs:  # one log per attempt in this work dir, oldest first
-        merged = ws.logs_dir / "snakemake.log"
-        merged.write_text(
-            "".join(p.read_text(encoding="utf-8", errors="replace") for p in runs), encoding="utf-8"
-        )
-        found.append((merged, "snakemake.log"))
-    records = _snakemake_metadata(ws.run_dir)
-    if records:
-        ws.trace.write_text(snakemake_trace(records), encoding="utf-8")
-        found.append((ws.trace, "trace.txt"))
-    return [(p, n) for p, n in found if p.is_file()]
-
-
 def finish(ctx: Context, exit_code: int) -> tuple[int, int]:
-    """Upload the logs and (Snakemake) the results; return (uploaded, failed)."""
+    """Upload the logs (Snakemake: and the working directory and results); return (uploaded, failed)."""
     ws, env = ctx.ws, ctx.env
+    if env.engine == "nextflow" and not _session(ws) and (session := nextflow_session.from_log(ctx)):
+        nextflow_session.record(ctx, session)
     logs_uri = env.logs_dir or run_locations(ctx.settings.runs_bucket, env.run_id).logs
     files = [(src, logs_uri.rstrip("/") + "/" + name) for src, name in collect_logs(env.engine, ws)]
-    if env.engine == "snakemake" and ws.results_dir.is_dir():
-        results_uri = _results_uri(ctx).rstrip("/")
-        files += [
-            (p, f"{results_uri}/{p.relative_to(ws.results_dir).as_posix()}")
-            for p in sorted(ws.results_dir.rglob("*"))
-            if p.is_file()
-        ]
     done = sum(upload(ctx, src, uri) for src, uri in files)
+    failed = len(files) - done
+    if env.engine == "snakemake":
+        saved, save_failed = workdir_sync.save(ctx)
+        results_uri = _results_uri(ctx).rstrip("/")
+        results = sorted(p for p in ws.results_dir.rglob("*") if p.is_file())
+        ok = sum(upload(ctx, p, f"{results_uri}/{p.relative_to(ws.results_dir).as_posix()}") for p in results)
+        done, failed = done + saved + ok, failed + save_failed + len(results) - ok
     log.info(
-        "engine exited %d; uploaded %d of %d file(s)", exit_code, done, len(files),
+        "engine exited %d; uploaded %d file(s), %d failed", exit_code, done, failed,
         extra={"event": "orchestrator_finish"},
     )  # fmt: skip
-    return done, len(files) - done
+    return done, failed
 
 
 def _tail(path: Path) -> str:
@@ -322,22 +252,33 @@ def _record_failure(ws: Workspace, failure: Failure) -> None:
         log.warning("could not record the failure: %s", exc)
 
 
-def _print_argv(argv: Sequence[str], as_json: bool) -> None:
-    sys.stdout.write(json.dumps(list(argv)) + "\n" if as_json else "".join(f"{a}\0" for a in argv))
-    sys.stdout.flush()
+def nul_terminated(argv: Sequence[str]) -> bytes:
+    """Arguments as bash's `mapfile -d ''` reads them: each one ends with a NUL byte."""
+    return b"".join(a.encode("utf-8", "surrogateescape") + b"\0" for a in argv)
+
+
+def _print_argv(argv: Sequence[str], as_json: bool = False) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(list(argv)) + "\n")
+        sys.stdout.flush()
+    else:
+        sys.stdout.buffer.write(nul_terminated(argv))
+        sys.stdout.buffer.flush()
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """The command line (see the module docstring)."""
     parser = argparse.ArgumentParser(prog="orchestrate", description="Arc Reactor orchestrator steps.")
     sub = parser.add_subparsers(dest="cmd", required=True)
-    for name in ("prepare", "command", "finish", "outcome"):
+    for name in ("prepare", "started", "command", "watch", "finish", "outcome"):
         p = sub.add_parser(name)
         p.add_argument("--workdir", type=Path, required=True, help="the task's local work folder")
         if name == "prepare":
             p.add_argument("--orchestrator-dir", type=Path, default=ORCHESTRATOR_DIR)
         if name == "command":
             p.add_argument("--json", action="store_true", help="print a JSON list instead of NUL-terminated")
+        if name == "watch":
+            p.add_argument("--pid", type=int, required=True, help="the engine's process id")
         if name in ("finish", "outcome"):
             p.add_argument("--exit-code", type=int, required=True)
         if name == "outcome":
@@ -345,22 +286,30 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _run(args: argparse.Namespace, ctx: Context) -> None:
+    if args.cmd == "prepare":
+        prepare(ctx, args.orchestrator_dir)
+    elif args.cmd == "command":
+        _print_argv(command(ctx), args.json)
+    elif args.cmd == "watch":
+        nextflow_session.watch(ctx, args.pid)
+    else:
+        finish(ctx, args.exit_code)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one step; 0 on success, 1 when prepare/command failed (the reason is in <workdir>/error.json)."""
+    """Run one step; 0 on success, 1 when a step failed (for prepare/command: the reason in error.json)."""
     args = parse_args(argv)
     ws = Workspace.at(args.workdir.resolve())
     setup_run_logging(os.environ.get("RUN_ID", ""))
     if args.cmd == "outcome":
-        _print_argv(outcome(ws, args.exit_code, args.stage, os.environ.get("ENGINE") or "engine"), False)
+        _print_argv(outcome(ws, args.exit_code, args.stage, os.environ.get("ENGINE") or "engine"))
+        return 0
+    if args.cmd == "started":
+        _print_argv(started(ws))
         return 0
     try:
-        ctx = Context(env_from(os.environ), ws, get_settings())
-        if args.cmd == "finish":
-            finish(ctx, args.exit_code)
-        elif args.cmd == "prepare":
-            prepare(ctx, args.orchestrator_dir)
-        else:
-            _print_argv(command(ctx), args.json)
+        _run(args, Context(env_from(os.environ), ws, get_settings()))
     except Exception as exc:
         failure = Failure(exc.code, str(exc)) if isinstance(exc, OrchestrationError) else None
         if failure is None:
@@ -369,7 +318,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "%s failed: %s", args.cmd, failure.message, exc_info=failure.code == "orchestrator_error",
             extra={"event": "orchestrator_error", "error_code": failure.code},
         )  # fmt: skip
-        if args.cmd != "finish":  # finish only uploads: its failures never fail the run
+        if args.cmd in ("prepare", "command"):  # finish and watch only upload: never fail the run
             _record_failure(ws, failure)
         return 1
     return 0

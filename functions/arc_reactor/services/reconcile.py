@@ -2,7 +2,11 @@
 
 A notification is only a hint that something changed: Batch may skip states and Pub/Sub delivers at least
 once and in any order, so we read the job itself (GetJob) and apply what it says now through the status
-machine. A late or duplicated notification therefore re-applies the current truth, which is a no-op."""
+machine. A late or duplicated notification therefore re-applies the current truth, which is a no-op.
+Both JOB_STATE_CHANGED and TASK_STATE_CHANGED lead to the same GetJob of the run's orchestrator job; a task
+attempt that Batch retried (spot preemption and other infrastructure exit codes) becomes one `note` event
+per attempt, so users see "preempted, retrying". When two sources disagree on the outcome, the first
+terminal state wins and the conflict is recorded with both sides (runs_repo.transition; docs/batch.md)."""
 
 from __future__ import annotations
 
@@ -12,18 +16,28 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from arc_reactor.adapters import runs_repo
+from arc_reactor.adapters.runs_repo import TransitionResult
 from arc_reactor.core.events import PubSubMessage, event_age_seconds
 from arc_reactor.core.ids import run_id_from_job
+from arc_reactor.core.jobspec import MAX_RETRY_COUNT
 from arc_reactor.core.status import RunStatus
 from arc_reactor.errors import BatchJobNotFoundError, NotFound
 from arc_reactor.services.deps import Deps
 
 if TYPE_CHECKING:
-    from arc_reactor.adapters.batch import JobStatus
+    from arc_reactor.adapters.batch import JobStatus, TaskRetry
 
 log = logging.getLogger(__name__)
 
 NOTIFICATION_TYPES = frozenset({"JOB_STATE_CHANGED", "TASK_STATE_CHANGED"})
+RETRY_NOTE = "task_retry"
+_CAUSE_TEXT = {
+    "spot_preempted": "preempted",
+    "vm_lost": "VM lost",
+    "vm_rebooted": "VM rebooted",
+    "vm_unresponsive": "VM unresponsive",
+    "vm_recreated": "VM recreated",
+}
 
 
 @dataclass(frozen=True)
@@ -74,25 +88,63 @@ def reconcile_run(
     try:
         res = runs_repo.transition(deps.engine, run_id, target, source, fields=fields, detail=detail)
     except NotFound:
-        log.warning("Batch job %s has no run in the database", job_name, extra={"job_name": job_name})
-        return ReconcileResult("ignored", run_id)
-    if res.applied:
-        log.info(
-            "run %s %s -> %s (Batch %s)",
-            run_id,
-            res.previous,
-            target.value,
-            job.state,
-            extra={
-                "run_id": run_id,
-                "event": "status_changed",
-                "source": source,
-                "from_status": str(res.previous),
-                "to_status": target.value,
-            },
+        log.warning(
+            "Batch job %s has no run in the database",
+            job_name,
+            extra={"job_name": job_name, "event": "run_unknown"},
         )
+        return ReconcileResult("ignored", run_id)
+    if job.retries:
+        _note_retries(deps, run_id, job.retries, source)
+    if res.applied:
+        log_status_changed(run_id, res, source, f"Batch {job.state}", fields.get("error_code"))
         return ReconcileResult("applied", run_id, target.value)
     return ReconcileResult("unchanged", run_id, res.current.value)
+
+
+def log_status_changed(
+    run_id: str, res: TransitionResult, source: str, why: str = "", error_code: str | None = None
+) -> None:
+    """The one log line of an applied transition (event status_changed, run_id as a label); a failure is
+    logged at ERROR with its error_code, so one log-based metric counts transitions and errors alike."""
+    level = logging.ERROR if res.current == RunStatus.FAILED else logging.INFO
+    log.log(
+        level,
+        "run %s %s -> %s%s",
+        run_id,
+        res.previous.value if res.previous else None,
+        res.current.value,
+        f" ({why})" if why else "",
+        extra={
+            "run_id": run_id,
+            "event": "status_changed",
+            "source": source,
+            "from_status": res.previous.value if res.previous else None,
+            "to_status": res.current.value,
+            "error_code": error_code,
+        },
+    )
+
+
+def _note_retries(deps: Deps, run_id: str, retries: list[TaskRetry], source: str) -> None:
+    """One `note` event per retried attempt; attempts already noted (duplicate notifications) are skipped."""
+    for retry in retries:
+        what = _CAUSE_TEXT.get(retry.cause, retry.cause)
+        message = (
+            f"{what}, retrying (retry {retry.attempt} of {MAX_RETRY_COUNT}, exit code {retry.exit_code})"
+        )
+        detail = {
+            "reason": RETRY_NOTE,
+            "attempt": retry.attempt,
+            "exit_code": retry.exit_code,
+            "cause": retry.cause,
+            "message": message,
+        }
+        if not runs_repo.add_note_once(deps.engine, run_id, source, f"{RETRY_NOTE}:{retry.attempt}", detail):
+            continue
+        log.warning(
+            "run %s: %s", run_id, message, extra={"run_id": run_id, "event": "task_retried", "detail": detail}
+        )
 
 
 def _outcome_fields(job: JobStatus) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -110,23 +162,19 @@ def _outcome_fields(job: JobStatus) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def _job_missing(deps: Deps, run_id: str, job_name: str, source: str) -> ReconcileResult:
-    """The job is gone: a run still waiting on it can never finish, so fail it with job_missing."""
+    """The job is gone: a run being cancelled is cancelled (Batch deletes where it cannot cancel); any
+    other run still waiting on it can never finish, so it fails with job_missing."""
     try:
-        res = runs_repo.transition(
-            deps.engine,
-            run_id,
-            RunStatus.FAILED,
-            source,
-            fields={"error_code": "job_missing", "error_message": f"Batch job {job_name} no longer exists"},
-            detail={"batch_job_name": job_name},
-        )
+        cancelling = runs_repo.get_run(deps.engine, run_id)["status"] == RunStatus.CANCELLING
+        if cancelling:
+            target, fields = RunStatus.CANCELLED, {}
+        else:
+            message = f"Batch job {job_name} no longer exists"
+            target, fields = RunStatus.FAILED, {"error_code": "job_missing", "error_message": message}
+        detail = {"batch_job_name": job_name, "reason": "job_missing"}
+        res = runs_repo.transition(deps.engine, run_id, target, source, fields=fields, detail=detail)
     except NotFound:
         return ReconcileResult("ignored", run_id)
     if res.applied:
-        log.error(
-            "run %s failed: Batch job %s is missing",
-            run_id,
-            job_name,
-            extra={"run_id": run_id, "event": "job_missing", "error_code": "job_missing"},
-        )
+        log_status_changed(run_id, res, source, f"Batch job {job_name} is gone", fields.get("error_code"))
     return ReconcileResult("job_missing", run_id, res.current.value)

@@ -23,9 +23,10 @@ from arc_reactor.core.bundle import ValidBundle, check_object_name, validate_bun
 from arc_reactor.core.events import StorageObjectEvent, event_age_seconds
 from arc_reactor.core.ids import new_run_id
 from arc_reactor.core.layout import INPUT_FILES, RunLocations, run_locations
-from arc_reactor.core.status import TERMINAL, RunStatus
-from arc_reactor.errors import BundleInvalid, PermanentError, Problem
+from arc_reactor.core.status import RunStatus
+from arc_reactor.errors import BundleInvalid, NotFound, PermanentError, Problem
 from arc_reactor.services.deps import Deps
+from arc_reactor.services.exists import missing_objects
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +132,8 @@ def submit_files(
         )
     except BundleInvalid as exc:
         problems.extend(exc.problems)
+    if bundle is not None and not problems:
+        problems.extend(missing_objects(deps, bundle))
     if bundle is None or problems:
         return _reject(deps, files, source, problems)
     return create_and_launch(deps, bundle, source)
@@ -216,19 +219,10 @@ def _run_values(
 def create_and_launch(deps: Deps, bundle: ValidBundle, source: RunSource) -> SubmitResult:
     """Record the run (pending), copy its inputs, create its Batch job, mark it submitted."""
     m = bundle.manifest
-    parent = runs_repo.get_run(deps.engine, m.parent_run_id) if m.parent_run_id else None
-    if parent is not None and (parent["status"] not in TERMINAL or parent["status"] == RunStatus.COMPLETED):
-        return SubmitResult(
-            "rejected",
-            problems=[
-                Problem(
-                    deps.settings.manifest_name,
-                    f"parent run {parent['id']} is {parent['status']}: "
-                    "only a failed or cancelled run can be recovered",
-                    field="parent_run_id",
-                )
-            ],
-        )
+    parent, refused = _parent_of(deps, bundle)
+    if refused:
+        problem = Problem(deps.settings.manifest_name, refused, field="parent_run_id")
+        return SubmitResult("rejected", problems=[problem])
     run_id = new_run_id()
     lineage = str(parent["lineage_id"]) if parent is not None else run_id
     locs = run_locations(deps.settings.runs_bucket, run_id, lineage)
@@ -256,10 +250,33 @@ def create_and_launch(deps: Deps, bundle: ValidBundle, source: RunSource) -> Sub
     return _launch(deps, row, bundle, parent_session=parent["session_id"] if parent is not None else None)
 
 
+def _parent_of(deps: Deps, bundle: ValidBundle) -> tuple[Mapping[str, Any] | None, str]:
+    """The run a recovery resumes, or why it cannot be resumed (the preconditions of services/recover.py,
+    so an inbox manifest with parent_run_id obeys the same rules as POST /runs/{id}:recover)."""
+    from arc_reactor.services.recover import refusal
+
+    m = bundle.manifest
+    if not m.parent_run_id:
+        return None, ""
+    try:
+        parent = runs_repo.get_run(deps.engine, m.parent_run_id)
+    except NotFound:
+        return None, f"parent run {m.parent_run_id} does not exist"
+    if (parent["pipeline"], parent["revision"]) != (m.pipeline, m.revision):
+        was = f"{parent['pipeline']} {parent['revision']}"
+        return (
+            None,
+            f"a recovery runs its parent's pipeline and revision ({was}), not {m.pipeline} {m.revision}",
+        )
+    why = refusal(deps, parent)
+    return (None, why.message) if why else (parent, "")
+
+
 def _launch(
     deps: Deps, run: Mapping[str, Any], bundle: ValidBundle, parent_session: str | None
 ) -> SubmitResult:
     from arc_reactor.core.jobspec import OrchestratorJob
+    from arc_reactor.services.reconcile import log_status_changed
 
     run_id = str(run["id"])
     params_uri, config_uri = _copy_inputs(deps, run, bundle)
@@ -286,21 +303,19 @@ def _launch(
     try:
         job_name = deps.batch.submit_orchestrator_job(spec)
     except PermanentError as exc:
-        runs_repo.transition(
+        # Quota, permission and spec refusals are final and were not retried: record them on the run and
+        # acknowledge the event. The adapter logged the refusal and cancelled any job a racing create made.
+        res = runs_repo.transition(
             deps.engine,
             run_id,
             RunStatus.FAILED,
             "submit",
             fields={"error_code": exc.code, "error_message": str(exc)[:4000]},
         )
-        log.error(
-            "Batch refused the job of run %s: %s",
-            run_id,
-            exc,
-            extra={"run_id": run_id, "event": "submit_failed", "error_code": exc.code},
-        )
+        if res.applied:
+            log_status_changed(run_id, res, "submit", "Batch refused the job", exc.code)
         return SubmitResult("failed", run_id=run_id, reason=str(exc))
-    runs_repo.transition(
+    res = runs_repo.transition(
         deps.engine,
         run_id,
         RunStatus.SUBMITTED,
@@ -314,6 +329,11 @@ def _launch(
         job_name,
         extra={"run_id": run_id, "job_name": job_name, "pipeline": run["pipeline"], "event": "run_submitted"},
     )
+    if res.applied:
+        log_status_changed(run_id, res, "submit", f"Batch job {job_name}")
+    else:
+        # The job already ran ahead (a hook or Batch marked the run running first): keep its name anyway.
+        runs_repo.record_job_name(deps.engine, run_id, job_name)
     return SubmitResult("submitted", run_id=run_id)
 
 

@@ -1,26 +1,33 @@
 """Sweep: runs stuck in submitted/running/cancelling with no recent change are checked against Batch.
 
-Notifications can be lost; the sweeper is the safety net. Work per call is bounded (sweep_batch_size).
-Batch's own limits apply: a job QUEUED for over 2 days or RUNNING for over 14 days is failed here too."""
+Notifications can be lost; the sweeper is the safety net. Work per call is bounded: at most
+sweep_batch_size runs, and no new check once SWEEP_BUDGET_S has passed (the rest wait for the next call).
+Batch's own limits apply: a job QUEUED for over 2 days or RUNNING for over 14 days is failed here too, and
+its jobs (orchestrator and task jobs) are cancelled. A run stuck in cancelling has its jobs cancelled again.
+One run that cannot be checked (Batch or the database unavailable, permission refused) is counted in
+`errors` and does not stop the others."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from arc_reactor.adapters import runs_repo
 from arc_reactor.core.status import RunStatus
-from arc_reactor.errors import TransientError
+from arc_reactor.errors import BatchError, TransientError
 from arc_reactor.services.deps import Deps
-from arc_reactor.services.reconcile import ReconcileResult, reconcile_run
+from arc_reactor.services.reconcile import ReconcileResult, log_status_changed, reconcile_run
 
 log = logging.getLogger(__name__)
 
 MAX_QUEUED = timedelta(days=2)
 MAX_RUNNING = timedelta(days=14)
+# Below the sweeper function's timeout, with room for the check in flight (each Batch call is bounded).
+SWEEP_BUDGET_S = 240.0
 
 
 @dataclass
@@ -30,26 +37,40 @@ class SweepReport:
     checked: int = 0
     changed: int = 0
     errors: int = 0
+    deferred: int = 0  # stale runs left for the next sweep because the time budget ran out
     results: list[ReconcileResult] = field(default_factory=list)
 
 
-def sweep(deps: Deps, now: datetime | None = None) -> SweepReport:
-    """Reconcile up to sweep_batch_size stale runs, oldest first."""
+def sweep(
+    deps: Deps,
+    now: datetime | None = None,
+    *,
+    budget_s: float = SWEEP_BUDGET_S,
+    clock: Callable[[], float] = time.monotonic,
+) -> SweepReport:
+    """Reconcile up to sweep_batch_size stale runs, oldest first, within `budget_s` seconds."""
     now = now or datetime.now(UTC)
     cutoff = now - timedelta(seconds=deps.settings.stale_after_seconds)
     report = SweepReport()
+    stop_at = clock() + budget_s
     for run in runs_repo.stale_runs(deps.engine, cutoff, deps.settings.sweep_batch_size):
+        if clock() >= stop_at:
+            report.deferred += 1
+            continue
         report.checked += 1
         run_id = str(run["id"])
         job_name = run["batch_job_name"] or deps.batch.job_name(run_id)
         try:
             result = reconcile_run(deps, run_id, job_name, source="sweeper")
             if result.outcome == "unchanged":
-                result = _enforce_limits(deps, run, now) or result
-        except TransientError:
+                result = _follow_up(deps, run, now) or result
+        except (TransientError, BatchError) as exc:
             report.errors += 1  # the next sweep tries again; one bad run must not stop the others
             log.warning(
-                "sweep could not check run %s", run_id, extra={"run_id": run_id, "event": "sweep_error"}
+                "sweep could not check run %s: %s",
+                run_id,
+                exc,
+                extra={"run_id": run_id, "event": "sweep_error", "error_code": getattr(exc, "code", None)},
             )
             continue
         report.results.append(result)
@@ -58,9 +79,26 @@ def sweep(deps: Deps, now: datetime | None = None) -> SweepReport:
         "sweep checked %d runs, changed %d",
         report.checked,
         report.changed,
-        extra={"event": "sweep_done", "detail": {"checked": report.checked, "changed": report.changed}},
+        extra={
+            "event": "sweep_done",
+            "detail": {
+                "checked": report.checked,
+                "changed": report.changed,
+                "errors": report.errors,
+                "deferred": report.deferred,
+            },
+        },
     )
     return report
+
+
+def _follow_up(deps: Deps, row: Mapping[str, Any], now: datetime) -> ReconcileResult | None:
+    """For a run Batch had no news of: cancel again when it is being cancelled (task jobs launched after the
+    first cancel, or a cancel that did not take), else apply Batch's queue and run-time limits."""
+    if row["status"] == RunStatus.CANCELLING:
+        deps.batch.cancel_run_jobs(str(row["id"]))  # bounded; reports its own failures
+        return None
+    return _enforce_limits(deps, row, now)
 
 
 def _enforce_limits(deps: Deps, row: Mapping[str, Any], now: datetime) -> ReconcileResult | None:
@@ -71,13 +109,15 @@ def _enforce_limits(deps: Deps, row: Mapping[str, Any], now: datetime) -> Reconc
     if not isinstance(since, datetime) or now - since <= limit:
         return None
     code = "max_runtime_exceeded" if status == RunStatus.RUNNING else "queued_too_long"
+    run_id = str(row["id"])
     res = runs_repo.transition(
         deps.engine,
-        str(row["id"]),
+        run_id,
         RunStatus.FAILED,
         "sweeper",
         fields={"error_code": code, "error_message": f"run was {status.value} for over {limit.days} days"},
     )
-    if res.applied and row.get("batch_job_name"):
-        deps.batch.cancel_job(str(row["batch_job_name"]))
-    return ReconcileResult("applied" if res.applied else "unchanged", str(row["id"]), res.current.value)
+    if res.applied:
+        log_status_changed(run_id, res, "sweeper", f"over Batch's {limit.days}-day limit", code)
+        deps.batch.cancel_run_jobs(run_id)  # reports its own failures; the run is failed either way
+    return ReconcileResult("applied" if res.applied else "unchanged", run_id, res.current.value)

@@ -160,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     st = sub.add_parser("stats", help="figures of one sample as JSON")
     st.add_argument("--sample", required=True)
     st.add_argument("--min-quality", type=int, default=20)
+    st.add_argument("--fail", action="store_true", help="fail on purpose (the fail_samples parameter)")
     st.add_argument("--out", type=Path, required=True)
     st.add_argument("fastq", type=Path, nargs="+", help="fastq_1 [fastq_2]")
     sm = sub.add_parser("summary", help="merge per-sample JSON files into a TSV")
@@ -169,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "stats":
         if len(args.fastq) > 2:
             parser.error("stats takes fastq_1 and optionally fastq_2")
+        if args.fail:
+            raise RuntimeError(f"sample {args.sample}: failing on purpose (listed in fail_samples)")
         fq2 = args.fastq[1] if len(args.fastq) == 2 else None
         write_json(sample_stats(args.sample, args.fastq[0], fq2, args.min_quality), args.out)
     else:

@@ -1,0 +1,173 @@
+"""GET /runs over 1,000,000 runs in PostgreSQL: the first page and page 1,000 (reached by its page token),
+p50/p95 server-side, next to the same query paged with OFFSET. Target: p95 under 10 ms, flat with depth.
+
+Setup: an embedded PostgreSQL (pgserver, or DATABASE_URL), migrated, filled with generate_series in a few
+large INSERT ... SELECT statements, then ANALYZEd. Measured in this process, no network in between:
+  query_ms    runs_repo.list_runs (the keyset SELECT, through SQLAlchemy and pg8000, rows decoded)
+  offset_ms   the same SELECT with OFFSET instead of the keyset condition
+  handler_ms  the runs_api handler (functions-framework app, in-process WSGI call, JSON out)
+  db_ms       PostgreSQL's own execution time (EXPLAIN ANALYZE) of the keyset and OFFSET statements
+Prints one JSON line. BENCH_RUNS and BENCH_SAMPLES change the size and the number of timed requests."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "functions"))
+os.environ["NO_GCE_CHECK"] = "true"
+
+N_RUNS = int(os.environ.get("BENCH_RUNS", "1000000"))
+SAMPLES = int(os.environ.get("BENCH_SAMPLES", "200"))
+PAGE_SIZE = 100
+DEEP_PAGE = 1000
+CHUNK = 100_000
+
+FILL = """
+INSERT INTO runs (id, name, pipeline, revision, engine, status, lineage_id, batch_job_name, work_dir,
+                  cache_dir, inputs_uri, results_uri, logs_uri, submitter, labels, params, created_at,
+                  updated_at)
+SELECT 'r' || lpad(g::text, 18, '0'), 'run ' || g,
+       (ARRAY['nf-core/scrnaseq', 'arc/fastq-stats'])[1 + mod(g, 2)], '4.0.0', 'nextflow',
+       (ARRAY['completed', 'failed', 'running', 'submitted', 'cancelled'])[1 + mod(g, 5)],
+       'r' || lpad(g::text, 18, '0'),
+       'projects/p/locations/us-central1/jobs/arc-r' || lpad(g::text, 18, '0'),
+       'gs://arc-runs/work/r' || lpad(g::text, 18, '0') || '/',
+       'gs://arc-runs/cache/r' || lpad(g::text, 18, '0') || '/',
+       'gs://arc-runs/runs/r' || lpad(g::text, 18, '0') || '/inputs/',
+       'gs://arc-runs/runs/r' || lpad(g::text, 18, '0') || '/results/',
+       'gs://arc-runs/runs/r' || lpad(g::text, 18, '0') || '/logs/',
+       'user' || mod(g, 50) || '@example.org',
+       jsonb_build_object('project', 'p' || mod(g, 100), 'team', 't' || mod(g, 7)),
+       jsonb_build_object('min_quality', 20, 'aligner', 'star'),
+       timestamptz '2024-01-01 00:00:00+00' + g * interval '30 seconds',
+       timestamptz '2024-01-01 00:00:00+00' + g * interval '30 seconds'
+FROM generate_series(CAST(:lo AS integer), CAST(:hi AS integer)) AS g
+"""
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    """p50 and p95 (nearest rank), rounded to 0.01 ms."""
+    ordered = sorted(values)
+    pick = lambda q: ordered[max(0, min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1))))]  # noqa: E731
+    return {"p50": round(pick(50), 2), "p95": round(pick(95), 2)}
+
+
+def timed(fn, samples: int = SAMPLES, warmup: int = 20) -> dict[str, float]:
+    """Milliseconds per call of fn, after a warm-up."""
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(samples):
+        start = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - start) * 1000)
+    return percentiles(out)
+
+
+def setup_database() -> tuple[str, float]:
+    """A migrated database holding N_RUNS runs; its URL and the seconds the fill took."""
+    from sqlalchemy import create_engine, text
+
+    from arc_reactor.adapters import migrate
+    from arc_reactor.adapters.db import embedded_postgres_url, prepare_engine
+
+    tmp = Path(tempfile.mkdtemp(prefix="arc-bench-list-"))
+    tmp.chmod(0o755)
+    url = os.environ.get("DATABASE_URL") or embedded_postgres_url(tmp / "pgdata")
+    engine = prepare_engine(create_engine(url), statement_timeout_ms=None)  # the fill runs long statements
+    with engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public"))
+    migrate.upgrade(engine)
+    started = time.perf_counter()
+    with engine.begin() as conn:
+        conn.execute(text("SET LOCAL synchronous_commit = off"))
+        for lo in range(1, N_RUNS + 1, CHUNK):
+            conn.execute(text(FILL), {"lo": lo, "hi": min(N_RUNS, lo + CHUNK - 1)})
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("VACUUM ANALYZE runs"))
+    engine.dispose()
+    return url, time.perf_counter() - started
+
+
+def db_execution_ms(engine, sql: str, params: dict) -> float:
+    """PostgreSQL's execution time of one statement (median of 5 EXPLAIN ANALYZE)."""
+    from sqlalchemy import text
+
+    times = []
+    with engine.connect() as conn:
+        for _ in range(5):
+            plan = conn.execute(text("EXPLAIN (ANALYZE, FORMAT JSON) " + sql), params).scalar()
+            times.append(float(plan[0]["Execution Time"]))
+    return round(sorted(times)[2], 3)
+
+
+def main() -> None:
+    """Fill, measure, print one JSON line."""
+    url, fill_s = setup_database()
+    os.environ.update({"DATABASE_URL": url, "ARC_LOCAL": "true", "GOOGLE_CLOUD_PROJECT": "arc-bench"})
+    from functions_framework import create_app
+    from sqlalchemy import text
+
+    from arc_reactor.adapters import runs_repo
+    from arc_reactor.api.listing import encode_page_token, fingerprint
+    from arc_reactor.services.deps import get_deps
+
+    engine = get_deps().engine  # the production engine: pool, statement timeout
+    deep_offset = (DEEP_PAGE - 1) * PAGE_SIZE
+    with engine.connect() as conn:
+        created, rid = conn.execute(
+            text("SELECT created_at, id FROM runs ORDER BY created_at DESC, id DESC OFFSET :o LIMIT 1"),
+            {"o": deep_offset - 1},
+        ).one()
+    token = encode_page_token(created, rid, fingerprint(runs_repo.RunFilter()))
+    client = create_app("runs_api", str(ROOT / "functions" / "main.py"), "http").test_client()
+    deep = client.get(f"/runs?page_size={PAGE_SIZE}&page_token={token}").get_json()["runs"]
+    offset_rows = runs_repo.list_runs(engine, limit=PAGE_SIZE, offset=deep_offset)
+    assert [r["id"] for r in deep] == [r["id"] for r in offset_rows], "keyset and OFFSET disagree"
+    print(json.dumps(measure(engine, client, token, (created, rid), fill_s)))
+
+
+def measure(engine, client, token: str, before: tuple, fill_s: float) -> dict:
+    """Every figure of the JSON line."""
+    from arc_reactor.adapters import runs_repo
+
+    deep_offset = (DEEP_PAGE - 1) * PAGE_SIZE
+    keyset_sql = (
+        "SELECT * FROM runs WHERE (created_at, id) < (CAST(:c AS timestamptz), :i) "
+        "ORDER BY created_at DESC, id DESC LIMIT 101"
+    )
+    offset_sql = "SELECT * FROM runs ORDER BY created_at DESC, id DESC OFFSET :o LIMIT 100"
+    return {
+        "bench": "list_runs",
+        "runs": N_RUNS,
+        "page_size": PAGE_SIZE,
+        "deep_page": DEEP_PAGE,
+        "samples": SAMPLES,
+        "fill_s": round(fill_s, 1),
+        "query_ms": {
+            "first_page": timed(lambda: runs_repo.list_runs(engine, limit=PAGE_SIZE + 1)),
+            "page_1000": timed(lambda: runs_repo.list_runs(engine, limit=PAGE_SIZE + 1, before=before)),
+        },
+        "offset_ms": {
+            "first_page": timed(lambda: runs_repo.list_runs(engine, limit=PAGE_SIZE, offset=0)),
+            "page_1000": timed(lambda: runs_repo.list_runs(engine, limit=PAGE_SIZE, offset=deep_offset)),
+        },
+        "handler_ms": {
+            "first_page": timed(lambda: client.get(f"/runs?page_size={PAGE_SIZE}")),
+            "page_1000": timed(lambda: client.get(f"/runs?page_size={PAGE_SIZE}&page_token={token}")),
+        },
+        "db_ms": {
+            "keyset_page_1000": db_execution_ms(engine, keyset_sql, {"c": before[0], "i": before[1]}),
+            "offset_page_1000": db_execution_ms(engine, offset_sql, {"o": deep_offset}),
+        },
+    }
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,264 @@
+"""Reconcile throughput: N runs (BENCH_RUNS, default 1000) with five Batch notifications each, every
+notification delivered twice and all deliveries shuffled, posted one after another to the real
+reconcile_batch_event app (functions-framework `create_app`) on PostgreSQL and the local Batch service.
+
+BENCH_TRANSPORT=test_client (default) posts through the app's WSGI test client: the function's own cost.
+BENCH_TRANSPORT=http serves the app over HTTP on loopback (local/functions_host.serve_function, werkzeug's
+threaded development server) and posts with `requests`, which adds that server's and client's cost.
+Jobs are held (run_jobs=False) and their states set directly, so the notifications are the ones the local
+service publishes and every GetJob already sees the final truth, as for a late delivery. The floor, measured
+in the same process on the same events: one GetJob (real client to the local service) plus one single-row
+UPDATE in its own transaction per event. Prints one JSON line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+from _parts import ROOT, Parts, percentile
+
+N_RUNS = int(os.environ.get("BENCH_RUNS", "1000"))
+TRANSPORT = os.environ.get("BENCH_TRANSPORT", "test_client")
+CHUNK = 250  # deliveries per alternation between the reconcile and the floor
+TOPIC = "projects/arc-bench/topics/batch"
+SEED = 20240611
+# outcome -> the job states set after SCHEDULED and RUNNING (with a task exit code for the last one)
+OUTCOMES = {
+    "completed": [("SUCCEEDED", 0)],
+    "failed": [("FAILED", 3)],
+    "cancelled": [("CANCELLATION_IN_PROGRESS", None), ("CANCELLED", None)],
+}
+
+
+class Inbox:
+    """Collects the local Batch service's notifications; wait() blocks until `n` have arrived."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[dict[str, str], bytes]] = []
+        self._cond = threading.Condition()
+
+    def __call__(self, attributes: dict[str, str], data: bytes) -> None:
+        with self._cond:
+            self.items.append((attributes, data))
+            self._cond.notify_all()
+
+    def wait(self, n: int, timeout: float = 60.0) -> None:
+        with self._cond:
+            if not self._cond.wait_for(lambda: len(self.items) >= n, timeout=timeout):
+                raise TimeoutError(f"{len(self.items)} of {n} notifications after {timeout} s")
+
+
+def outcome_of(i: int) -> str:
+    """80% completed, 10% failed, 10% cancelled."""
+    return "failed" if i % 10 == 0 else "cancelled" if i % 10 == 1 else "completed"
+
+
+def make_runs(parts: Parts, service, engine) -> dict[str, str]:
+    """N runs in `submitted` with held jobs walked to their outcome; run id -> expected final status."""
+    from arc_reactor.adapters import runs_repo
+    from arc_reactor.core.ids import new_run_id
+    from arc_reactor.core.jobspec import OrchestratorJob
+    from arc_reactor.core.layout import run_locations
+    from arc_reactor.core.status import RunStatus
+
+    expected: dict[str, str] = {}
+    for i in range(N_RUNS):
+        run_id = new_run_id()
+        locs = run_locations("arc-runs", run_id)
+        runs_repo.insert_run(
+            engine,
+            {
+                "id": run_id,
+                "pipeline": "arc/fastq-stats",
+                "revision": "1.0.0",
+                "engine": "snakemake",
+                "lineage_id": run_id,
+                "work_dir": locs.work_dir,
+                "cache_dir": locs.cache_dir,
+                "inputs_uri": locs.inputs,
+                "results_uri": locs.results,
+                "logs_uri": locs.logs,
+            },
+        )
+        spec = OrchestratorJob(
+            run_id,
+            "arc/fastq-stats",
+            "1.0.0",
+            "snakemake",
+            "",
+            locs.inputs + "params.yaml",
+            locs.work_dir,
+            False,
+        )
+        name = service.submit_orchestrator_job(spec)
+        runs_repo.transition(engine, run_id, RunStatus.SUBMITTED, "submit", fields={"batch_job_name": name})
+        outcome = outcome_of(i)
+        for state, code in [("SCHEDULED", None), ("RUNNING", None), *OUTCOMES[outcome]]:
+            parts.batch.set_job_state(name, state, exit_code=code)
+        expected[run_id] = outcome
+    return expected
+
+
+def requests_for(inbox: Inbox) -> list[tuple[str, dict[str, str], str]]:
+    """Every notification twice (same message id, as a Pub/Sub redelivery), shuffled: (job, headers, body)."""
+    from arc_reactor.core.events import pubsub_cloudevent
+
+    out = []
+    for n, (attributes, data) in enumerate(inbox.items):
+        attrs, body = pubsub_cloudevent(TOPIC, f"m{n}", attributes, data, datetime.now(UTC))
+        headers = {f"ce-{k}": v for k, v in attrs.items() if k != "datacontenttype"}
+        headers["Content-Type"] = "application/json"
+        out += [(attributes["JobName"], headers, json.dumps(body))] * 2
+    random.Random(SEED).shuffle(out)
+    return out
+
+
+def deliver(post, deliveries: list[tuple[str, dict[str, str], str]]) -> tuple[float, list[float], int]:
+    """Post each delivery in order; (seconds, per-request ms, non-200 answers)."""
+    latencies, errors = [], 0
+    started = time.perf_counter()
+    for _job, headers, body in deliveries:
+        sent = time.perf_counter()
+        status = post(headers, body)
+        latencies.append((time.perf_counter() - sent) * 1000)
+        errors += status != 200
+    return time.perf_counter() - started, latencies, errors
+
+
+@contextmanager
+def poster() -> Iterator[tuple[str, object]]:
+    """(transport description, post(headers, body) -> HTTP status) for BENCH_TRANSPORT."""
+    if TRANSPORT == "http":
+        import requests
+
+        from arc_reactor.local.functions_host import serve_function, stop_function
+
+        fn = serve_function("reconcile_batch_event", "cloudevent")
+        session = requests.Session()
+        session.trust_env = False  # loopback only: never a proxy from the environment
+        try:
+            yield (
+                "http: served on loopback by local/functions_host.serve_function",
+                lambda h, b: session.post(fn.url, data=b, headers=h, timeout=30).status_code,
+            )
+        finally:
+            stop_function(fn)
+        return
+    from functions_framework import create_app
+
+    client = create_app(
+        "reconcile_batch_event", str(ROOT / "functions" / "main.py"), "cloudevent"
+    ).test_client()
+    yield (
+        "test_client: functions-framework create_app(...).test_client()",
+        lambda h, b: client.post("/", headers=h, data=b).status_code,
+    )
+
+
+def floor(client, engine, deliveries: list[tuple[str, dict[str, str], str]]) -> float:
+    """Seconds for one GetJob plus one single-row UPDATE (own transaction) per delivery."""
+    from google.cloud import batch_v1
+    from sqlalchemy import text
+
+    from arc_reactor.core.ids import run_id_from_job
+
+    update = text("UPDATE runs SET updated_at = now() WHERE id = :id")
+    started = time.perf_counter()
+    for job, _headers, _body in deliveries:
+        client.get_job(request=batch_v1.GetJobRequest(name=job), retry=None, timeout=20)
+        with engine.begin() as conn:
+            conn.execute(update, {"id": run_id_from_job(job)})
+    return time.perf_counter() - started
+
+
+def measure(post, client, engine, deliveries: list[tuple[str, dict[str, str], str]]) -> dict[str, object]:
+    """Reconcile and floor on the same deliveries, alternating in chunks so that both see the same
+    background load (the floor's UPDATE touches only updated_at, never a status)."""
+    reconcile_s = floor_s = 0.0
+    latencies: list[float] = []
+    errors = 0
+    for start in range(0, len(deliveries), CHUNK):
+        chunk = deliveries[start : start + CHUNK]
+        seconds, lat, err = deliver(post, chunk)
+        reconcile_s, errors = reconcile_s + seconds, errors + err
+        latencies += lat
+        floor_s += floor(client, engine, chunk)
+    return {"seconds": reconcile_s, "latencies": latencies, "errors": errors, "floor_seconds": floor_s}
+
+
+def check(engine, expected: dict[str, str]) -> tuple[int, int]:
+    """(runs whose final status is not the truth, transitions recorded more than once)."""
+    from sqlalchemy import text
+
+    with engine.connect() as conn:
+        final = dict(conn.execute(text("SELECT id, status FROM runs")).all())
+        dupes = conn.execute(
+            text(
+                "SELECT count(*) FROM (SELECT 1 FROM run_events WHERE kind = 'transition' "
+                "GROUP BY run_id, to_status HAVING count(*) > 1) d"
+            )
+        ).scalar()
+    return sum(final.get(r) != status for r, status in expected.items()), int(dupes or 0)
+
+
+def main() -> None:
+    """Measure and print one JSON line."""
+    inbox = Inbox()
+    parts = Parts(run_jobs=False, on_notification=inbox)
+    from arc_reactor.adapters.batch import BatchService, make_batch_client
+    from arc_reactor.adapters.db import get_engine
+    from arc_reactor.logs import setup_logging
+    from arc_reactor.settings import get_settings
+
+    setup_logging(logging.INFO, parts.tmp / "functions.log")  # the function's JSON lines, off the terminal
+    settings = get_settings()
+    engine = get_engine(settings)
+    client = make_batch_client(settings)
+    try:
+        setup_started = time.perf_counter()
+        expected = make_runs(parts, BatchService(client, settings), engine)
+        inbox.wait(5 * N_RUNS)
+        deliveries = requests_for(inbox)
+        setup_s = time.perf_counter() - setup_started
+        with poster() as (transport, post):
+            m = measure(post, client, engine, deliveries)
+        wrong, dupes = check(engine, expected)
+    finally:
+        client.transport.close()
+        parts.stop()
+    latencies = m["latencies"]
+    rate, floor_rate = len(deliveries) / m["seconds"], len(deliveries) / m["floor_seconds"]
+    print(
+        json.dumps(
+            {
+                "bench": "reconcile",
+                "transport": transport,
+                "runs": N_RUNS,
+                "notifications": len(inbox.items),
+                "deliveries": len(deliveries),
+                "events_per_s": round(rate, 1),
+                "latency_ms": {
+                    "p50": round(percentile(latencies, 50), 2),
+                    "p95": round(percentile(latencies, 95), 2),
+                },
+                "wrong_final_states": wrong,
+                "duplicate_transitions": dupes,
+                "non_200": m["errors"],
+                "floor_events_per_s": round(floor_rate, 1),
+                "ratio_to_floor": round(rate / floor_rate, 3),
+                "target_ratio": 0.5,
+                "setup_s": round(setup_s, 1),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

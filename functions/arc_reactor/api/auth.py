@@ -1,0 +1,180 @@
+"""Who is calling runs_api, and whether they may cancel or recover a run (see docs/security.md).
+
+In the cloud the function sits behind IAM (roles/run.invoker), and we verify the caller's Google ID token
+again ourselves: signature against Google's certificates (fetched once, cached), issuer, audience (this
+service's URL), expiry and a verified `email`. That email is the caller: it is recorded as the submitter
+of the runs they create. Only the submitter or an admin may cancel or recover a run; admins are the
+principals listed in ARC_ADMIN_GROUP (comma-separated emails, typically one Google group address), matched
+against the caller's email or the token's `groups` claim. The local stack (ARC_LOCAL) has no
+authentication: anyone may do anything, and the caller is whatever X-Arc-Submitter says.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from arc_reactor.api.http import ApiError
+
+if TYPE_CHECKING:
+    import flask
+
+    from arc_reactor.settings import Settings
+
+GOOGLE_CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"
+GOOGLE_ISSUERS = frozenset({"accounts.google.com", "https://accounts.google.com"})
+# The gcloud CLI's OAuth client: `gcloud auth print-identity-token` for a user account carries this audience,
+# and Cloud Run's IAM front end accepts it too, so a developer's token works against the deployed API.
+GCLOUD_CLIENT_ID = "32555940559.apps.googleusercontent.com"
+CERTS_TIMEOUT_S = 5.0
+CERTS_MIN_TTL_S, CERTS_MAX_TTL_S = 60.0, 6 * 3600.0  # Google's max-age is a few hours; keys overlap
+CLOCK_SKEW_S = 30
+_MAX_AGE = re.compile(r"max-age=(\d+)")
+_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="arc-reactor"'}
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The identity behind a request. `email` is None only on the local stack without X-Arc-Submitter."""
+
+    email: str | None
+    groups: frozenset[str] = frozenset()
+    authenticated: bool = False
+    local: bool = False
+
+
+class CachingRequest:
+    """A google.auth transport Request that answers repeated GETs (Google's certificates) from a cache,
+    kept for the response's Cache-Control max-age (bounded), so verifying a token costs no round trip."""
+
+    def __init__(
+        self, inner: Callable[..., Any] | None = None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._inner = inner
+        self._clock = clock
+        self._cache: dict[str, tuple[float, Any]] = {}
+        self._lock = threading.Lock()
+
+    def _transport(self) -> Callable[..., Any]:
+        if self._inner is None:
+            from google.auth.transport.requests import Request
+
+            self._inner = Request()
+        return self._inner
+
+    def __call__(self, url: str, method: str = "GET", **kwargs: Any) -> Any:
+        """Fetch `url`, from the cache when fresh."""
+        with self._lock:
+            hit = self._cache.get(url) if method == "GET" else None
+            if hit is not None and hit[0] > self._clock():
+                return hit[1]
+        kwargs.setdefault("timeout", CERTS_TIMEOUT_S)
+        response = self._transport()(url, method=method, **kwargs)
+        if method == "GET" and response.status == 200:
+            with self._lock:
+                self._cache[url] = (self._clock() + _ttl(response.headers), response)
+        return response
+
+
+def _ttl(headers: Mapping[str, str] | None) -> float:
+    match = _MAX_AGE.search(str((headers or {}).get("cache-control") or (headers or {}).get("Cache-Control")))
+    seconds = float(match.group(1)) if match else CERTS_MIN_TTL_S
+    return max(CERTS_MIN_TTL_S, min(CERTS_MAX_TTL_S, seconds))
+
+
+class TokenVerifier:
+    """Verifies Google-signed ID tokens. Tests pass a `request` that serves their own certificates."""
+
+    def __init__(self, request: Callable[..., Any] | None = None, certs_url: str = GOOGLE_CERTS_URL) -> None:
+        self._request = request or CachingRequest()
+        self._certs_url = certs_url
+
+    def verify(self, token: str, audience_base: str) -> Mapping[str, Any]:
+        """The token's claims; ApiError 401 when it is not a valid token for this service, 503 when
+        Google's certificates cannot be fetched."""
+        from google.auth import exceptions as auth_exc
+        from google.oauth2 import id_token
+
+        try:
+            claims = id_token.verify_token(
+                token,
+                self._request,  # type: ignore[arg-type]
+                audience=None,  # checked below: Cloud Run accepts the service URL with or without a path
+                certs_url=self._certs_url,
+                clock_skew_in_seconds=CLOCK_SKEW_S,
+            )
+        except auth_exc.TransportError as exc:
+            raise ApiError(503, "unavailable", f"cannot fetch Google's token certificates: {exc}") from exc
+        except (ValueError, auth_exc.GoogleAuthError) as exc:
+            raise unauthenticated(f"the ID token is not valid: {exc}") from exc
+        _check_claims(claims, audience_base)
+        return claims
+
+
+def _check_claims(claims: Mapping[str, Any], audience_base: str) -> None:
+    if claims.get("iss") not in GOOGLE_ISSUERS:
+        raise unauthenticated(f"the ID token was not issued by Google (iss={claims.get('iss')!r})")
+    aud = str(claims.get("aud") or "")
+    for_us = aud.rstrip("/") == audience_base or aud.startswith(audience_base + "/")
+    if not for_us and aud != GCLOUD_CLIENT_ID:
+        raise unauthenticated(f"the ID token is for {aud!r}, not for {audience_base}")
+    if not claims.get("email"):
+        raise unauthenticated("the ID token has no email claim (request it with the email scope)")
+    if claims.get("email_verified") is False:
+        raise unauthenticated("the ID token's email is not verified")
+
+
+def unauthenticated(message: str) -> ApiError:
+    """A 401 with a Bearer challenge."""
+    return ApiError(401, "unauthenticated", message, headers=_CHALLENGE)
+
+
+def audience_base(request: flask.Request) -> str:
+    """The audience a token must be for: this service's https URL, e.g. https://runs-api-xyz.a.run.app."""
+    return f"https://{request.host}"
+
+
+def authenticate(settings: Settings, request: flask.Request, verifier: TokenVerifier) -> Caller:
+    """The caller of `request`; ApiError 401 when the cloud deployment gets no valid ID token."""
+    if settings.local:
+        return Caller(email=request.headers.get("X-Arc-Submitter") or None, local=True)
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise unauthenticated("send a Google ID token for this service: Authorization: Bearer <token>")
+    claims = verifier.verify(token.strip(), audience_base(request))
+    groups = claims.get("groups")
+    return Caller(
+        email=str(claims["email"]).lower(),
+        groups=frozenset(str(g).lower() for g in groups) if isinstance(groups, list) else frozenset(),
+        authenticated=True,
+    )
+
+
+def admin_principals(settings: Settings) -> frozenset[str]:
+    """The admin entries of ARC_ADMIN_GROUP (comma-separated emails), lowercased."""
+    return frozenset(p.strip().lower() for p in settings.admin_group.split(",") if p.strip())
+
+
+def is_admin(settings: Settings, caller: Caller) -> bool:
+    """True when the caller is listed in ARC_ADMIN_GROUP, or its token says it is in a listed group."""
+    admins = admin_principals(settings)
+    return bool(admins) and (caller.email in admins or bool(caller.groups & admins))
+
+
+def require_manager(settings: Settings, caller: Caller, run: Mapping[str, Any], action: str) -> None:
+    """ApiError 403 unless the caller may `action` (cancel, recover) this run: local stack, the run's
+    submitter, or an admin."""
+    if caller.local or is_admin(settings, caller):
+        return
+    submitter = str(run.get("submitter") or "").lower()
+    if caller.email is not None and submitter and caller.email == submitter:
+        return
+    raise ApiError(
+        403,
+        "forbidden",
+        f"only the run's submitter ({run.get('submitter') or 'unknown'}) or an admin may {action} it",
+    )

@@ -1,0 +1,350 @@
+"""The OpenAPI 3.1 document of runs_api (GET /openapi.json). Tests validate real responses against it and
+fuzz the API from it (schemathesis), so it stays true."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from arc_reactor.api import listing, run_logs
+from arc_reactor.api.views import EVENT_FIELDS, RUN_FIELDS, SUMMARY_FIELDS
+from arc_reactor.core.ids import RUN_ID_RE
+from arc_reactor.core.status import RunStatus
+
+STR: dict[str, Any] = {"type": "string"}
+OPT_STR: dict[str, Any] = {"type": ["string", "null"]}
+OPT_TIME: dict[str, Any] = {"type": ["string", "null"], "format": "date-time"}
+STATUS: dict[str, Any] = {"type": "string", "enum": [s.value for s in RunStatus]}
+OPT_STATUS: dict[str, Any] = {"type": ["string", "null"], "enum": [*(s.value for s in RunStatus), None]}
+OBJECT: dict[str, Any] = {"type": "object"}
+LABELS: dict[str, Any] = {"type": "object", "additionalProperties": {"type": "string"}}
+B64: dict[str, Any] = {
+    "type": "object",
+    "properties": {"base64": STR},
+    "required": ["base64"],
+    "additionalProperties": False,
+}
+
+
+# One message of the stream (as OpenAPI 3.2's itemSchema reads it): `data` is an Event as JSON, or for the
+# final `end` message {"run_id", "status"}; heartbeats are comment lines.
+SSE_EVENT: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "event": {"enum": ["transition", "conflict", "note", "end"]},
+        "id": {"type": "string", "pattern": "^[0-9]+$"},
+        "data": {"type": "string", "contentMediaType": "application/json"},
+        "retry": {"type": "integer"},
+    },
+}
+
+
+def ref(name: str) -> dict[str, Any]:
+    """A $ref to a component schema."""
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+_RUN_TYPES: dict[str, dict[str, Any]] = {
+    "id": STR,
+    "pipeline": STR,
+    "revision": STR,
+    "engine": STR,
+    "status": STATUS,
+    "work_dir": STR,
+    "inputs_uri": STR,
+    "results_uri": STR,
+    "logs_uri": STR,
+    "labels": LABELS,
+    "params": OBJECT,
+    "created_at": {"type": "string", "format": "date-time"},
+    "updated_at": {"type": "string", "format": "date-time"},
+    "exit_code": {"type": ["integer", "null"]},
+    "metrics": {"type": ["object", "null"]},
+    "is_recovery": {"type": "boolean"},
+}
+
+
+def _field_type(name: str) -> dict[str, Any]:
+    if name in _RUN_TYPES:
+        return _RUN_TYPES[name]
+    return OPT_TIME if name.endswith("_at") else OPT_STR
+
+
+def _object(props: dict[str, Any], required: list[str] | None = None, closed: bool = False) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": "object", "properties": props, "required": required or list(props)}
+    if closed:
+        out["additionalProperties"] = False
+    return out
+
+
+def _run_schemas() -> dict[str, Any]:
+    """Runs, events, and the bodies built of them."""
+    event = {f: _field_type(f) for f in EVENT_FIELDS}
+    event.update(id={"type": "integer"}, kind={"enum": ["transition", "conflict", "note"]}, detail=OBJECT)
+    event.update(from_status=OPT_STATUS, to_status=OPT_STATUS, created_at=_RUN_TYPES["created_at"])
+    locations = _object(dict.fromkeys(("inputs", "results", "logs", "work_dir", "cache_dir"), OPT_STR))
+    relatives = {
+        "parent": {"oneOf": [ref("RunSummary"), {"type": "null"}]},
+        "children": {"type": "array", "items": ref("RunSummary")},
+        "locations": locations,
+        "events": {"type": "array", "items": ref("Event")},
+    }
+    cancellation = _object(
+        {
+            "orchestrator_cancelled": {"type": "boolean"},
+            "task_jobs_cancelled": {"type": "array", "items": STR},
+            "failures": {"type": "array", "items": STR},
+        }
+    )
+    line = _object({"timestamp": OPT_STR, "severity": STR, "message": STR})
+    logs = {
+        "run_id": STR,
+        "source": {"enum": ["local", "cloud_logging"]},
+        "lines": {"type": "array", "items": line},
+    }
+    return {
+        "Run": _object({f: _field_type(f) for f in (*RUN_FIELDS, "is_recovery")}),
+        "RunSummary": _object({f: _field_type(f) for f in SUMMARY_FIELDS}),
+        "Event": _object(event),
+        "RunDetail": {"allOf": [ref("Run"), _object(relatives)]},
+        "CancelledRun": {
+            "allOf": [ref("Run"), _object({"cancellation": {"oneOf": [cancellation, {"type": "null"}]}})]
+        },
+        "RunList": _object({"runs": {"type": "array", "items": ref("Run")}, "next_page_token": OPT_STR}),
+        "LogPage": _object({**logs, "next_page_token": OPT_STR}),
+    }
+
+
+def _request_schemas() -> dict[str, Any]:
+    """Request bodies: a submission (JSON or multipart) and a recovery's overrides."""
+    submission = {
+        "pipeline": {**STR, "description": "a pipeline of the registry, e.g. nf-core/scrnaseq"},
+        "revision": {**STR, "description": "an allowed revision (default: the registry's default)"},
+        "engine": STR,
+        "profile": STR,
+        "name": STR,
+        "labels": LABELS,
+        "samplesheet": {"oneOf": [STR, B64], "description": "samplesheet.csv text"},
+        "params": {"oneOf": [OBJECT, STR], "description": "params (an object, or params.yaml text)"},
+        "config": {"oneOf": [STR, B64], "description": "nextflow.config (allowlisted settings only)"},
+    }
+    form = {
+        **dict.fromkeys(("pipeline", "revision", "engine", "profile", "name"), STR),
+        "label": {"type": "array", "items": STR, "description": "key=value, one per label"},
+        **{k: {"type": "string", "contentMediaType": "application/octet-stream"} for k in _FILES},
+    }
+    recover = {
+        "params": {**OBJECT, "description": "merged over the parent's; null removes one"},
+        "config": STR,
+        "name": STR,
+    }
+    return {
+        "RunRequest": _object(submission, ["pipeline", "samplesheet"], closed=True),
+        "RunForm": _object(form, ["samplesheet"]),
+        "RecoverRequest": _object(recover, [], closed=True),
+    }
+
+
+def _schemas() -> dict[str, Any]:
+    problem = {"file": STR, "message": STR, "line": {"type": "integer"}, "field": STR}
+    error = _object({"code": STR, "message": STR, "problems": {"type": "array", "items": ref("Problem")}})
+    error["required"] = ["code", "message"]
+    return {
+        "Problem": _object(problem, ["file", "message"]),
+        "Error": _object({"error": error}),
+        **_run_schemas(),
+        **_request_schemas(),
+    }
+
+
+_FILES = ("samplesheet", "params", "config", "manifest")
+_ERRORS = {
+    "400": "Malformed request (every problem listed)",
+    "401": "No valid Google ID token",
+    "403": "Not the run's submitter nor an admin",
+    "404": "No such run or route",
+    "409": "The run's state does not allow it",
+    "413": "Request body too large",
+    "415": "Unsupported content type",
+    "422": "Invalid bundle (every problem listed, with file, line and field)",
+    "503": "A dependency is unavailable; retry (Retry-After)",
+}
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"content": {"application/json": {"schema": schema}}}
+
+
+def _responses(ok: dict[str, tuple[str, dict[str, Any]]], errors: tuple[str, ...]) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        code: {"description": text, **_json(schema)} for code, (text, schema) in ok.items()
+    }
+    for code in errors:
+        out[code] = {"description": _ERRORS[code], **_json(ref("Error"))}
+    out["default"] = {"description": "Error", **_json(ref("Error"))}
+    return out
+
+
+def _query(name: str, schema: dict[str, Any], description: str, many: bool = False) -> dict[str, Any]:
+    if many:
+        schema = {"type": "array", "items": schema}
+    param = {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+    return {**param, "style": "form", "explode": True} if many else param
+
+
+RUN_ID = {
+    "name": "run_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": RUN_ID_RE.pattern},
+}
+IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string", "pattern": "^[\\x21-\\x7e]{1,200}$"},
+}
+LAST_EVENT_ID = {
+    "name": "Last-Event-ID",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"},
+}
+_AUTHED = ("400", "401", "404", "503")
+
+
+def _op(op_id: str, summary: str, params: list[dict[str, Any]], responses: dict[str, Any]) -> dict[str, Any]:
+    return {"operationId": op_id, "summary": summary, "parameters": params, "responses": responses}
+
+
+def _list_runs() -> dict[str, Any]:
+    page = {"type": "integer", "minimum": 1, "maximum": listing.MAX_PAGE_SIZE}
+    params = [
+        _query("status", STATUS, "runs in any of these statuses", many=True),
+        _query("pipeline", STR, "runs of this pipeline"),
+        _query("submitter", STR, "runs submitted by this email"),
+        _query(
+            "label", {"type": "string", "pattern": "^[^=]+=.*$"}, "key=value; every one must match", many=True
+        ),
+        _query("created_after", {"type": "string", "format": "date-time"}, "created strictly after"),
+        _query("created_before", {"type": "string", "format": "date-time"}, "created strictly before"),
+        _query("page_size", page, f"runs per page (default {listing.DEFAULT_PAGE_SIZE})"),
+        _query("page_token", STR, "next_page_token of the previous page"),
+    ]
+    ok = {"200": ("A page of runs", ref("RunList"))}
+    return _op("listRuns", "List runs, newest first", params, _responses(ok, ("400", "401", "503")))
+
+
+def _create_run() -> dict[str, Any]:
+    ok = {"201": ("The new run", ref("Run")), "200": ("The run this Idempotency-Key made", ref("Run"))}
+    errors = ("400", "401", "413", "415", "422", "503")
+    op = _op(
+        "createRun",
+        "Submit a run (validated like an inbox bundle)",
+        [IDEMPOTENCY_KEY],
+        _responses(ok, errors),
+    )
+    content = {
+        "application/json": {"schema": ref("RunRequest")},
+        "multipart/form-data": {"schema": ref("RunForm")},
+    }
+    op["requestBody"] = {"required": True, "content": content}
+    return op
+
+
+def _actions() -> dict[str, Any]:
+    """POST /runs/{id}:cancel and :recover."""
+    cancelled = {
+        "202": ("Cancelling: Batch is stopping the jobs", ref("CancelledRun")),
+        "200": ("Cancelled", ref("CancelledRun")),
+    }
+    recovered = {
+        "201": ("The recovery run", ref("Run")),
+        "200": ("The recovery this Idempotency-Key made", ref("Run")),
+    }
+    cancel = _op(
+        "cancelRun",
+        "Cancel a run and its Batch jobs (idempotent)",
+        [RUN_ID],
+        _responses(cancelled, (*_AUTHED, "403", "409")),
+    )
+    recover = _op(
+        "recoverRun",
+        "Resume a failed or cancelled run in a new run",
+        [RUN_ID, IDEMPOTENCY_KEY],
+        _responses(recovered, (*_AUTHED, "403", "409", "422")),
+    )
+    body = {"application/json": {"schema": ref("RecoverRequest")}}
+    recover["requestBody"] = {"required": False, "content": body}
+    return {"/runs/{run_id}:cancel": {"post": cancel}, "/runs/{run_id}:recover": {"post": recover}}
+
+
+def _run_ops() -> dict[str, Any]:
+    """GET /runs/{id}, its events and its logs."""
+    log_page = {"type": "integer", "minimum": 1, "maximum": run_logs.MAX_PAGE_SIZE}
+    log_params = [
+        RUN_ID,
+        _query("page_size", log_page, f"lines per page (default {run_logs.DEFAULT_PAGE_SIZE})"),
+        _query("page_token", STR, "next_page_token of the previous page"),
+    ]
+    stream = {"description": "An event stream", "content": {"text/event-stream": {"schema": SSE_EVENT}}}
+    detail = _responses({"200": ("The run", ref("RunDetail"))}, _AUTHED)
+    lines = _responses({"200": ("A page of lines", ref("LogPage"))}, _AUTHED)
+    events_summary = "Server-Sent Events of a run; resume with Last-Event-ID; ends after a terminal state"
+    return {
+        "/runs/{run_id}": {"get": _op("getRun", "A run, its relatives and last events", [RUN_ID], detail)},
+        "/runs/{run_id}/events": {
+            "get": _op(
+                "runEvents",
+                events_summary,
+                [RUN_ID, LAST_EVENT_ID],
+                {**_responses({}, _AUTHED), "200": stream},
+            )
+        },
+        "/runs/{run_id}/logs": {
+            "get": _op("runLogs", "The orchestrator's log lines, oldest first", log_params, lines)
+        },
+        **_actions(),
+    }
+
+
+def _public(op_id: str, summary: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    """An operation that needs no token (also not on the deployed API, behind IAM all the same)."""
+    return {**_op(op_id, summary, [], _responses({"200": (description, schema)}, ())), "security": []}
+
+
+def _paths() -> dict[str, Any]:
+    health = _object({"status": {"const": "ok"}})
+    return {
+        "/healthz": {"get": _public("healthz", "Liveness", "Alive", health)},
+        "/openapi.json": {"get": _public("openapi", "This document", "OpenAPI 3.1", OBJECT)},
+        "/runs": {"get": _list_runs(), "post": _create_run()},
+        **_run_ops(),
+    }
+
+
+@lru_cache(maxsize=1)
+def openapi_document() -> dict[str, Any]:
+    """The OpenAPI 3.1 document."""
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Arc Reactor Runs API",
+            "version": "1.0.0",
+            "description": "Submit, list, watch, cancel and recover pipeline runs on Google Cloud Batch. "
+            'Errors are {"error": {"code", "message", "problems"?}}.',
+        },
+        "security": [{"googleIdToken": []}],
+        "paths": _paths(),
+        "components": {
+            "schemas": _schemas(),
+            "securitySchemes": {
+                "googleIdToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "JWT",
+                    "description": "A Google ID token for this service's URL (the local stack has no auth)",
+                }
+            },
+        },
+    }

@@ -1,0 +1,152 @@
+"""GET /runs/{id}/logs: the orchestrator's log lines, oldest first, a page at a time.
+
+In the cloud they come from Cloud Logging (Batch task logs of the run's job, adapters/cloud_logging.py).
+On the local stack they come from the files the local Batch service writes for each attempt of the job,
+`<state>/jobs/arc-<run id>/attempt-N.log` (local/stack.py), where <state> is the folder holding the
+stack's `pgdata/` (ARC_PGSERVER_DIR, which the stack sets). Page tokens are opaque.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from arc_reactor.adapters import runs_repo
+from arc_reactor.adapters.cloud_logging import LogLine, LogPage, job_log_filter
+from arc_reactor.api.http import Call, bad_request, json_response
+from arc_reactor.core.ids import job_id_for
+from arc_reactor.core.status import is_terminal
+from arc_reactor.errors import BatchError, Problem
+
+MAX_PAGE_SIZE = 1000
+DEFAULT_PAGE_SIZE = 200
+MAX_LINE_CHARS = 16 * 1024
+_ATTEMPT = re.compile(r"^attempt-(\d+)\.log$")
+_KEYS = frozenset({"page_size", "page_token"})
+
+
+def encode_token(doc: dict[str, Any]) -> str:
+    """An opaque page token."""
+    return base64.urlsafe_b64encode(json.dumps(doc, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def decode_token(token: str) -> dict[str, Any]:
+    """Inverse of encode_token; ValueError when malformed."""
+    try:
+        doc = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise ValueError("bad token") from exc
+    if not isinstance(doc, dict):
+        raise ValueError("bad token")
+    return doc
+
+
+def _line(text: str) -> LogLine:
+    """A local log line; the orchestrator's own lines are JSON with severity and time."""
+    text = text.rstrip("\r\n")[:MAX_LINE_CHARS]
+    if text.startswith("{"):
+        try:
+            doc = json.loads(text)
+        except ValueError:
+            doc = None
+        if isinstance(doc, dict) and "message" in doc:
+            return LogLine(doc.get("time"), str(doc.get("severity") or "DEFAULT"), str(doc["message"]))
+    return LogLine(None, "DEFAULT", text)
+
+
+def _attempts(job_dir: Path) -> list[tuple[int, Path]]:
+    found = [(int(m.group(1)), p) for p in job_dir.glob("attempt-*.log") if (m := _ATTEMPT.match(p.name))]
+    return sorted(found)
+
+
+def read_local(job_dir: Path, page_size: int, attempt: int, offset: int, follow: bool) -> LogPage:
+    """Up to `page_size` complete lines from attempt `attempt` at byte `offset` on, continuing into later
+    attempts. At the end the token is None, unless `follow` (the run goes on) asks for where to resume."""
+    lines: list[LogLine] = []
+    position = (attempt, offset)
+    for number, path in _attempts(job_dir):
+        if number < attempt:
+            continue
+        start = offset if number == attempt else 0
+        with path.open("rb") as fh:
+            fh.seek(start)
+            while len(lines) < page_size:
+                raw = fh.readline()
+                if not raw.endswith(b"\n"):  # end of file, or a line still being written
+                    break
+                lines.append(_line(raw.decode("utf-8", "replace")))
+                start += len(raw)
+        position = (number, start)
+        if len(lines) >= page_size:
+            return LogPage(lines, encode_token({"a": number, "o": start}))
+    return LogPage(lines, encode_token({"a": position[0], "o": position[1]}) if follow else None)
+
+
+def _query(call: Call) -> tuple[int, dict[str, Any] | None]:
+    problems = [Problem("query", "unknown parameter", field=k) for k in call.request.args if k not in _KEYS]
+    size, token = DEFAULT_PAGE_SIZE, None
+    raw_size = call.request.args.get("page_size")
+    if raw_size is not None:
+        size = int(raw_size) if raw_size.isdigit() else 0
+        if not 1 <= size <= MAX_PAGE_SIZE:
+            problems.append(
+                Problem("query", f"must be an integer from 1 to {MAX_PAGE_SIZE}", field="page_size")
+            )
+    raw_token = call.request.args.get("page_token")
+    if raw_token is not None:
+        try:
+            token = decode_token(raw_token)
+        except ValueError:
+            problems.append(Problem("query", "is not a page token from this API", field="page_token"))
+    if problems:
+        raise bad_request("the query is invalid", problems)
+    return size, token
+
+
+def _local_page(call: Call, run: dict[str, Any], size: int, token: dict[str, Any] | None) -> LogPage:
+    jobs = call.deps.settings.pgserver_dir.parent / "jobs"
+    token = token or {"a": 0, "o": 0}
+    attempt, offset = token.get("a"), token.get("o")
+    if not isinstance(attempt, int) or not isinstance(offset, int) or attempt < 0 or offset < 0:
+        raise bad_request("page_token is not a page token from this API")
+    follow = not is_terminal(run["status"])
+    return read_local(jobs / job_id_for(run["id"]), size, attempt, offset, follow)
+
+
+def _cloud_page(call: Call, run: dict[str, Any], size: int, token: dict[str, Any] | None) -> LogPage:
+    uid = None
+    if run.get("batch_job_name"):
+        try:
+            uid = call.deps.batch.get_job(run["batch_job_name"]).uid or None
+        except BatchError:
+            uid = None  # job gone or Batch down: the run-id label still finds the lines
+    cloud_token = str((token or {}).get("c", ""))
+    filter_ = job_log_filter(call.deps.settings.project, run["id"], uid, run.get("created_at"))
+    try:
+        page = call.deps.cloud_logs.read(filter_, size, cloud_token)
+    except ValueError as exc:
+        raise bad_request(f"page_token was refused: {exc}") from exc
+    next_token = encode_token({"c": page.next_page_token}) if page.next_page_token else None
+    return LogPage(page.lines, next_token)
+
+
+def logs(call: Call) -> Any:
+    """GET /runs/{id}/logs?page_size=&page_token=."""
+    run_id = call.run_id
+    size, token = _query(call)
+    run = runs_repo.get_run(call.deps.engine, run_id)
+    local = call.deps.settings.local
+    page = _local_page(call, run, size, token) if local else _cloud_page(call, run, size, token)
+    body = {
+        "run_id": run_id,
+        "source": "local" if local else "cloud_logging",
+        "lines": [
+            {"timestamp": ln.timestamp, "severity": ln.severity, "message": ln.message} for ln in page.lines
+        ],
+        "next_page_token": page.next_page_token,
+    }
+    return json_response(body)

@@ -1,0 +1,92 @@
+"""GET /runs/{id}, POST /runs/{id}:cancel and POST /runs/{id}:recover."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from arc_reactor.adapters import runs_repo
+from arc_reactor.api.auth import require_manager
+from arc_reactor.api.http import ApiError, Call, bad_request, json_response
+from arc_reactor.api.submission import created, idempotency_key
+from arc_reactor.api.views import event_view, locations, run_view, summary_view
+from arc_reactor.errors import NotFound, Problem
+from arc_reactor.services.cancel import cancel_run
+from arc_reactor.services.recover import Overrides, RecoveryRefused, recover_run
+from arc_reactor.services.submit import RunSource
+
+RECENT_EVENTS = 50
+RECOVER_FIELDS = frozenset({"params", "config", "name"})
+
+
+def get_run(call: Call) -> Any:
+    """GET /runs/{id}: the run, its parent and children (recoveries), its locations and last events."""
+    run_id = call.run_id
+    engine = call.deps.engine
+    row = runs_repo.get_run(engine, run_id)
+    view = run_view(row)
+    parent = None
+    if row.get("parent_run_id"):
+        try:
+            parent = summary_view(runs_repo.get_run(engine, row["parent_run_id"]))
+        except NotFound:
+            parent = None
+    view["parent"] = parent
+    view["children"] = [summary_view(r) for r in runs_repo.list_children(engine, run_id)]
+    view["locations"] = locations(row)
+    view["events"] = [event_view(e) for e in runs_repo.recent_events(engine, run_id, RECENT_EVENTS)]
+    return json_response(view)
+
+
+def cancel(call: Call) -> Any:
+    """POST /runs/{id}:cancel: 202 while Batch cancels, 200 once cancelled, 409 for a finished run."""
+    run_id = call.run_id
+    require_manager(call.deps.settings, call.caller, runs_repo.get_run(call.deps.engine, run_id), "cancel")
+    result = cancel_run(call.deps, run_id, requested_by=call.caller.email)
+    view = run_view(result.run)
+    view["cancellation"] = None
+    if result.summary is not None:
+        s = result.summary
+        view["cancellation"] = {
+            "orchestrator_cancelled": s.orchestrator_cancelled,
+            "task_jobs_cancelled": list(s.task_jobs_cancelled),
+            "failures": list(s.failures),
+        }
+    return json_response(view, 202 if result.outcome == "cancelling" else 200)
+
+
+def _overrides(call: Call) -> Overrides:
+    """The optional JSON body of a recovery; ApiError 400 listing every malformed field."""
+    if not call.request.get_data(cache=True):
+        return Overrides()
+    body = call.request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise bad_request("the request body must be empty or a JSON object")
+    problems = [Problem("request", "unknown field", field=str(k)) for k in body if k not in RECOVER_FIELDS]
+    params, config, name = body.get("params"), body.get("config"), body.get("name")
+    if params is not None and not isinstance(params, dict):
+        problems.append(Problem("request", "must be an object of parameter: value", field="params"))
+    for key, value in (("config", config), ("name", name)):
+        if value is not None and not isinstance(value, str):
+            problems.append(Problem("request", "must be a string", field=key))
+    if problems:
+        raise bad_request("the request body is invalid", problems)
+    return Overrides(params=params, config=config, name=name)
+
+
+def recover(call: Call) -> Any:
+    """POST /runs/{id}:recover: 201 with the new run; 409 when the run cannot be recovered; 422 when the
+    overrides make an invalid bundle."""
+    run_id = call.run_id
+    parent = runs_repo.get_run(call.deps.engine, run_id)
+    require_manager(call.deps.settings, call.caller, parent, "recover")
+    overrides = _overrides(call)
+    source = RunSource(
+        "api",
+        idempotency_key=idempotency_key(call, namespace=f"recover:{run_id}:"),
+        submitter=call.caller.email or parent.get("submitter"),
+    )
+    try:
+        result = recover_run(call.deps, run_id, overrides, source)
+    except RecoveryRefused as exc:
+        raise ApiError(409, exc.code, str(exc)) from exc
+    return created(call, result)

@@ -1,0 +1,194 @@
+"""GET /runs/{id}/events: Server-Sent Events from run_events.
+
+Each event is sent as `id: <event id>`, `event: <kind>` (transition, conflict, note) and `data: <JSON>` with
+its timestamp, statuses and detail. A client resumes with Last-Event-ID (header, or ?last_event_id=). A
+comment line is sent as a heartbeat every HEARTBEAT_S; after a terminal transition an `end` event is sent
+and the stream closes. A stream also closes after STREAM_MAX_S (under the function's request timeout), and
+the client reconnects with Last-Event-ID as EventSource does.
+
+One EventHub per process polls the database ONCE per interval for every run watched in the process (one
+statement, each run after its own cursor) and fans the rows out to the subscribers' queues, so the database
+load does not grow with the number of clients. The poller thread runs only while someone is watching.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import flask
+
+from arc_reactor.adapters import runs_repo
+from arc_reactor.api.http import Call, bad_request, dumps
+from arc_reactor.api.views import event_view
+from arc_reactor.core.status import is_terminal
+from arc_reactor.errors import ArcError
+
+log = logging.getLogger(__name__)
+
+POLL_INTERVAL_S = 1.0
+HEARTBEAT_S = 15.0
+STREAM_MAX_S = 3300.0  # runs_api's request timeout is 3600 s (infra/functions.tf)
+RETRY_MS = 2000  # how long EventSource waits before reconnecting
+POLL_LIMIT = 1000  # rows per poll; a longer backlog is read over the next polls
+_EVENT_ID = re.compile(r"^\d{1,18}$")
+
+Fetch = Callable[[Mapping[str, int]], list[dict[str, Any]]]
+
+
+@dataclass(eq=False)
+class Subscription:
+    """One watching client: its run, the last event id it was given, and the queue the hub fills."""
+
+    run_id: str
+    cursor: int
+    queue: queue.SimpleQueue[dict[str, Any]] = field(default_factory=queue.SimpleQueue)
+
+
+class EventHub:
+    """Polls run_events for all subscribed runs in one query per interval and fans the rows out."""
+
+    def __init__(self, fetch: Fetch, interval: float = POLL_INTERVAL_S) -> None:
+        self.fetch = fetch
+        self.interval = interval
+        self.polls = 0
+        self._subs: set[Subscription] = set()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def subscribe(self, run_id: str, after_id: int) -> Subscription:
+        """Watch `run_id` from after event `after_id`; starts the poller when it is not running."""
+        sub = Subscription(run_id, after_id)
+        with self._lock:
+            self._subs.add(sub)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="arc-sse-poller", daemon=True)
+                self._thread.start()
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        """Stop delivering to `sub` (the poller stops by itself once nobody watches)."""
+        with self._lock:
+            self._subs.discard(sub)
+
+    @property
+    def watching(self) -> int:
+        """How many subscriptions are open."""
+        with self._lock:
+            return len(self._subs)
+
+    def _cursors(self) -> dict[str, int]:
+        cursors: dict[str, int] = {}
+        for sub in self._subs:
+            cursors[sub.run_id] = min(sub.cursor, cursors.get(sub.run_id, sub.cursor))
+        return cursors
+
+    def poll_once(self) -> int:
+        """One database poll for every watched run; returns how many rows it read."""
+        with self._lock:
+            cursors = self._cursors()
+        if not cursors:
+            return 0
+        try:
+            rows = self.fetch(cursors)
+        except ArcError as exc:  # the database is down: the streams wait, bounded by their lifetime
+            log.warning("event poll failed: %s", exc, extra={"event": "sse_poll_failed"})
+            rows = []
+        with self._lock:
+            self.polls += 1
+            by_run: dict[str, list[Subscription]] = {}
+            for sub in self._subs:
+                by_run.setdefault(sub.run_id, []).append(sub)
+            for row in rows:
+                for sub in by_run.get(row["run_id"], ()):
+                    if row["id"] > sub.cursor:
+                        sub.cursor = row["id"]
+                        sub.queue.put(row)
+        return len(rows)
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                if not self._subs:
+                    self._thread = None
+                    return
+            self.poll_once()
+            time.sleep(self.interval)
+
+
+def sse_event(row: Mapping[str, Any]) -> str:
+    """One run_events row as an SSE message."""
+    return f"id: {row['id']}\nevent: {row['kind']}\ndata: {dumps(event_view(row))}\n\n"
+
+
+def _end(run_id: str, status: str) -> str:
+    return f"event: end\ndata: {dumps({'run_id': run_id, 'status': status})}\n\n"
+
+
+def _ends_run(row: Mapping[str, Any]) -> bool:
+    return row["kind"] == "transition" and bool(row["to_status"]) and is_terminal(str(row["to_status"]))
+
+
+def stream(
+    hub: EventHub, run_id: str, after_id: int, clock: Callable[[], float] = time.monotonic
+) -> Iterator[str]:
+    """The SSE text of a run that has not ended yet: events from the hub, heartbeats, then `end`."""
+    yield f"retry: {RETRY_MS}\n\n"
+    sub = hub.subscribe(run_id, after_id)
+    try:
+        deadline = clock() + STREAM_MAX_S
+        beat = clock() + HEARTBEAT_S
+        while (now := clock()) < deadline:
+            try:
+                row = sub.queue.get(timeout=max(0.0, min(beat, deadline) - now))
+            except queue.Empty:
+                if clock() >= beat:
+                    yield ": heartbeat\n\n"
+                    beat = clock() + HEARTBEAT_S
+                continue
+            yield sse_event(row)
+            if _ends_run(row):
+                yield _end(run_id, str(row["to_status"]))
+                return
+    finally:
+        hub.unsubscribe(sub)
+
+
+def _finished(call: Call, run_id: str, after_id: int, status: str) -> Iterator[str]:
+    """A run that had already ended when the client connected: what it has not seen, then `end`."""
+    yield f"retry: {RETRY_MS}\n\n"
+    while rows := runs_repo.list_events(call.deps.engine, run_id, after_id=after_id, limit=POLL_LIMIT):
+        for row in rows:
+            yield sse_event(row)
+        after_id = int(rows[-1]["id"])
+    yield _end(run_id, status)
+
+
+def last_event_id(call: Call) -> int:
+    """Last-Event-ID (header or ?last_event_id=): the id of the last event the client has; 0 if none."""
+    unknown = sorted(set(call.request.args) - {"last_event_id"})
+    if unknown:
+        raise bad_request(f"unknown query parameter(s): {', '.join(unknown)}")
+    raw = call.request.headers.get("Last-Event-ID") or call.request.args.get("last_event_id") or "0"
+    if not _EVENT_ID.match(raw.strip()):
+        raise bad_request("Last-Event-ID must be the id of an event (a non-negative integer)")
+    return int(raw.strip())
+
+
+def events(call: Call) -> Any:
+    """GET /runs/{id}/events."""
+    run_id = call.run_id
+    after = last_event_id(call)
+    run = runs_repo.get_run(call.deps.engine, run_id)
+    if is_terminal(run["status"]):
+        body = _finished(call, run_id, after, str(run["status"]))
+    else:
+        body = stream(call.deps.event_hub, run_id, after)
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return flask.Response(body, status=200, mimetype="text/event-stream", headers=headers)

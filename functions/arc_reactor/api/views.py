@@ -1,0 +1,72 @@
+"""The public JSON shapes of runs and events (the OpenAPI document in api/openapi.py describes them)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+RUN_FIELDS = (
+    "id",
+    "name",
+    "pipeline",
+    "revision",
+    "engine",
+    "profile",
+    "status",
+    "parent_run_id",
+    "batch_job_name",
+    "work_dir",
+    "inputs_uri",
+    "results_uri",
+    "logs_uri",
+    "submitter",
+    "labels",
+    "params",
+    "created_at",
+    "updated_at",
+    "submitted_at",
+    "started_at",
+    "completed_at",
+    "failed_at",
+    "cancelled_at",
+    "error_code",
+    "error_message",
+    "error_task",
+    "exit_code",
+    "metrics",
+    "session_id",
+)
+SUMMARY_FIELDS = ("id", "name", "pipeline", "revision", "status", "submitter", "created_at", "updated_at")
+EVENT_FIELDS = ("id", "run_id", "created_at", "kind", "source", "from_status", "to_status", "detail")
+
+
+def run_view(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A run as the API shows it."""
+    view = {k: row.get(k) for k in RUN_FIELDS}
+    view["is_recovery"] = bool(row.get("is_recovery"))
+    view["labels"] = view["labels"] or {}
+    view["params"] = view["params"] or {}
+    return view
+
+
+def locations(row: Mapping[str, Any]) -> dict[str, Any]:
+    """Where a run's files are: inputs, results and logs (permanent), work dir and resume cache."""
+    return {
+        "inputs": row.get("inputs_uri"),
+        "results": row.get("results_uri"),
+        "logs": row.get("logs_uri"),
+        "work_dir": row.get("work_dir"),
+        "cache_dir": row.get("cache_dir"),
+    }
+
+
+def summary_view(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The few fields that identify a related run (parent, children)."""
+    return {k: row.get(k) for k in SUMMARY_FIELDS}
+
+
+def event_view(row: Mapping[str, Any]) -> dict[str, Any]:
+    """One run_events row."""
+    view = {k: row.get(k) for k in EVENT_FIELDS}
+    view["detail"] = view["detail"] or {}
+    return view

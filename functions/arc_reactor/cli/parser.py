@@ -1,0 +1,88 @@
+"""The `arc submit` and `arc runs ...` parts of the command line."""
+
+from __future__ import annotations
+
+import argparse
+
+from arc_reactor.cli import runs, submit
+
+
+def _api_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--api", help="Runs API URL (default: $ARC_API_URL, else the `arc local up` stack)")
+    parser.add_argument(
+        "--no-auth", action="store_true", help="send no ID token (the local stack needs none)"
+    )
+
+
+def _submit(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("submit", help="submit a run bundle (a folder, or --pipeline and files)")
+    p.add_argument(
+        "bundle", nargs="?", help="folder with run.yaml, samplesheet.csv, params.yaml, nextflow.config"
+    )
+    p.add_argument("--pipeline", help="pipeline of the registry (overrides run.yaml)")
+    p.add_argument("--revision", help="revision (default: the registry's)")
+    p.add_argument("--name", help="a name for the run")
+    p.add_argument("--profile", help="engine profile")
+    p.add_argument("--samplesheet", help="samplesheet.csv file")
+    p.add_argument("--params", help="params.yaml file")
+    p.add_argument("--config", help="nextflow.config file (allowlisted settings only)")
+    p.add_argument("--label", action="append", metavar="KEY=VALUE", help="a label (repeatable)")
+    p.add_argument("--via", choices=("api", "inbox"), default="api", help="POST /runs (default) or the inbox")
+    p.add_argument(
+        "--inbox", help="inbox bucket for --via inbox (default: the local stack's or ARC_INBOX_BUCKET)"
+    )
+    p.add_argument("--submission", help="folder name in the inbox for --via inbox (default: generated)")
+    p.add_argument("--idempotency-key", help="a retried submit with the same key makes no second run")
+    p.add_argument("--watch", action="store_true", help="then follow the run until it ends")
+    p.add_argument("--timeout", type=float, default=3600.0, help="seconds --watch waits (default 3600)")
+    _api_options(p)
+    p.set_defaults(func=submit.cmd_submit)
+
+
+def _runs(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("runs", help="list, show, watch, cancel, recover runs and read their logs")
+    rs = p.add_subparsers(dest="runs_command", required=True)
+    ls = rs.add_parser("list", help="runs, newest first")
+    ls.add_argument("--status", action="append", help="filter (repeatable)")
+    ls.add_argument("--pipeline")
+    ls.add_argument("--submitter")
+    ls.add_argument("--label", action="append", metavar="KEY=VALUE", help="filter (repeatable)")
+    ls.add_argument("--created-after", help="RFC 3339 date-time, e.g. 2026-01-31T00:00:00Z")
+    ls.add_argument("--created-before", help="RFC 3339 date-time")
+    ls.add_argument("--limit", type=int, default=50, help="at most this many runs (default 50)")
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(func=runs.cmd_list)
+    show = rs.add_parser("show", help="one run, its relatives and history")
+    show.add_argument("run_id")
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(func=runs.cmd_show)
+    watch = rs.add_parser("watch", help="follow a run live until it ends (exit 0 when completed)")
+    watch.add_argument("run_id")
+    watch.add_argument("--timeout", type=float, default=3600.0)
+    watch.set_defaults(func=runs.cmd_watch)
+    cancel = rs.add_parser("cancel", help="cancel a run and its Batch jobs")
+    cancel.add_argument("run_id")
+    cancel.set_defaults(func=runs.cmd_cancel)
+    rec = rs.add_parser("recover", help="resume a failed or cancelled run in a new run")
+    rec.add_argument("run_id")
+    rec.add_argument("--params", help="YAML file of params merged over the parent's")
+    rec.add_argument("--set", action="append", metavar="KEY=VALUE", help="one param override (YAML value)")
+    rec.add_argument("--config", help="a nextflow.config replacing the parent's")
+    rec.add_argument("--name")
+    rec.add_argument("--watch", action="store_true")
+    rec.add_argument("--timeout", type=float, default=3600.0)
+    rec.set_defaults(func=runs.cmd_recover)
+    logs = rs.add_parser("logs", help="the orchestrator's log lines")
+    logs.add_argument("run_id")
+    logs.add_argument("--page-size", type=int, default=500)
+    logs.add_argument("--follow", action="store_true", help="keep reading while the run goes on")
+    logs.add_argument("--timeout", type=float, default=600.0, help="seconds --follow reads (default 600)")
+    logs.set_defaults(func=runs.cmd_logs)
+    for child in (ls, show, watch, cancel, rec, logs):
+        _api_options(child)
+
+
+def add_api_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `submit` and `runs` to the `arc` parser."""
+    _submit(sub)
+    _runs(sub)

@@ -1,0 +1,168 @@
+"""`arc runs list|show|watch|cancel|recover|logs`: the Runs API from a terminal."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from arc_reactor.cli.client import ApiClient, CliError
+from arc_reactor.cli.watch import watch
+
+LIST_COLUMNS = (("id", 19), ("status", 10), ("pipeline", 22), ("created_at", 19), ("name", 30))
+FOLLOW_POLL_S = 2.0
+
+
+def _client(args: argparse.Namespace) -> ApiClient:
+    return ApiClient.connect(args.api, no_auth=args.no_auth)
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+def _cell(run: dict[str, Any], key: str, width: int) -> str:
+    value = str(run.get(key) or "")
+    if key == "created_at":
+        value = value[:19].replace("T", " ")
+    return (value if len(value) <= width else value[: width - 1] + "…").ljust(width)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    """List runs, newest first, following pages up to --limit."""
+    client = _client(args)
+    params: dict[str, Any] = {
+        "status": args.status or None,
+        "pipeline": args.pipeline,
+        "submitter": args.submitter,
+        "label": args.label or None,
+        "created_after": args.created_after,
+        "created_before": args.created_before,
+        "page_size": min(args.limit, 100),
+    }
+    runs: list[dict[str, Any]] = []
+    while len(runs) < args.limit:
+        page = client.call("GET", "/runs", params={k: v for k, v in params.items() if v is not None})
+        runs.extend(page["runs"])
+        if not page.get("next_page_token"):
+            break
+        params["page_token"] = page["next_page_token"]
+    runs = runs[: args.limit]
+    if args.json:
+        _print_json(runs)
+        return 0
+    print("  ".join(name.upper().ljust(width) for name, width in LIST_COLUMNS).rstrip())
+    for run in runs:
+        print("  ".join(_cell(run, name, width) for name, width in LIST_COLUMNS).rstrip())
+    return 0
+
+
+def show_run(run: dict[str, Any]) -> None:
+    """Print a run for a person."""
+    print(f"run {run['id']}  {run['status']}")
+    for key in ("name", "pipeline", "revision", "engine", "submitter", "created_at", "batch_job_name"):
+        if run.get(key):
+            print(f"  {key + ':':<16}{run[key]}")
+    if run.get("error_code"):
+        print(f"  {'error:':<16}{run['error_code']}: {run.get('error_message') or ''}")
+    if run.get("labels"):
+        print(f"  {'labels:':<16}{', '.join(f'{k}={v}' for k, v in run['labels'].items())}")
+    for key, value in (run.get("locations") or {}).items():
+        print(f"  {key + ':':<16}{value}")
+    if run.get("parent"):
+        print(f"  {'recovers:':<16}{run['parent']['id']} ({run['parent']['status']})")
+    for child in run.get("children") or []:
+        print(f"  {'recovered by:':<16}{child['id']} ({child['status']})")
+    events = [e for e in run.get("events") or [] if e.get("kind") == "transition"]
+    if events:
+        print("  history:")
+    for event in events:
+        when = str(event["created_at"])[:19].replace("T", " ")
+        print(f"    {when}  {event['to_status']:<11} by {event['source']}")
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    """Show one run."""
+    run = _client(args).call("GET", f"/runs/{args.run_id}")
+    if args.json:
+        _print_json(run)
+    else:
+        show_run(run)
+    return 0
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    """Follow a run until it ends; exit 0 only when it completed."""
+    client = _client(args)
+    print(f"watching run {args.run_id} (Ctrl-C stops watching, not the run)")
+    final = watch(client, args.run_id, sys.stdout, args.timeout)
+    print(f"run {args.run_id} ended {final}")
+    return 0 if final == "completed" else 1
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    """Cancel a run."""
+    run = _client(args).call("POST", f"/runs/{args.run_id}:cancel", expect=(200, 202))
+    print(f"run {run['id']} is {run['status']}")
+    for failure in (run.get("cancellation") or {}).get("failures") or []:
+        print(f"  warning: {failure}")
+    return 0
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    body: dict[str, Any] = {}
+    params: dict[str, Any] = {}
+    if args.params:
+        loaded = yaml.safe_load(Path(args.params).read_text(encoding="utf-8")) or {}
+        if not isinstance(loaded, dict):
+            raise CliError(f"{args.params} must be a YAML mapping")
+        params.update(loaded)
+    for item in args.set or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise CliError(f"--set {item!r} is not key=value")
+        params[key] = yaml.safe_load(value)
+    if params:
+        body["params"] = params
+    if args.config:
+        body["config"] = Path(args.config).read_text(encoding="utf-8")
+    if args.name:
+        body["name"] = args.name
+    return body
+
+
+def cmd_recover(args: argparse.Namespace) -> int:
+    """Recover a failed or cancelled run (optionally with new params/config), then optionally watch it."""
+    client = _client(args)
+    run = client.call("POST", f"/runs/{args.run_id}:recover", expect=(200, 201), json=_overrides(args))
+    print(f"run {run['id']} recovers {args.run_id}: {run['status']}")
+    if args.watch:
+        final = watch(client, run["id"], sys.stdout, args.timeout)
+        print(f"run {run['id']} ended {final}")
+        return 0 if final == "completed" else 1
+    return 0
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    """Print the orchestrator's log lines; --follow keeps reading while the run goes on (bounded)."""
+    client = _client(args)
+    params: dict[str, Any] = {"page_size": args.page_size}
+    deadline = time.monotonic() + args.timeout
+    while True:
+        page = client.call("GET", f"/runs/{args.run_id}/logs", params=params)
+        for line in page["lines"]:
+            stamp = f"{str(line['timestamp'])[:19].replace('T', ' ')}  " if line.get("timestamp") else ""
+            print(f"{stamp}{line['message']}")
+        token = page.get("next_page_token")
+        if not token or time.monotonic() >= deadline:
+            return 0
+        if not page["lines"] and not args.follow:
+            return 0
+        params["page_token"] = token
+        if not page["lines"]:
+            time.sleep(FOLLOW_POLL_S)

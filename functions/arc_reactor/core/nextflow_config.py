@@ -1,0 +1,167 @@
+"""Our Nextflow config for one run (pure): Groovy literals, the template render, the task jobs' labels and
+the google-batch executor settings. orchestrator/nextflow.config.template says where each value goes and
+why the order of its sections matters (a later assignment wins, also over an included file)."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from arc_reactor.core.engine_command import OrchestrationError, OrchestratorEnv, Workspace
+from arc_reactor.core.labels import APP, sanitize_label_key, sanitize_label_value
+
+if TYPE_CHECKING:
+    from arc_reactor.settings import Settings
+
+# Batch-reserved exit codes of a task job: 50001 spot preemption, 50002 VM lost, 50003 VM rebooted,
+# 50004 VM unresponsive, 50005 past max run duration, 50006 VM recreated. All are infrastructure, so a task
+# is retried on them. Unlike the orchestrator job (core/jobspec.py), 50005 is retried too: nf-core style
+# pipelines grow `time` with task.attempt, so a retry gets more time.
+TASK_RETRY_EXIT_CODES: tuple[int, ...] = (50001, 50002, 50003, 50004, 50005, 50006)
+
+_PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}")
+_ANY_BRACES = re.compile(r"\{\{.*?\}\}", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class TaskPolicy:
+    """How Nextflow runs the run's task jobs on Batch (the sprint plan's executor blocks, from settings)."""
+
+    project: str
+    location: str
+    service_account: str = ""
+    spot: bool = True
+    max_spot_attempts: int = 3
+    boot_disk_gb: int = 100
+    network: str = ""
+    subnetwork: str = ""
+    use_private_address: bool = False
+    max_retries: int = 3
+    max_cpus: int = 36
+    max_memory_gb: int = 500
+    max_time_h: int = 48
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TaskPolicy:
+        """The policy the deployment's settings describe."""
+        return cls(
+            project=settings.project, location=settings.region,
+            service_account=settings.task_service_account, spot=settings.batch_spot,
+            max_spot_attempts=settings.max_spot_attempts, boot_disk_gb=settings.boot_disk_gb,
+            network=settings.network, subnetwork=settings.subnetwork,
+            use_private_address=settings.no_external_ip, max_retries=settings.task_max_retries,
+            max_cpus=settings.task_max_cpus, max_memory_gb=settings.task_max_memory_gb,
+            max_time_h=settings.task_max_time_h,
+        )  # fmt: skip
+
+
+def groovy_string(value: str) -> str:
+    """A Groovy single-quoted string literal: no interpolation, quotes and backslashes escaped."""
+    escaped = value.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n").replace("\r", "\\r")
+    return f"'{escaped}'"
+
+
+def groovy_optional(value: str) -> str:
+    """A string literal, or `null` (Nextflow's "not set") for an empty value."""
+    return groovy_string(value) if value else "null"
+
+
+def groovy_bool(value: bool) -> str:
+    """`true` or `false`."""
+    return "true" if value else "false"
+
+
+def groovy_int(value: int) -> str:
+    """An integer literal (refuses anything that is not a plain int, e.g. a bool)."""
+    if type(value) is not int:
+        raise TypeError(f"not an int: {value!r}")
+    return str(value)
+
+
+def groovy_int_list(values: Sequence[int]) -> str:
+    """A Groovy list literal of integers, e.g. `[50001, 50002]`."""
+    return "[" + ", ".join(groovy_int(v) for v in values) + "]"
+
+
+def groovy_map(values: Mapping[str, str]) -> str:
+    """A Groovy map literal of strings, e.g. `['app': 'arc-reactor']`."""
+    if not values:
+        return "[:]"
+    return "[" + ", ".join(f"{groovy_string(k)}: {groovy_string(v)}" for k, v in values.items()) + "]"
+
+
+def render_template(template: str, values: Mapping[str, str]) -> str:
+    """Fill `{{NAME}}` placeholders with Groovy literals; any placeholder left unfilled is an error."""
+    names = set(_PLACEHOLDER.findall(template))
+    missing = sorted(names - set(values))
+    if missing:
+        raise OrchestrationError("config_template", f"no value for placeholder(s): {', '.join(missing)}")
+    malformed = [m for m in _ANY_BRACES.findall(template) if not _PLACEHOLDER.fullmatch(m)]
+    if malformed:
+        raise OrchestrationError("config_template", f"malformed placeholder(s): {', '.join(malformed)}")
+    return _PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
+
+
+def resource_labels(env: OrchestratorEnv) -> dict[str, str]:
+    """Labels for every task job: the job's own (ARC_RUN_LABELS) with app and run-id always set."""
+    labels: dict[str, str] = {}
+    if env.labels_json:
+        try:
+            raw = json.loads(env.labels_json)
+        except json.JSONDecodeError as exc:
+            raise OrchestrationError("bad_environment", f"ARC_RUN_LABELS is not JSON: {exc}") from exc
+        if not isinstance(raw, dict):
+            raise OrchestrationError("bad_environment", "ARC_RUN_LABELS must be a JSON object")
+        labels = {sanitize_label_key(str(k)): sanitize_label_value(str(v)) for k, v in raw.items()}
+    return {**labels, "app": APP, "run-id": sanitize_label_value(env.run_id)}
+
+
+def _executor_values(policy: TaskPolicy) -> dict[str, str]:
+    return {
+        "RETRY_EXIT_CODES": groovy_int_list(TASK_RETRY_EXIT_CODES),
+        "MAX_RETRIES": groovy_int(policy.max_retries),
+        "MAX_CPUS": groovy_int(policy.max_cpus),
+        "MAX_MEMORY": f"{groovy_int(policy.max_memory_gb)}.GB",
+        "MAX_TIME": f"{groovy_int(policy.max_time_h)}.h",
+        "PROJECT": groovy_string(policy.project),
+        "LOCATION": groovy_string(policy.location),
+        "TASK_SERVICE_ACCOUNT": groovy_optional(policy.service_account),
+        "SPOT": groovy_bool(policy.spot),
+        "MAX_SPOT_ATTEMPTS": groovy_int(policy.max_spot_attempts),
+        "BOOT_DISK": f"{groovy_int(policy.boot_disk_gb)}.GB",
+        "NETWORK": groovy_optional(policy.network),
+        "SUBNETWORK": groovy_optional(policy.subnetwork),
+        "USE_PRIVATE_ADDRESS": groovy_bool(policy.use_private_address),
+    }
+
+
+def template_values(
+    env: OrchestratorEnv,
+    ws: Workspace,
+    policy: TaskPolicy,
+    hook: tuple[str, str],
+    user_config: Path | None,
+) -> dict[str, str]:
+    """The Groovy literal for every placeholder; `hook` is (python, update_status.py) the hooks run."""
+    if not env.work_dir:
+        raise OrchestrationError("bad_environment", "WORK_DIR is required for Nextflow")
+    python, update_status = hook
+    return {
+        **_executor_values(policy),
+        "RUN_ID": groovy_string(env.run_id),
+        "WORK_DIR": groovy_string(env.work_dir),
+        "RESOURCE_LABELS": groovy_map(resource_labels(env)),
+        "PYTHON": groovy_string(python),
+        "UPDATE_STATUS": groovy_string(update_status),
+        "TERMINATED_MARKER": groovy_string(str(ws.terminated_marker)),
+        "TRACE_FILE": groovy_string(str(ws.trace)),
+        "TIMELINE_FILE": groovy_string(str(ws.timeline)),
+        "REPORT_FILE": groovy_string(str(ws.report)),
+        "DAG_FILE": groovy_string(str(ws.dag)),
+        # nf-core's idiom for an optional include: /dev/null when there is nothing to include
+        "USER_CONFIG": groovy_string(str(user_config) if user_config else "/dev/null"),
+    }

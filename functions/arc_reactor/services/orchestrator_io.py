@@ -1,0 +1,134 @@
+"""The orchestrator's I/O: its step context, transfers with the bounded retry policy, and the log files an
+engine leaves behind. Used by services/orchestrate.py and its helpers (workdir_sync, nextflow_session)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from arc_reactor.adapters.retry import retry_call
+from arc_reactor.adapters.storage import Storage, make_client
+from arc_reactor.core.engine_command import OrchestrationError, OrchestratorEnv, Workspace
+from arc_reactor.core.layout import split_gs_uri
+from arc_reactor.core.run_outcome import snakemake_trace
+from arc_reactor.errors import TransientError
+from arc_reactor.settings import Settings
+
+T = TypeVar("T")
+log = logging.getLogger("arc_reactor.services.orchestrate")  # one logger name for every step
+TRANSFER_RETRY_ON: tuple[type[BaseException], ...] = (TransientError, ConnectionError, TimeoutError)
+TRANSFER_ATTEMPTS = 4
+TRANSFER_DEADLINE_S = 120.0
+
+
+@dataclass
+class Context:
+    """One step's view of the run: environment, local workspace, settings and (lazily) storage."""
+
+    env: OrchestratorEnv
+    ws: Workspace
+    settings: Settings
+    sleep: Callable[[float], None] = time.sleep
+
+    @cached_property
+    def storage(self) -> Storage:
+        """The Storage adapter, created on first use."""
+        return Storage(make_client(self.settings))
+
+    def transfer(self, fn: Callable[[], T]) -> T:
+        """Run one transfer with the bounded retry policy (attempts and a deadline)."""
+        return retry_call(
+            fn, attempts=TRANSFER_ATTEMPTS, base=0.5, cap=8.0, deadline=TRANSFER_DEADLINE_S,
+            retry_on=TRANSFER_RETRY_ON, sleep=self.sleep,
+        )  # fmt: skip
+
+
+def download(ctx: Context, uri: str, dest: Path, what: str) -> None:
+    """Download with retries; a missing object is an `input_missing` failure naming it."""
+    from google.api_core.exceptions import NotFound
+
+    try:
+        ctx.transfer(lambda: ctx.storage.download_file(uri, dest, retry=None))
+    except NotFound as exc:
+        dest.unlink(missing_ok=True)
+        raise OrchestrationError("input_missing", f"{what} {uri} does not exist") from exc
+    except TRANSFER_RETRY_ON as exc:
+        raise OrchestrationError("storage_unavailable", f"cannot download {what} {uri}: {exc}") from exc
+
+
+def upload(ctx: Context, src: Path, uri: str) -> bool:
+    """Upload one file with retries; a failure is a warning, never a failed run."""
+    try:
+        ctx.transfer(lambda: ctx.storage.upload_file(src, uri, retry=None))
+    except Exception as exc:  # noqa: BLE001 - any upload failure is only a warning
+        log.warning("could not upload %s to %s: %s", src.name, uri, exc, extra={"event": "upload_failed"})
+        return False
+    return True
+
+
+def read_object(ctx: Context, uri: str) -> bytes | None:
+    """A small object's content with retries; None when it does not exist."""
+    bucket, name = split_gs_uri(uri)
+    return ctx.transfer(lambda: ctx.storage.read_bytes(bucket, name, max_bytes=16 * 1024 * 1024))
+
+
+def write_object(ctx: Context, uri: str, data: bytes, content_type: str = "application/json") -> None:
+    """Create or replace a small object, with retries."""
+    bucket, name = split_gs_uri(uri)
+    ctx.transfer(lambda: ctx.storage.write_bytes(bucket, name, data, content_type=content_type, retry=None))
+
+
+def read_params(path: Path) -> dict[str, Any]:
+    """The run's params.yaml as a mapping."""
+    try:
+        params = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise OrchestrationError("invalid_input", f"params.yaml is not valid YAML: {exc}") from exc
+    if not isinstance(params, dict):
+        raise OrchestrationError("invalid_input", "params.yaml must be a mapping")
+    return params
+
+
+def _snakemake_metadata(run_dir: Path) -> list[tuple[str, dict[str, Any]]]:
+    out: list[tuple[str, dict[str, Any]]] = []
+    for path in sorted((run_dir / ".snakemake" / "metadata").rglob("*")):
+        try:
+            meta = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+            output = base64.urlsafe_b64decode(path.name.encode()).decode("utf-8", "replace")
+        except (OSError, ValueError):
+            continue  # Snakemake's metadata layout is internal: skip what we cannot read
+        if isinstance(meta, dict):
+            out.append((output, meta))
+    return out
+
+
+def collect_logs(engine: str, ws: Workspace) -> list[tuple[Path, str]]:
+    """(local file, name under logs/) of every log the engine left; Snakemake's are merged first."""
+    found = [(ws.console_log, "console.log")]
+    if engine == "nextflow":
+        found += [
+            (ws.run_dir / ".nextflow.log", "nextflow.log"), (ws.trace, "trace.txt"),
+            (ws.timeline, "timeline.html"), (ws.report, "report.html"), (ws.dag, "dag.html"),
+        ]  # fmt: skip
+        return [(p, n) for p, n in found if p.is_file()]
+    runs = sorted((ws.run_dir / ".snakemake" / "log").glob("*.snakemake.log"))
+    if runs:  # this attempt's logs only: .snakemake/log is not synced with the work dir
+        merged = ws.logs_dir / "snakemake.log"
+        merged.write_text(
+            "".join(p.read_text(encoding="utf-8", errors="replace") for p in runs), encoding="utf-8"
+        )
+        found.append((merged, "snakemake.log"))
+    records = _snakemake_metadata(ws.run_dir)
+    if records:
+        ws.trace.write_text(snakemake_trace(records), encoding="utf-8")
+        found.append((ws.trace, "trace.txt"))
+    return [(p, n) for p, n in found if p.is_file()]

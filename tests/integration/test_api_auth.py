@@ -1,0 +1,99 @@
+"""Auth through the real functions-framework app in cloud mode (ARC_LOCAL unset): ID tokens signed by a
+local RSA key, whose public key is injected as Google's certificates (no network)."""
+
+import json
+import time
+
+import pytest
+from flow import function_client, upload_demo_data
+from test_runs_api import demo_body, transition
+
+pytestmark = pytest.mark.integration
+
+AUD = "https://localhost"  # the test client's host: the service URL a token must be for
+
+
+class _Keys:
+    def __init__(self):
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.pem = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        public = key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        self.certs = json.dumps({"k1": public.decode()}).encode()
+
+    def request(self, url, method="GET", **kwargs):
+        return type("Resp", (), {"status": 200, "data": self.certs, "headers": {}})()
+
+    def headers(self, email, **claims):
+        from google.auth import crypt, jwt
+
+        now = int(time.time())
+        payload = {"iss": "accounts.google.com", "aud": AUD, "iat": now, "exp": now + 300, "email": email}
+        payload.update(claims)
+        token = jwt.encode(crypt.RSASigner.from_string(self.pem, key_id="k1"), payload).decode()
+        return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture(scope="module")
+def keys():
+    return _Keys()
+
+
+@pytest.fixture
+def api(app_env, gcs, keys, monkeypatch):
+    from arc_reactor.api.auth import TokenVerifier
+    from arc_reactor.services.deps import get_deps, reset_deps
+    from arc_reactor.settings import get_settings
+
+    monkeypatch.delenv("ARC_LOCAL")
+    monkeypatch.setenv("ARC_ADMIN_GROUP", "ops@example.org")
+    get_settings.cache_clear()
+    reset_deps()
+    get_deps().token_verifier = TokenVerifier(request=keys.request)
+    upload_demo_data(gcs)
+    return function_client("runs_api", "http")
+
+
+def test_runs_need_a_valid_token_but_health_and_the_document_do_not(api, keys):
+    assert api.get("/healthz").status_code == 200
+    assert api.get("/openapi.json").status_code == 200
+    resp = api.get("/runs")
+    assert resp.status_code == 401
+    assert resp.headers["WWW-Authenticate"].startswith("Bearer")
+    assert resp.get_json()["error"]["code"] == "unauthenticated"
+    assert api.get("/runs", headers={"Authorization": "Basic abc"}).status_code == 401
+    assert api.get("/runs", headers=keys.headers("a@x.org", aud="https://other.example")).status_code == 401
+    assert api.get("/runs", headers=keys.headers("a@x.org")).status_code == 200
+
+
+def test_the_token_email_is_the_submitter_and_cannot_be_spoofed(api, keys):
+    headers = {**keys.headers("Ada@Example.org"), "X-Arc-Submitter": "mallory@example.org"}
+    run = api.post("/runs", json=demo_body(), headers=headers)
+    assert run.status_code == 201, run.get_json()
+    assert run.get_json()["submitter"] == "ada@example.org"
+    listed = api.get("/runs?submitter=ada@example.org", headers=keys.headers("bob@example.org")).get_json()
+    assert [r["id"] for r in listed["runs"]] == [run.get_json()["id"]]
+
+
+def test_only_the_submitter_or_an_admin_may_cancel_or_recover(api, keys, engine, gcs):
+    ada, bob = keys.headers("ada@example.org"), keys.headers("bob@example.org")
+    run = api.post("/runs", json=demo_body(), headers=ada).get_json()
+    resp = api.post(f"/runs/{run['id']}:cancel", headers=bob)
+    assert resp.status_code == 403
+    assert resp.get_json()["error"]["code"] == "forbidden"
+    assert api.post(f"/runs/{run['id']}:cancel", headers=ada).status_code == 202
+    transition(engine, run["id"], "cancelled")
+    gcs.write_bytes("arc-runs", f"work/{run['id']}/x", b"1")
+    assert api.post(f"/runs/{run['id']}:recover", headers=bob).status_code == 403
+    admin = keys.headers("bob@example.org", groups=["ops@example.org"])
+    resp = api.post(f"/runs/{run['id']}:recover", headers=admin)
+    assert resp.status_code == 201, resp.get_json()
+    assert resp.get_json()["submitter"] == "bob@example.org"
+    other = api.post("/runs", json=demo_body(), headers=bob).get_json()
+    assert api.post(f"/runs/{other['id']}:cancel", headers=keys.headers("ops@example.org")).status_code == 202

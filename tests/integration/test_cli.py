@@ -1,0 +1,137 @@
+"""The `arc` CLI against the runs_api function served over loopback HTTP (real PostgreSQL, storage emulator,
+local Batch service): submit (through the API and through the inbox), runs list/show/watch/cancel/recover/
+logs, and what it prints."""
+
+import threading
+import time
+
+import pytest
+from flow import DEMO_BUNDLE, binary_event, function_client, upload_demo_data
+from test_runs_api import transition
+
+from arc_reactor.cli.main import main
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def api_url(app_env, gcs, tmp_path, monkeypatch):
+    from arc_reactor.api import sse
+    from arc_reactor.local.functions_host import serve_function, stop_function
+    from arc_reactor.services.deps import reset_deps
+    from arc_reactor.settings import get_settings
+
+    monkeypatch.setenv("ARC_PGSERVER_DIR", str(tmp_path / "state" / "pgdata"))
+    monkeypatch.delenv("ARC_API_URL", raising=False)
+    monkeypatch.setattr(sse, "POLL_INTERVAL_S", 0.1)
+    get_settings.cache_clear()
+    reset_deps()
+    upload_demo_data(gcs)
+    fn = serve_function("runs_api", "http")
+    yield fn.url.rstrip("/")
+    stop_function(fn)
+
+
+def arc(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _submitted_id(out):
+    return out.split()[1]
+
+
+def test_submit_list_show(api_url, capsys):
+    code, out, _ = arc(capsys, "submit", str(DEMO_BUNDLE), "--api", api_url, "--label", "ticket=42")
+    assert code == 0, out
+    run_id = _submitted_id(out)
+    assert out.startswith(f"run {run_id} submitted (arc/fastq-stats 1.0.0)")
+    code, out, _ = arc(capsys, "runs", "list", "--api", api_url, "--label", "ticket=42")
+    assert code == 0
+    header, row = out.strip().splitlines()
+    assert header.split()[:3] == ["ID", "STATUS", "PIPELINE"]
+    assert row.split()[:3] == [run_id, "submitted", "arc/fastq-stats"]
+    code, out, _ = arc(capsys, "runs", "show", run_id, "--api", api_url)
+    assert f"run {run_id}  submitted" in out and "submitter:" in out and "history:" in out
+    assert "ticket=42" in out and f"gs://arc-runs/work/{run_id}/" in out
+
+
+def test_submit_problems_are_listed_with_exit_code_2(api_url, capsys, tmp_path):
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "run.yaml").write_text("pipeline: arc/fastq-stats\nrevision: '9'\n")
+    (bundle / "samplesheet.csv").write_text("name,x\n")
+    code, _, err = arc(capsys, "submit", str(bundle), "--api", api_url)
+    assert code == 2
+    assert "invalid_bundle" in err
+    assert "run.yaml:2 [revision]:" in err and "samplesheet.csv" in err
+
+
+def test_watch_shows_each_status_until_the_end(api_url, capsys, engine):
+    _, out, _ = arc(capsys, "submit", str(DEMO_BUNDLE), "--api", api_url)
+    run_id = _submitted_id(out)
+
+    def progress():
+        time.sleep(0.5)
+        transition(engine, run_id, "running", source="hook")
+        time.sleep(0.3)
+        transition(engine, run_id, "completed", source="hook")
+
+    threading.Thread(target=progress).start()
+    code, out, _ = arc(capsys, "runs", "watch", run_id, "--api", api_url, "--timeout", "30")
+    assert code == 0, out
+    lines = [line.split()[1] for line in out.splitlines() if line.startswith("  ")]
+    assert lines == ["pending", "submitted", "running", "completed"]
+    assert out.strip().endswith(f"run {run_id} ended completed")
+
+
+def test_cancel_recover_and_logs(api_url, capsys, engine, gcs, tmp_path):
+    _, out, _ = arc(capsys, "submit", str(DEMO_BUNDLE), "--api", api_url)
+    run_id = _submitted_id(out)
+    code, out, _ = arc(capsys, "runs", "cancel", run_id, "--api", api_url)
+    assert (code, out.strip()) == (0, f"run {run_id} is cancelling")
+    transition(engine, run_id, "cancelled")
+    gcs.write_bytes("arc-runs", f"work/{run_id}/.snakemake/metadata/x", b"{}")
+    code, out, _ = arc(capsys, "runs", "recover", run_id, "--api", api_url, "--set", "min_quality=30")
+    assert code == 0, out
+    child = out.split()[1]
+    assert out.strip() == f"run {child} recovers {run_id}: submitted"
+    code, _, err = arc(capsys, "runs", "recover", "r000000000000000000", "--api", api_url)
+    assert code == 2 and "not_found" in err
+    job_dir = tmp_path / "state" / "jobs" / f"arc-{child}"
+    job_dir.mkdir(parents=True)
+    first = '{"severity": "INFO", "message": "orchestrator starting", "time": "2026-11-22T10:00:00Z"}'
+    (job_dir / "attempt-0.log").write_text(first + "\nBuilding DAG\n")
+    code, out, _ = arc(capsys, "runs", "logs", child, "--api", api_url, "--page-size", "1")
+    assert code == 0
+    assert out.splitlines() == ["2026-11-22 10:00:00  orchestrator starting", "Building DAG"]
+
+
+def test_submit_through_the_inbox(api_url, capsys, storage_emulator):
+    from arc_reactor.core.events import storage_cloudevent
+
+    submit_fn = function_client("submit_bundle")
+
+    def deliver(obj):  # what Eventarc does with the inbox's finalize events
+        headers, body = binary_event(*storage_cloudevent(obj))
+        submit_fn.post("/", headers=headers, data=body)
+
+    storage_emulator.watch("arc-inbox", deliver)
+    code, out, _ = arc(capsys, "submit", str(DEMO_BUNDLE), "--via", "inbox", "--inbox", "arc-inbox",
+                       "--submission", "cli-test")  # fmt: skip
+    assert code == 0, out
+    run_id = _submitted_id(out)
+    assert out.strip() == f"run {run_id} submitted (through the inbox, cli-test/)"
+    code, out, _ = arc(capsys, "runs", "show", run_id, "--api", api_url, "--json")
+    assert '"submitter": "demo@example.org"' in out
+
+
+def test_no_api_is_a_clear_error(capsys, monkeypatch, tmp_path):
+    from arc_reactor.cli import client
+
+    monkeypatch.delenv("ARC_API_URL", raising=False)
+    monkeypatch.setattr(client, "LOCAL_INFO", tmp_path / "absent.json")
+    code, _, err = arc(capsys, "runs", "list")
+    assert code == 1
+    assert "arc local up" in err

@@ -1,0 +1,245 @@
+"""Property: whatever the interleaving of orchestrator hooks, Batch notifications (late, duplicated, dropped,
+reordered) and sweeps, a run ends in the truth, never moves backwards, and records each transition once.
+
+The truth is a job on the local Batch service (jobs held, states set with set_job_state / retry_task); the
+notifications are the ones it publishes; reconcile reads the job through the real BatchServiceClient and
+writes through the status machine on real PostgreSQL. Hooks go through runs_repo.transition(source="hook")
+as orchestrator/update_status.py does. A final sweep stands for the safety net that makes up for drops."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import text
+
+from arc_reactor.adapters import runs_repo
+from arc_reactor.core.events import PubSubMessage
+from arc_reactor.core.status import TERMINAL, RunStatus
+
+pytestmark = pytest.mark.integration
+
+RANK = {
+    RunStatus.PENDING: 0,
+    RunStatus.SUBMITTED: 1,
+    RunStatus.RUNNING: 2,
+    RunStatus.CANCELLING: 3,
+    RunStatus.COMPLETED: 4,
+    RunStatus.FAILED: 4,
+    RunStatus.CANCELLED: 4,
+}
+TRUTH = {
+    "SUCCEEDED": RunStatus.COMPLETED,
+    "FAILED": RunStatus.FAILED,
+    "PREEMPTED": RunStatus.FAILED,
+    "CANCELLED": RunStatus.CANCELLED,
+}
+ACTIONS = ("advance", "deliver", "deliver", "duplicate", "drop", "hook", "sweep")
+_ids = itertools.count()
+
+
+class Inbox:
+    """The local service's notifications per job; settle() waits for the dispatcher to catch up."""
+
+    def __init__(self) -> None:
+        self.by_job: defaultdict[str, list[dict[str, str]]] = defaultdict(list)
+        self._cond = threading.Condition()
+
+    def __call__(self, attributes: dict[str, str], data: bytes) -> None:
+        with self._cond:
+            self.by_job[attributes["JobName"]].append(attributes)
+            self._cond.notify_all()
+
+    def settle(self, job: str, count: int) -> list[dict[str, str]]:
+        with self._cond:
+            assert self._cond.wait_for(lambda: len(self.by_job[job]) >= count, timeout=5)
+            return list(self.by_job[job])
+
+
+@dataclass
+class Scenario:
+    outcome: str  # SUCCEEDED | FAILED (pipeline exit 3) | PREEMPTED (retries exhausted) | CANCELLED
+    steps: list[tuple[str, str, int | None]]  # ("state", STATE, exit code) or ("retry", "", exit code)
+    running_at: int | None  # index of the step after which the orchestrator runs (hooks may fire)
+    actions: list[tuple[str, int]] = field(default_factory=list)
+
+
+@st.composite
+def scenarios(draw: st.DrawFn) -> Scenario:
+    outcome = draw(st.sampled_from(sorted(TRUTH)))
+    steps: list[tuple[str, str, int | None]] = []
+    if draw(st.booleans()):  # Batch may skip SCHEDULED as far as anyone sees
+        steps.append(("state", "SCHEDULED", None))
+    running_at = None
+    if outcome != "CANCELLED" or draw(st.booleans()):
+        steps.append(("state", "RUNNING", None))
+        running_at = len(steps) - 1
+        retries = 2 if outcome == "PREEMPTED" else draw(st.integers(0, 2 if outcome != "CANCELLED" else 0))
+        steps += [("retry", "", 50001)] * retries
+    if outcome == "CANCELLED":
+        steps += [("state", "CANCELLATION_IN_PROGRESS", None), ("state", "CANCELLED", None)]
+    else:
+        code = {"SUCCEEDED": 0, "FAILED": 3, "PREEMPTED": 50001}[outcome]
+        steps.append(("state", "FAILED" if code else "SUCCEEDED", code))
+    actions = draw(st.lists(st.tuples(st.sampled_from(ACTIONS), st.integers(0, 50)), max_size=30))
+    return Scenario(outcome, steps, running_at, actions)
+
+
+@pytest.fixture
+def world(engine) -> Iterator[tuple[object, object, Inbox]]:
+    from arc_reactor.adapters.batch import BatchService, make_batch_client
+    from arc_reactor.local.batch_server import LocalBatchServer
+    from arc_reactor.services.deps import Deps
+    from arc_reactor.settings import Settings
+
+    inbox = Inbox()
+    server = LocalBatchServer(lambda job, env: None, inbox, run_jobs=False).start()
+    s = Settings(
+        local=True,
+        project="arc-test",
+        batch_endpoint=server.address,
+        batch_topic="projects/arc-test/topics/batch",
+        database_url="",
+    )
+    client = make_batch_client(s)
+    deps = Deps(s, engine_override=engine, batch_override=BatchService(client, s, sleep=lambda _: None))
+    yield deps, server, inbox
+    client.transport.close()
+    server.stop()
+
+
+class Run:
+    """One run of a scenario: the truth advances, notifications and hooks arrive in the drawn order."""
+
+    def __init__(self, deps, server, inbox: Inbox, sc: Scenario) -> None:
+        from arc_reactor.core.jobspec import OrchestratorJob
+
+        self.deps, self.server, self.inbox, self.sc = deps, server, inbox, sc
+        self.run_id = f"r{next(_ids):018d}"
+        runs_repo.insert_run(deps.engine, _run_values(self.run_id))
+        spec = OrchestratorJob(self.run_id, "demo", "1", "snakemake", "", "gs://i/p.yaml", "gs://w/", False)
+        self.job = deps.batch.submit_orchestrator_job(spec)
+        runs_repo.transition(deps.engine, self.run_id, RunStatus.SUBMITTED, "submit")
+        self.done = 0  # truth steps applied
+        self.expected = 1  # notifications the service has published (QUEUED on create)
+        self.pending = list(inbox.settle(self.job, 1))
+        self.taken = 1
+        self.delivered: list[dict[str, str]] = []
+        self.seen = [self.status()]
+
+    def status(self) -> RunStatus:
+        return RunStatus(runs_repo.get_run(self.deps.engine, self.run_id)["status"])
+
+    def advance(self) -> None:
+        if self.done == len(self.sc.steps):
+            return
+        kind, state, code = self.sc.steps[self.done]
+        if kind == "retry":
+            self.server.retry_task(self.job, code)
+            self.expected += 2  # task FAILED, task RUNNING
+        else:
+            self.server.set_job_state(self.job, state, exit_code=code)
+            self.expected += 1 + (code is not None)  # the task's end, then the job's change
+        self.done += 1
+        published = self.inbox.settle(self.job, self.expected)
+        self.pending += published[self.taken :]
+        self.taken = len(published)
+
+    def deliver(self, attrs: dict[str, str]) -> None:
+        from arc_reactor.services.reconcile import handle_batch_notification
+
+        msg = PubSubMessage(f"e{next(_ids)}", f"m{next(_ids)}", attrs, b"", datetime.now(UTC))
+        handle_batch_notification(self.deps, msg)
+
+    def hook(self) -> None:
+        # The orchestrator's hooks: running once it runs, its own outcome once the pipeline has ended
+        # (before Batch marks the job finished). A preempted or cancelled orchestrator reports no outcome.
+        if self.sc.running_at is None or self.done <= self.sc.running_at:
+            return
+        target = RunStatus.RUNNING
+        if self.sc.outcome in ("SUCCEEDED", "FAILED") and self.done >= len(self.sc.steps) - 1:
+            target = TRUTH[self.sc.outcome]
+        runs_repo.transition(self.deps.engine, self.run_id, target, "hook")
+
+    def sweep(self) -> None:
+        from arc_reactor.services.sweep import sweep
+
+        sweep(self.deps, now=datetime.now(UTC) + timedelta(hours=1))  # every active run counts as stale
+
+    def act(self, action: str, n: int) -> None:
+        if action == "advance":
+            self.advance()
+        elif action == "deliver" and self.pending:
+            attrs = self.pending.pop(n % len(self.pending))  # any pending one: out of order
+            self.deliver(attrs)
+            self.delivered.append(attrs)
+        elif action == "duplicate" and self.delivered:
+            self.deliver(self.delivered[n % len(self.delivered)])
+        elif action == "drop" and self.pending:
+            self.pending.pop(n % len(self.pending))
+        elif action == "hook":
+            self.hook()
+        elif action == "sweep":
+            self.sweep()
+        self.check_monotone()
+
+    def check_monotone(self) -> None:
+        now, last = self.status(), self.seen[-1]
+        assert RANK[now] >= RANK[last], f"{last} -> {now} went backwards"
+        assert last not in TERMINAL or now == last, f"left terminal {last} for {now}"
+        self.seen.append(now)
+
+
+def _run_values(run_id: str) -> dict[str, object]:
+    return {
+        "id": run_id,
+        "pipeline": "demo",
+        "revision": "1",
+        "engine": "snakemake",
+        "lineage_id": run_id,
+        "work_dir": "gs://w/",
+        "cache_dir": "gs://c/",
+        "inputs_uri": "gs://i/",
+        "results_uri": "gs://r/",
+        "logs_uri": "gs://l/",
+    }
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(sc=scenarios())
+def test_any_interleaving_ends_in_the_truth_without_regressing(world, sc: Scenario) -> None:
+    deps, server, inbox = world
+    run = Run(deps, server, inbox, sc)
+    for action, n in sc.actions:
+        run.act(action, n)
+    while run.done < len(sc.steps):  # the job finishes whatever was delivered meanwhile
+        run.act("advance", 0)
+    for attrs in run.pending[::-1]:  # late notifications, newest first
+        run.deliver(attrs)
+        run.check_monotone()
+    run.act("sweep", 0)
+    assert run.status() == TRUTH[sc.outcome]
+    with deps.engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT kind, to_status, detail FROM run_events WHERE run_id = :r ORDER BY id"),
+            {"r": run.run_id},
+        ).all()
+    transitions = [r.to_status for r in rows if r.kind == "transition"]
+    assert len(transitions) == len(set(transitions)), transitions
+    assert transitions[-1] == TRUTH[sc.outcome].value
+    notes = [r.detail for r in rows if r.kind == "note" and r.detail.get("reason") == "task_retry"]
+    attempts = [note["attempt"] for note in notes]
+    assert len(attempts) == len(set(attempts)) and set(attempts) <= {1, 2}
+    assert not [r for r in rows if r.kind == "conflict"]  # hooks and Batch agree in this world

@@ -1,0 +1,118 @@
+"""The SSE hub (one poll per interval for every watcher in the process), the stream's text, and the CLI's
+SSE parser reading it back."""
+
+import threading
+import time
+from datetime import UTC, datetime
+
+from arc_reactor.api import sse
+from arc_reactor.cli.client import SseMessage, iter_sse
+
+
+def _row(i, run_id="r1", kind="transition", to_status="running"):
+    return {
+        "id": i, "run_id": run_id, "created_at": datetime(2026, 1, 1, tzinfo=UTC), "kind": kind,
+        "source": "batch", "from_status": None, "to_status": to_status, "detail": {},
+    }  # fmt: skip
+
+
+class Table:
+    """run_events in memory; records every poll's cursors."""
+
+    def __init__(self, rows):
+        self.rows = rows
+        self.calls = []
+
+    def __call__(self, cursors):
+        self.calls.append(dict(cursors))
+        return [r for r in self.rows if r["run_id"] in cursors and r["id"] > cursors[r["run_id"]]]
+
+
+def _quiet(hub, subs):
+    """Wait for the poller's first (immediate) poll; the next is an interval away, so tests poll by hand."""
+    deadline = time.monotonic() + 5
+    while hub.polls < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return subs
+
+
+def test_one_poll_serves_every_subscriber_from_its_own_cursor():
+    table = Table([])
+    hub = sse.EventHub(table, interval=60)
+    a, b, c = _quiet(hub, [hub.subscribe("r1", 0), hub.subscribe("r1", 1), hub.subscribe("r2", 2)])
+    table.rows += [_row(1), _row(2, "r2"), _row(3), _row(4, "r2")]
+    assert hub.poll_once() == 3  # r2 is read after its cursor (2)
+    assert table.calls[-1] == {"r1": 0, "r2": 2}  # the lowest cursor per run: one statement for all
+    drained = [[q.get_nowait()["id"] for _ in range(q.qsize())] for q in (a.queue, b.queue, c.queue)]
+    assert drained == [[1, 3], [3], [4]]
+    table.rows.append(_row(5))
+    hub.poll_once()
+    assert table.calls[-1] == {"r1": 3, "r2": 4}
+    assert a.queue.get_nowait()["id"] == 5 and b.queue.get_nowait()["id"] == 5 and c.queue.empty()
+    for sub in (a, b, c):
+        hub.unsubscribe(sub)
+
+
+def test_the_poller_runs_only_while_someone_watches_and_polls_once_per_interval():
+    table = Table([])
+    hub = sse.EventHub(table, interval=0.05)
+    subs = [hub.subscribe(f"r{i}", 0) for i in range(20)]
+    time.sleep(0.5)
+    assert 4 <= hub.polls <= 13  # ~10 intervals: never 20 clients x 10
+    for sub in subs:
+        hub.unsubscribe(sub)
+    time.sleep(0.2)
+    settled = hub.polls
+    time.sleep(0.2)
+    assert hub.polls == settled and hub._thread is None
+
+
+def test_a_failing_database_does_not_kill_the_poller():
+    from arc_reactor.errors import TransientError
+
+    def down(cursors):
+        raise TransientError("database unavailable")
+
+    hub = sse.EventHub(down, interval=60)
+    [sub] = _quiet(hub, [hub.subscribe("r1", 0)])
+    assert hub.poll_once() == 0 and hub.polls == 2  # logged, counted, and the poller lives on
+    hub.unsubscribe(sub)
+
+
+def test_stream_text_heartbeats_and_end(monkeypatch):
+    monkeypatch.setattr(sse, "HEARTBEAT_S", 0.05)
+    table = Table([])
+    hub = sse.EventHub(table, interval=0.02)
+    chunks = []
+
+    def consume():
+        chunks.extend(sse.stream(hub, "r1", 0))
+
+    thread = threading.Thread(target=consume)
+    thread.start()
+    time.sleep(0.15)
+    table.rows += [_row(7), _row(8, to_status="failed")]
+    thread.join(timeout=5)
+    text = "".join(chunks)
+    assert text.startswith("retry: 2000\n\n")
+    assert ": heartbeat\n\n" in text
+    assert "id: 7\nevent: transition\ndata: {" in text
+    assert text.endswith('event: end\ndata: {"run_id": "r1", "status": "failed"}\n\n')
+    assert hub.watching == 0
+
+
+def test_the_stream_closes_at_its_lifetime(monkeypatch):
+    monkeypatch.setattr(sse, "STREAM_MAX_S", 0.1)
+    monkeypatch.setattr(sse, "HEARTBEAT_S", 10)
+    hub = sse.EventHub(Table([]), interval=0.02)
+    started = time.monotonic()
+    assert list(sse.stream(hub, "r1", 0)) == ["retry: 2000\n\n"]
+    assert time.monotonic() - started < 1
+
+
+def test_the_cli_parser_reads_what_the_server_writes():
+    text = sse.sse_event(_row(3)) + ": heartbeat\n\n" + "event: end\ndata: {}\n\n" + "data: a\ndata: b\n\n"
+    messages = list(iter_sse(iter(text.split("\n"))))
+    assert [m.event for m in messages] == ["transition", "comment", "end", "message"]
+    assert messages[0].id == "3" and '"to_status": "running"' in messages[0].data
+    assert messages[-1] == SseMessage("message", "a\nb", "3")
