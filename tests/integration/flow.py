@@ -59,3 +59,12 @@ def finalize_event(
     attrs, data = storage_cloudevent(obj)
     attrs["time"] = obj["timeCreated"]
     return binary_event(attrs, data)
+
+
+def run_row(run_id: str, **extra: object) -> dict:
+    """The columns of a minimal demo-pipeline run, for tests that insert runs with runs_repo.insert_run."""
+    return {
+        "id": run_id, "pipeline": "arc/fastq-stats", "revision": "1.0.0", "engine": "snakemake",
+        "lineage_id": run_id, "work_dir": "gs://w/", "cache_dir": "gs://c/", "inputs_uri": "gs://i/",
+        "results_uri": "gs://r/", "logs_uri": "gs://l/", **extra,
+    }  # fmt: skip

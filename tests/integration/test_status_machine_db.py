@@ -3,6 +3,7 @@
 import threading
 
 import pytest
+from flow import run_row
 from sqlalchemy import text
 
 from arc_reactor.adapters import runs_repo
@@ -13,20 +14,8 @@ pytestmark = pytest.mark.integration
 
 
 def _new_run(engine, run_id="r0000000000000000a1"):
-    values = dict(
-        id=run_id,
-        pipeline="arc/fastq-stats",
-        revision="1.0.0",
-        engine="snakemake",
-        lineage_id=run_id,
-        work_dir="gs://w/",
-        cache_dir="gs://c/",
-        inputs_uri="gs://i/",
-        results_uri="gs://r/",
-        logs_uri="gs://l/",
-        source_bucket="arc-inbox",
-        source_object=f"{run_id}/run.yaml",
-        source_generation=1,
+    values = run_row(
+        run_id, source_bucket="arc-inbox", source_object=f"{run_id}/run.yaml", source_generation=1
     )
     row, created = runs_repo.insert_run(engine, values)
     assert created

@@ -3,6 +3,7 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from flow import run_row
 from sqlalchemy import text
 
 from arc_reactor.adapters import runs_repo
@@ -40,18 +41,7 @@ def deps(engine, gcs, quiet_batch):
 def _run_with_job(deps, server, run_id, status, age, create_job=True):
     from arc_reactor.core.jobspec import OrchestratorJob
 
-    values = dict(
-        id=run_id,
-        pipeline="arc/fastq-stats",
-        revision="1.0.0",
-        engine="snakemake",
-        lineage_id=run_id,
-        work_dir="gs://w/",
-        cache_dir="gs://c/",
-        inputs_uri="gs://i/",
-        results_uri="gs://r/",
-        logs_uri="gs://l/",
-    )
+    values = run_row(run_id)
     runs_repo.insert_run(deps.engine, values)
     name = deps.batch.job_name(run_id)
     if create_job:
