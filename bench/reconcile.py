@@ -16,13 +16,16 @@ import json
 import logging
 import os
 import random
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from _parts import ROOT, Parts, percentile
+
+if TYPE_CHECKING:
+    from arc_reactor.local.notifications import NotificationLog
 
 N_RUNS = int(os.environ.get("BENCH_RUNS", "1000"))
 TRANSPORT = os.environ.get("BENCH_TRANSPORT", "test_client")
@@ -35,24 +38,6 @@ OUTCOMES = {
     "failed": [("FAILED", 3)],
     "cancelled": [("CANCELLATION_IN_PROGRESS", None), ("CANCELLED", None)],
 }
-
-
-class Inbox:
-    """Collects the local Batch service's notifications; wait() blocks until `n` have arrived."""
-
-    def __init__(self) -> None:
-        self.items: list[tuple[dict[str, str], bytes]] = []
-        self._cond = threading.Condition()
-
-    def __call__(self, attributes: dict[str, str], data: bytes) -> None:
-        with self._cond:
-            self.items.append((attributes, data))
-            self._cond.notify_all()
-
-    def wait(self, n: int, timeout: float = 60.0) -> None:
-        with self._cond:
-            if not self._cond.wait_for(lambda: len(self.items) >= n, timeout=timeout):
-                raise TimeoutError(f"{len(self.items)} of {n} notifications after {timeout} s")
 
 
 def outcome_of(i: int) -> str:
@@ -106,7 +91,7 @@ def make_runs(parts: Parts, service, engine) -> dict[str, str]:
     return expected
 
 
-def requests_for(inbox: Inbox) -> list[tuple[str, dict[str, str], str]]:
+def requests_for(inbox: NotificationLog) -> list[tuple[str, dict[str, str], str]]:
     """Every notification twice (same message id, as a Pub/Sub redelivery), shuffled: (job, headers, body)."""
     from arc_reactor.core.events import pubsub_cloudevent
 
@@ -210,7 +195,9 @@ def check(engine, expected: dict[str, str]) -> tuple[int, int]:
 
 def main() -> None:
     """Measure and print one JSON line."""
-    inbox = Inbox()
+    from arc_reactor.local.notifications import NotificationLog
+
+    inbox = NotificationLog()
     parts = Parts(run_jobs=False, on_notification=inbox)
     from arc_reactor.adapters.batch import BatchService, make_batch_client
     from arc_reactor.adapters.db import get_engine
@@ -224,7 +211,8 @@ def main() -> None:
     try:
         setup_started = time.perf_counter()
         expected = make_runs(parts, BatchService(client, settings), engine)
-        inbox.wait(5 * N_RUNS)
+        if len(inbox.wait(5 * N_RUNS, timeout=60.0)) < 5 * N_RUNS:
+            raise TimeoutError(f"{len(inbox.items)} of {5 * N_RUNS} notifications after 60 s")
         deliveries = requests_for(inbox)
         setup_s = time.perf_counter() - setup_started
         with poster() as (transport, post):

@@ -4,21 +4,8 @@ the local Batch service (the real BatchServiceClient over an insecure loopback c
 from __future__ import annotations
 
 import subprocess
-import threading
 
 import pytest
-
-
-class Notifications:
-    """Collects the local Batch service's Pub/Sub notifications instead of delivering them."""
-
-    def __init__(self) -> None:
-        self.items: list[tuple[dict[str, str], bytes]] = []
-        self.lock = threading.Lock()
-
-    def __call__(self, attributes: dict[str, str], data: bytes) -> None:
-        with self.lock:
-            self.items.append((dict(attributes), data))
 
 
 @pytest.fixture
@@ -31,8 +18,9 @@ def exit_codes():
 def batch_server(exit_codes):
     """The local Batch service; each job's 'container' is a process exiting with the next of exit_codes."""
     from arc_reactor.local.batch_server import LocalBatchServer
+    from arc_reactor.local.notifications import NotificationLog
 
-    notes = Notifications()
+    notes = NotificationLog()
 
     def launcher(job, env):
         code = exit_codes.pop(0) if exit_codes else 0

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from arc_reactor.errors import (
     BatchUnavailableError,
 )
 from arc_reactor.local.batch_server import LocalBatchServer, command_launcher
+from arc_reactor.local.notifications import NotificationLog, states
 from arc_reactor.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -41,23 +41,9 @@ def spec(run: str = RUN) -> OrchestratorJob:
     return OrchestratorJob(run, "demo", "1", "snakemake", "", f"gs://b/{run}/params.yaml", "gs://b/w/", False)
 
 
-class Recorder:
-    """Notifications as (Type, new state); wait() blocks until `n` have arrived."""
-
-    def __init__(self) -> None:
-        self.items: list[tuple[str, str]] = []
-        self._cond = threading.Condition()
-
-    def __call__(self, attributes: dict[str, str], data: bytes) -> None:
-        with self._cond:
-            kind = "job" if attributes["Type"] == "JOB_STATE_CHANGED" else "task"
-            self.items.append((kind, attributes.get("NewJobState") or attributes.get("NewTaskState", "")))
-            self._cond.notify_all()
-
-    def wait(self, n: int, timeout: float = 5.0) -> list[tuple[str, str]]:
-        with self._cond:
-            self._cond.wait_for(lambda: len(self.items) >= n, timeout=timeout)
-            return list(self.items)
+def kinds(items: list[tuple[dict[str, str], bytes]]) -> list[tuple[str, str]]:
+    """Notifications as ("job" or "task", new state)."""
+    return [("job" if kind == "JOB_STATE_CHANGED" else "task", state) for kind, state in states(items)]
 
 
 @dataclass
@@ -65,13 +51,13 @@ class Stack:
     server: LocalBatchServer
     service: BatchService
     sleeps: list[float]
-    notes: Recorder
+    notes: NotificationLog
 
 
 @pytest.fixture
 def held() -> Iterator[Stack]:
     """The local service with jobs held (states set by the test), the adapter with a recorded sleep."""
-    notes = Recorder()
+    notes = NotificationLog()
     server = LocalBatchServer(command_launcher(["true"]), notes, run_jobs=False).start()
     s = Settings(
         project="arc-test",
@@ -270,25 +256,25 @@ def test_notifications_dropped(held: Stack) -> None:
     held.server.faults.drop_notifications(2)
     _walk(held)
     held.server.stop()  # flushes the dispatcher
-    assert held.notes.items == IN_ORDER[2:]
+    assert kinds(held.notes.items) == IN_ORDER[2:]
 
 
 def test_notifications_duplicated(held: Stack) -> None:
     held.server.faults.duplicate_notifications(2)
     _walk(held)
-    assert held.notes.wait(7) == [IN_ORDER[0], IN_ORDER[0], IN_ORDER[1], IN_ORDER[1], *IN_ORDER[2:]]
+    assert kinds(held.notes.wait(7)) == [IN_ORDER[0], IN_ORDER[0], IN_ORDER[1], IN_ORDER[1], *IN_ORDER[2:]]
 
 
 def test_notifications_reordered(held: Stack) -> None:
     held.server.faults.reorder_notifications(3)
     _walk(held)
-    assert held.notes.wait(5) == [IN_ORDER[2], IN_ORDER[1], IN_ORDER[0], IN_ORDER[3], IN_ORDER[4]]
+    assert kinds(held.notes.wait(5)) == [IN_ORDER[2], IN_ORDER[1], IN_ORDER[0], IN_ORDER[3], IN_ORDER[4]]
 
 
 def test_a_reorder_window_never_holds_notifications_forever(held: Stack) -> None:
     held.server.faults.reorder_notifications(50)  # far more than will come
     _walk(held)
-    assert held.notes.wait(5, timeout=3) == IN_ORDER[::-1]
+    assert kinds(held.notes.wait(5, timeout=3)) == IN_ORDER[::-1]
 
 
 def test_faults_clear(held: Stack) -> None:
@@ -298,7 +284,7 @@ def test_faults_clear(held: Stack) -> None:
     faults.preempt_next(2)
     faults.clear()
     _walk(held)
-    assert held.notes.wait(5) == IN_ORDER
+    assert kinds(held.notes.wait(5)) == IN_ORDER
     assert held.sleeps == []
 
 

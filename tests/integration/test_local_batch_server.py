@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -20,6 +19,7 @@ from arc_reactor.adapters.batch import job_status_from_proto, make_batch_client
 from arc_reactor.core.jobspec import OrchestratorJob, create_job_request
 from arc_reactor.local.batch_server import LocalBatchServer, command_launcher
 from arc_reactor.local.batch_state import parse_filter, should_retry
+from arc_reactor.local.notifications import NotificationLog, states
 from arc_reactor.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -29,24 +29,6 @@ NAME = f"projects/arc-test/locations/us-central1/jobs/arc-{RUN}"
 DUMP_ENV = (
     "import json, os, sys; json.dump(dict(os.environ), open(sys.argv[1], 'w')); sys.exit(int(sys.argv[2]))"
 )
-
-
-class Recorder:
-    """Collects notifications; wait() blocks until `n` have arrived."""
-
-    def __init__(self) -> None:
-        self.items: list[tuple[dict[str, str], bytes]] = []
-        self._cond = threading.Condition()
-
-    def __call__(self, attributes: dict[str, str], data: bytes) -> None:
-        with self._cond:
-            self.items.append((attributes, data))
-            self._cond.notify_all()
-
-    def wait(self, n: int, timeout: float = 5.0) -> list[tuple[str, str]]:
-        with self._cond:
-            self._cond.wait_for(lambda: len(self.items) >= n, timeout=timeout)
-        return [(a["Type"], a.get("NewJobState") or a.get("NewTaskState", "")) for a, _ in self.items]
 
 
 def settings(address: str, topic: str = "projects/arc-test/topics/batch") -> Settings:
@@ -70,7 +52,7 @@ def request(s: Settings, run: str = RUN) -> batch_v1.CreateJobRequest:
 
 
 def start(
-    argv: list[str], recorder: Recorder | None = None
+    argv: list[str], recorder: NotificationLog | None = None
 ) -> tuple[LocalBatchServer, batch_v1.BatchServiceClient, Settings]:
     server = LocalBatchServer(command_launcher(argv), recorder or (lambda a, d: None)).start()
     s = settings(server.address)
@@ -89,7 +71,7 @@ def cleanup() -> Iterator[list[object]]:
 
 
 def test_success_walks_every_state_with_notifications_in_order(tmp_path: Path, cleanup: list[object]) -> None:
-    rec = Recorder()
+    rec = NotificationLog()
     server, client, s = start([sys.executable, "-c", DUMP_ENV, str(tmp_path / "env.json"), "0"], rec)
     cleanup += [client, server]
     created = client.create_job(request=request(s))
@@ -102,7 +84,7 @@ def test_success_walks_every_state_with_notifications_in_order(tmp_path: Path, c
         "Job state is set from SCHEDULED to RUNNING",
         "Job state is set from RUNNING to SUCCEEDED",
     ]
-    assert rec.wait(6) == [
+    assert states(rec.wait(6)) == [
         ("JOB_STATE_CHANGED", "QUEUED"),
         ("JOB_STATE_CHANGED", "SCHEDULED"),
         ("JOB_STATE_CHANGED", "RUNNING"),
@@ -135,7 +117,7 @@ def test_success_walks_every_state_with_notifications_in_order(tmp_path: Path, c
 def test_spot_preemption_is_retried_with_the_next_attempt_number(
     tmp_path: Path, cleanup: list[object]
 ) -> None:
-    rec = Recorder()
+    rec = NotificationLog()
     server, client, s = start([sys.executable, "-c", DUMP_ENV, str(tmp_path / "env.json"), "0"], rec)
     cleanup += [client, server]
     server.faults.preempt_next(1)
@@ -145,7 +127,7 @@ def test_spot_preemption_is_retried_with_the_next_attempt_number(
     assert (status.state, status.exit_codes, status.failure) == ("SUCCEEDED", [50001, 0], None)
     assert json.loads((tmp_path / "env.json").read_text())["BATCH_TASK_RETRY_ATTEMPT"] == "1"
     assert any("with exit code 50001" in e.description for e in job.status.status_events)
-    assert rec.wait(8)[3:7] == [
+    assert states(rec.wait(8))[3:7] == [
         ("TASK_STATE_CHANGED", "RUNNING"),
         ("TASK_STATE_CHANGED", "FAILED"),
         ("TASK_STATE_CHANGED", "RUNNING"),
@@ -154,7 +136,7 @@ def test_spot_preemption_is_retried_with_the_next_attempt_number(
 
 
 def test_pipeline_exit_code_fails_without_retry(cleanup: list[object]) -> None:
-    rec = Recorder()
+    rec = NotificationLog()
     server, client, s = start(["sh", "-c", "exit 3"], rec)
     cleanup += [client, server]
     client.create_job(request=request(s))
@@ -164,7 +146,7 @@ def test_pipeline_exit_code_fails_without_retry(cleanup: list[object]) -> None:
     last = job.status.status_events[-1].description
     assert "Job state is set from RUNNING to FAILED" in last
     assert "task with index 0 failed" in last and "with exit code 3." in last
-    assert rec.wait(6)[-1] == ("JOB_STATE_CHANGED", "FAILED")
+    assert states(rec.wait(6))[-1] == ("JOB_STATE_CHANGED", "FAILED")
 
 
 def test_retries_stop_at_max_retry_count(cleanup: list[object]) -> None:
@@ -188,7 +170,7 @@ def test_max_run_duration_ends_the_task_with_50005(cleanup: list[object]) -> Non
 
 def test_cancel_kills_the_process_group(tmp_path: Path, cleanup: list[object]) -> None:
     pid_file = tmp_path / "pid"
-    rec = Recorder()
+    rec = NotificationLog()
     server, client, s = start(["sh", "-c", f'sleep 30 & echo $$ > "{pid_file}"; wait'], rec)
     cleanup += [client, server]
     client.create_job(request=request(s))
@@ -208,8 +190,8 @@ def test_cancel_kills_the_process_group(tmp_path: Path, cleanup: list[object]) -
             break
         assert time.monotonic() < deadline, "process group still alive"
         time.sleep(0.02)
-    states = rec.wait(6)
-    assert states[-2:] == [
+    seen = states(rec.wait(6))
+    assert seen[-2:] == [
         ("JOB_STATE_CHANGED", "CANCELLATION_IN_PROGRESS"),
         ("JOB_STATE_CHANGED", "CANCELLED"),
     ]
@@ -267,7 +249,7 @@ def test_get_list_and_delete(cleanup: list[object]) -> None:
 
 
 def test_no_notifications_when_the_job_asks_for_none(cleanup: list[object]) -> None:
-    rec = Recorder()
+    rec = NotificationLog()
     server = LocalBatchServer(command_launcher(["true"]), rec).start()
     s = settings(server.address, topic="")
     client = make_batch_client(s)

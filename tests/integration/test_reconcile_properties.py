@@ -9,8 +9,6 @@ as orchestrator/update_status.py does. A final sweep stands for the safety net t
 from __future__ import annotations
 
 import itertools
-import threading
-from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -23,6 +21,7 @@ from sqlalchemy import text
 from arc_reactor.adapters import runs_repo
 from arc_reactor.core.events import PubSubMessage
 from arc_reactor.core.status import TERMINAL, RunStatus
+from arc_reactor.local.notifications import NotificationLog
 
 pytestmark = pytest.mark.integration
 
@@ -45,22 +44,11 @@ ACTIONS = ("advance", "deliver", "deliver", "duplicate", "drop", "hook", "sweep"
 _ids = itertools.count()
 
 
-class Inbox:
-    """The local service's notifications per job; settle() waits for the dispatcher to catch up."""
-
-    def __init__(self) -> None:
-        self.by_job: defaultdict[str, list[dict[str, str]]] = defaultdict(list)
-        self._cond = threading.Condition()
-
-    def __call__(self, attributes: dict[str, str], data: bytes) -> None:
-        with self._cond:
-            self.by_job[attributes["JobName"]].append(attributes)
-            self._cond.notify_all()
-
-    def settle(self, job: str, count: int) -> list[dict[str, str]]:
-        with self._cond:
-            assert self._cond.wait_for(lambda: len(self.by_job[job]) >= count, timeout=5)
-            return list(self.by_job[job])
+def settle(log: NotificationLog, job: str, count: int) -> list[dict[str, str]]:
+    """The job's notifications once `count` have arrived: the dispatcher must catch up within 5 s."""
+    published = log.wait(count, timeout=5, job=job)
+    assert len(published) >= count
+    return [attributes for attributes, _ in published]
 
 
 @dataclass
@@ -93,13 +81,13 @@ def scenarios(draw: st.DrawFn) -> Scenario:
 
 
 @pytest.fixture
-def world(engine) -> Iterator[tuple[object, object, Inbox]]:
+def world(engine) -> Iterator[tuple[object, object, NotificationLog]]:
     from arc_reactor.adapters.batch import BatchService, make_batch_client
     from arc_reactor.local.batch_server import LocalBatchServer
     from arc_reactor.services.deps import Deps
     from arc_reactor.settings import Settings
 
-    inbox = Inbox()
+    inbox = NotificationLog()
     server = LocalBatchServer(lambda job, env: None, inbox, run_jobs=False).start()
     s = Settings(
         local=True,
@@ -118,7 +106,7 @@ def world(engine) -> Iterator[tuple[object, object, Inbox]]:
 class Run:
     """One run of a scenario: the truth advances, notifications and hooks arrive in the drawn order."""
 
-    def __init__(self, deps, server, inbox: Inbox, sc: Scenario) -> None:
+    def __init__(self, deps, server, inbox: NotificationLog, sc: Scenario) -> None:
         from arc_reactor.core.jobspec import OrchestratorJob
 
         self.deps, self.server, self.inbox, self.sc = deps, server, inbox, sc
@@ -129,7 +117,7 @@ class Run:
         runs_repo.transition(deps.engine, self.run_id, RunStatus.SUBMITTED, "submit")
         self.done = 0  # truth steps applied
         self.expected = 1  # notifications the service has published (QUEUED on create)
-        self.pending = list(inbox.settle(self.job, 1))
+        self.pending = list(settle(inbox, self.job, 1))
         self.taken = 1
         self.delivered: list[dict[str, str]] = []
         self.seen = [self.status()]
@@ -148,7 +136,7 @@ class Run:
             self.server.set_job_state(self.job, state, exit_code=code)
             self.expected += 1 + (code is not None)  # the task's end, then the job's change
         self.done += 1
-        published = self.inbox.settle(self.job, self.expected)
+        published = settle(self.inbox, self.job, self.expected)
         self.pending += published[self.taken :]
         self.taken = len(published)
 
