@@ -216,13 +216,6 @@ def get_run(engine: Engine, run_id: str) -> Row:
     return dict(row)
 
 
-def find_by_job_name(engine: Engine, job_name: str) -> Row | None:
-    """The run whose Batch job has this full resource name, if any."""
-    with _db_errors(), engine.connect() as conn:
-        row = conn.execute(select(runs).where(runs.c.batch_job_name == job_name)).mappings().first()
-    return dict(row) if row is not None else None
-
-
 @dataclass(frozen=True)
 class RunFilter:
     """GET /runs filters; every given one must match. Labels match when the run has each key=value."""
@@ -378,12 +371,6 @@ def record_job_name(engine: Engine, run_id: str, job_name: str) -> None:
             .where(runs.c.id == run_id, runs.c.batch_job_name.is_(None))
             .values(batch_job_name=job_name, updated_at=text("now()"))
         )
-
-
-def set_fields(engine: Engine, run_id: str, values: Mapping[str, Any]) -> None:
-    """Set non-status columns (e.g. batch_job_name) without touching the status."""
-    with _db_errors(), engine.begin() as conn:
-        conn.execute(runs.update().where(runs.c.id == run_id).values(**values, updated_at=text("now()")))
 
 
 def stale_runs(engine: Engine, older_than: datetime, limit: int) -> list[Row]:

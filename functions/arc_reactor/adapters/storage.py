@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,13 +115,6 @@ class Storage:
         except Exception as exc:
             raise _wrap(exc) from exc
 
-    def exists_uri(self, uri: str) -> bool:
-        """True when gs://bucket/name exists (or, for a folder URI ending in /, has any object under it)."""
-        bucket, name = split_gs_uri(uri)
-        if name.endswith("/") or not name:
-            return bool(self.list_names(bucket, name, limit=1))
-        return self.stat(bucket, name) is not None
-
     def download_file(self, uri: str, dest: Path, retry: Any = CLIENT_RETRY) -> None:
         """Download gs://bucket/name to a local file."""
         bucket, name = split_gs_uri(uri)
@@ -146,26 +138,6 @@ class Storage:
         except Exception as exc:
             raise _wrap(exc) from exc
 
-    def upload_tree(self, root: Path, uri_prefix: str) -> int:
-        """Upload every file under `root` to `uri_prefix` (a gs:// folder); return how many."""
-        count = 0
-        for path in sorted(p for p in root.rglob("*") if p.is_file()):
-            self.upload_file(path, uri_prefix.rstrip("/") + "/" + path.relative_to(root).as_posix())
-            count += 1
-        return count
-
-    def ensure_bucket(self, bucket: str) -> None:
-        """Create a bucket if missing (local stack only; buckets are Terraform's job in the cloud)."""
-        from google.api_core.exceptions import Conflict
-
-        with contextlib.suppress(Conflict):
-            self.client.create_bucket(bucket, timeout=TIMEOUT_S)
-
 
 def _retry_kw(retry: Any) -> dict[str, Any]:
     return {} if retry is CLIENT_RETRY else {"retry": retry}
-
-
-def gs_uri(bucket: str, name: str) -> str:
-    """gs://bucket/name."""
-    return f"gs://{bucket}/{name}"

@@ -88,17 +88,6 @@ class StorageEmulator:
             finally:
                 self._queue.task_done()
 
-    def wait_idle(self, timeout: float = 30.0) -> bool:
-        """Wait until every queued finalize event was handled; False on timeout."""
-        done = threading.Event()
-
-        def waiter() -> None:
-            self._queue.join()
-            done.set()
-
-        threading.Thread(target=waiter, daemon=True).start()
-        return done.wait(timeout)
-
     def start(self) -> StorageEmulator:
         """Start serving and create the initial buckets."""
         from gcp_storage_emulator.handlers import buckets as bucket_handlers
