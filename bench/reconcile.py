@@ -49,6 +49,7 @@ def make_runs(parts: Parts, service, engine) -> dict[str, str]:
     """N runs in `submitted` with held jobs walked to their outcome; run id -> expected final status."""
     from arc_reactor.adapters import runs_repo
     from arc_reactor.core.ids import new_run_id
+    from arc_reactor.core.job_env import JobEnv
     from arc_reactor.core.jobspec import OrchestratorJob
     from arc_reactor.core.layout import run_locations
     from arc_reactor.core.status import RunStatus
@@ -73,14 +74,15 @@ def make_runs(parts: Parts, service, engine) -> dict[str, str]:
             },
         )
         spec = OrchestratorJob(
-            run_id,
-            "arc/fastq-stats",
-            "1.0.0",
-            "snakemake",
-            "",
-            locs.inputs + "params.yaml",
-            locs.work_dir,
-            False,
+            JobEnv(
+                run_id,
+                "arc/fastq-stats",
+                "1.0.0",
+                "snakemake",
+                "",
+                locs.inputs + "params.yaml",
+                locs.work_dir,
+            )
         )
         name = service.submit_orchestrator_job(spec)
         runs_repo.transition(engine, run_id, RunStatus.SUBMITTED, "submit", fields={"batch_job_name": name})

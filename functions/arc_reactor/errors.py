@@ -55,6 +55,14 @@ class BundleInvalid(PermanentError):
         return "; ".join(str(p) for p in self.problems) or "invalid bundle"
 
 
+class OrchestrationError(PermanentError):
+    """The orchestrator cannot go on; `code` becomes the run's error_code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 class BadEvent(PermanentError):
     """An event that cannot be parsed; acknowledged and logged, never retried."""
 

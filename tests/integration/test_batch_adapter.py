@@ -15,6 +15,7 @@ import pytest
 from google.cloud import batch_v1
 
 from arc_reactor.adapters.batch import BatchService, CancelSummary, make_batch_client
+from arc_reactor.core.job_env import JobEnv
 from arc_reactor.core.jobspec import OrchestratorJob, create_job_request
 from arc_reactor.core.status import RunStatus
 from arc_reactor.errors import (
@@ -35,14 +36,15 @@ def run_id(n: int) -> str:
 
 def spec(run: str = RUN, **kw: object) -> OrchestratorJob:
     base = OrchestratorJob(
-        run_id=run,
-        pipeline="demo/readstats",
-        pipeline_version="1.0.0",
-        engine="snakemake",
-        config_gcs_path=f"gs://arc-runs/runs/{run}/inputs/nextflow.config",
-        params_gcs_path=f"gs://arc-runs/runs/{run}/inputs/params.yaml",
-        work_dir=f"gs://arc-runs/work/{run}/",
-        is_recovery=False,
+        JobEnv(
+            run_id=run,
+            pipeline="demo/readstats",
+            pipeline_version="1.0.0",
+            engine="snakemake",
+            config_uri=f"gs://arc-runs/runs/{run}/inputs/nextflow.config",
+            params_uri=f"gs://arc-runs/runs/{run}/inputs/params.yaml",
+            work_dir=f"gs://arc-runs/work/{run}/",
+        ),
         submitter_email="jane@example.org",
     )
     return replace(base, **kw)  # type: ignore[arg-type]

@@ -16,6 +16,7 @@ from flow import binary_event, finalize_event, function_client, upload_bundle, u
 
 from arc_reactor.adapters.batch import BatchService, make_batch_client
 from arc_reactor.adapters.retry import retry_call
+from arc_reactor.core.job_env import JobEnv
 from arc_reactor.core.jobspec import OrchestratorJob
 from arc_reactor.errors import (
     BatchError,
@@ -38,7 +39,9 @@ Code = grpc.StatusCode
 
 
 def spec(run: str = RUN) -> OrchestratorJob:
-    return OrchestratorJob(run, "demo", "1", "snakemake", "", f"gs://b/{run}/params.yaml", "gs://b/w/", False)
+    return OrchestratorJob(
+        JobEnv(run, "demo", "1", "snakemake", "", f"gs://b/{run}/params.yaml", "gs://b/w/")
+    )
 
 
 def kinds(items: list[tuple[dict[str, str], bytes]]) -> list[tuple[str, str]]:

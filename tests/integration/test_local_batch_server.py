@@ -16,6 +16,7 @@ from google.api_core import exceptions as gexc
 from google.cloud import batch_v1
 
 from arc_reactor.adapters.batch import job_status_from_proto, make_batch_client
+from arc_reactor.core.job_env import JobEnv
 from arc_reactor.core.jobspec import OrchestratorJob, create_job_request
 from arc_reactor.local.batch_server import LocalBatchServer, command_launcher
 from arc_reactor.local.batch_state import parse_filter, should_retry
@@ -39,14 +40,15 @@ def settings(address: str, topic: str = "projects/arc-test/topics/batch") -> Set
 
 def request(s: Settings, run: str = RUN) -> batch_v1.CreateJobRequest:
     spec = OrchestratorJob(
-        run_id=run,
-        pipeline="demo",
-        pipeline_version="1",
-        engine="snakemake",
-        config_gcs_path="gs://b/c",
-        params_gcs_path="gs://b/p",
-        work_dir="gs://b/w/",
-        is_recovery=False,
+        JobEnv(
+            run_id=run,
+            pipeline="demo",
+            pipeline_version="1",
+            engine="snakemake",
+            config_uri="gs://b/c",
+            params_uri="gs://b/p",
+            work_dir="gs://b/w/",
+        )
     )
     return create_job_request(spec, s)
 

@@ -107,12 +107,13 @@ class Run:
     """One run of a scenario: the truth advances, notifications and hooks arrive in the drawn order."""
 
     def __init__(self, deps, server, inbox: NotificationLog, sc: Scenario) -> None:
+        from arc_reactor.core.job_env import JobEnv
         from arc_reactor.core.jobspec import OrchestratorJob
 
         self.deps, self.server, self.inbox, self.sc = deps, server, inbox, sc
         self.run_id = f"r{next(_ids):018d}"
         runs_repo.insert_run(deps.engine, _run_values(self.run_id))
-        spec = OrchestratorJob(self.run_id, "demo", "1", "snakemake", "", "gs://i/p.yaml", "gs://w/", False)
+        spec = OrchestratorJob(JobEnv(self.run_id, "demo", "1", "snakemake", "", "gs://i/p.yaml", "gs://w/"))
         self.job = deps.batch.submit_orchestrator_job(spec)
         runs_repo.transition(deps.engine, self.run_id, RunStatus.SUBMITTED, "submit")
         self.done = 0  # truth steps applied

@@ -242,3 +242,29 @@ def test_oversize_file_is_one_clear_problem_and_is_never_downloaded(
     about_sheet = [p for p in problems if p["file"] == "samplesheet.csv"]
     assert len(about_sheet) == 1
     assert "over the limit of 2048 bytes" in about_sheet[0]["message"]
+
+
+def test_the_manifests_profile_and_the_runs_places_reach_the_orchestrator(app_env, gcs, engine, batch_server):
+    """The submit side writes the job environment, the orchestrator's reader reads it: held together here."""
+    from flow import DEMO_BUNDLE
+
+    from arc_reactor.core.job_env import JobEnv
+
+    upload_demo_data(gcs)
+    files = {p.name: p.read_bytes() for p in DEMO_BUNDLE.iterdir() if p.is_file()}
+    files["run.yaml"] += b"profile: test,big_mem\n"
+    manifest = upload_bundle(gcs, "profiled", files)
+    headers, body = finalize_event(gcs, manifest)
+    assert function_client("submit_bundle").post("/", headers=headers, data=body).status_code == 200
+    (run,) = _runs(engine)
+    (job,) = batch_server.jobs()
+    env = JobEnv.from_env(dict(job.task_groups[0].task_spec.environment.variables))
+    assert env.profile == run["profile"] == "test,big_mem"
+    assert (env.run_id, env.pipeline, env.pipeline_version, env.engine) == (
+        run["id"], run["pipeline"], run["revision"], run["engine"],
+    )  # fmt: skip
+    assert (env.work_dir, env.cache_dir, env.logs_dir, env.results_dir) == (
+        run["work_dir"], run["cache_dir"], run["logs_uri"], run["results_uri"],
+    )  # fmt: skip
+    assert env.params_uri == run["inputs_uri"] + "params.yaml"
+    assert env.labels == dict(job.labels)

@@ -7,6 +7,7 @@ from flow import run_row
 from sqlalchemy import text
 
 from arc_reactor.adapters import runs_repo
+from arc_reactor.core.batch_policy import LONGEST_RUN, MAX_RUN_DURATION
 from arc_reactor.core.status import RunStatus
 
 pytestmark = pytest.mark.integration
@@ -39,6 +40,7 @@ def deps(engine, gcs, quiet_batch):
 
 
 def _run_with_job(deps, server, run_id, status, age, create_job=True):
+    from arc_reactor.core.job_env import JobEnv
     from arc_reactor.core.jobspec import OrchestratorJob
 
     values = run_row(run_id)
@@ -47,14 +49,16 @@ def _run_with_job(deps, server, run_id, status, age, create_job=True):
     if create_job:
         name = deps.batch.submit_orchestrator_job(
             OrchestratorJob(
-                run_id=run_id,
-                pipeline="arc/fastq-stats",
-                pipeline_version="1.0.0",
-                engine="snakemake",
-                config_gcs_path="",
-                params_gcs_path="gs://i/params.yaml",
-                work_dir="gs://w/",
-                is_recovery=False,
+                JobEnv(
+                    run_id=run_id,
+                    pipeline="arc/fastq-stats",
+                    pipeline_version="1.0.0",
+                    engine="snakemake",
+                    config_uri="",
+                    params_uri="gs://i/params.yaml",
+                    work_dir="gs://w/",
+                    is_recovery=False,
+                )
             )
         )
     runs_repo.transition(deps.engine, run_id, RunStatus.SUBMITTED, "submit", fields={"batch_job_name": name})
@@ -97,13 +101,35 @@ def test_sweep_enforces_batch_queue_and_runtime_limits(deps, quiet_batch):
     from arc_reactor.services.sweep import sweep
 
     queued = _run_with_job(deps, quiet_batch, "r0000000000000000q1", RunStatus.SUBMITTED, timedelta(days=3))
-    _run_with_job(deps, quiet_batch, "r0000000000000000q2", RunStatus.RUNNING, timedelta(days=15))
+    _run_with_job(
+        deps, quiet_batch, "r0000000000000000q2", RunStatus.RUNNING, LONGEST_RUN + timedelta(hours=1)
+    )
+    # Past one attempt's max_run_duration but not past all attempts': a retried head job may still be running.
+    _run_with_job(deps, quiet_batch, "r0000000000000000q3", RunStatus.RUNNING, MAX_RUN_DURATION * 2)
     sweep(deps)
     q1 = runs_repo.get_run(deps.engine, "r0000000000000000q1")
     q2 = runs_repo.get_run(deps.engine, "r0000000000000000q2")
     assert (q1["status"], q1["error_code"]) == ("failed", "queued_too_long")
     assert (q2["status"], q2["error_code"]) == ("failed", "max_runtime_exceeded")
+    assert runs_repo.get_run(deps.engine, "r0000000000000000q3")["status"] == "running"
     assert deps.batch.get_job(queued).state in ("CANCELLATION_IN_PROGRESS", "CANCELLED")
+
+
+def test_the_sweepers_run_limit_is_the_job_specs():
+    """One source for the limit: the sweeper's bound is what the orchestrator job's spec allows."""
+    from arc_reactor.core.job_env import JobEnv
+    from arc_reactor.core.jobspec import OrchestratorJob, build_job
+    from arc_reactor.settings import Settings
+
+    job = build_job(
+        OrchestratorJob(
+            JobEnv("r0000000000000000z1", "arc/fastq-stats", "1.0.0", "snakemake", "", "gs://i/p")
+        ),
+        Settings(),
+    )
+    task = job.task_groups[0].task_spec
+    per_attempt = timedelta(seconds=task.max_run_duration.total_seconds())
+    assert per_attempt * (task.max_retry_count + 1) == LONGEST_RUN
 
 
 def test_sweep_work_per_call_is_bounded(deps, quiet_batch):
@@ -149,15 +175,16 @@ def test_sweep_stops_starting_checks_when_its_time_budget_is_spent(deps, quiet_b
 
 
 def test_limits_cancel_the_task_jobs_too(deps, quiet_batch):
+    from arc_reactor.core.job_env import JobEnv
     from arc_reactor.core.jobspec import OrchestratorJob, create_job_request
     from arc_reactor.services.sweep import sweep
 
     run_id = "r0000000000000000l1"
-    name = _run_with_job(deps, quiet_batch, run_id, RunStatus.RUNNING, timedelta(days=15))
+    name = _run_with_job(deps, quiet_batch, run_id, RunStatus.RUNNING, LONGEST_RUN + timedelta(hours=1))
     quiet_batch.set_job_state(name, "RUNNING")
     task = create_job_request(
         OrchestratorJob(
-            run_id, "arc/fastq-stats", "1.0.0", "snakemake", "", "gs://i/p.yaml", "gs://w/", False
+            JobEnv(run_id, "arc/fastq-stats", "1.0.0", "snakemake", "", "gs://i/p.yaml", "gs://w/")
         ),
         deps.settings,
     )
@@ -189,6 +216,7 @@ def test_a_cancelling_run_whose_job_was_deleted_is_cancelled_not_failed(deps, qu
 
 
 def test_a_stuck_cancelling_run_has_its_jobs_cancelled_again(deps, quiet_batch):
+    from arc_reactor.core.job_env import JobEnv
     from arc_reactor.core.jobspec import OrchestratorJob, create_job_request
     from arc_reactor.services.sweep import sweep
 
@@ -196,7 +224,7 @@ def test_a_stuck_cancelling_run_has_its_jobs_cancelled_again(deps, quiet_batch):
     name = _run_with_job(deps, quiet_batch, run_id, RunStatus.RUNNING, timedelta(hours=1))
     quiet_batch.set_job_state(name, "RUNNING")
     runs_repo.transition(deps.engine, run_id, RunStatus.CANCELLING, "api")  # the cancel never reached Batch
-    spec = OrchestratorJob(run_id, "arc/fastq-stats", "1.0.0", "snakemake", "", "gs://i/p", "gs://w/", False)
+    spec = OrchestratorJob(JobEnv(run_id, "arc/fastq-stats", "1.0.0", "snakemake", "", "gs://i/p", "gs://w/"))
     task = create_job_request(spec, deps.settings)
     task.job_id, task.request_id = "nf-launched-late", "44444444-4444-4444-8444-444444444444"
     deps.batch._client.create_job(request=task)

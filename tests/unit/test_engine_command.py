@@ -13,10 +13,8 @@ from arc_reactor.core.config_policy import check_config
 from arc_reactor.core.config_syntax import Token, tokenize
 from arc_reactor.core.engine_command import (
     SNAKEMAKE_RERUN_TRIGGERS,
-    OrchestrationError,
     Workspace,
     engine_command,
-    env_from,
     gs_cells,
     local_input_path,
     localize_rows,
@@ -28,6 +26,7 @@ from arc_reactor.core.engine_command import (
     session_record,
     session_uri,
 )
+from arc_reactor.core.job_env import env_from
 from arc_reactor.core.nextflow_config import (
     TASK_RETRY_EXIT_CODES,
     TaskPolicy,
@@ -39,6 +38,7 @@ from arc_reactor.core.nextflow_config import (
 )
 from arc_reactor.core.registry import load_registry
 from arc_reactor.core.run_outcome import Failure, failure_from_log, outcome_args, snakemake_trace
+from arc_reactor.errors import OrchestrationError
 from arc_reactor.services.workdir_sync import is_synced, safe_relative
 from arc_reactor.settings import Settings
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
 from google.cloud import batch_v1
 
+from arc_reactor.core.job_env import JobEnv
 from arc_reactor.core.jobspec import (
     RETRIED_EXIT_CODES,
     OrchestratorJob,
@@ -40,22 +42,25 @@ def _settings(**kw: object) -> Settings:
     return Settings(**base)  # type: ignore[arg-type]
 
 
+_JOB_FIELDS = frozenset({"submitter_email", "head_job", "extra_labels"})
+
+
 def _spec(**kw: object) -> OrchestratorJob:
-    base: dict[str, object] = {
+    env: dict[str, object] = {
         "run_id": RUN,
         "pipeline": "nf-core/scrnaseq",
         "pipeline_version": "2.7.1",
         "engine": "nextflow",
-        "config_gcs_path": f"gs://runs-b/runs/{RUN}/inputs/nextflow.config",
-        "params_gcs_path": f"gs://runs-b/runs/{RUN}/inputs/params.yaml",
+        "config_uri": f"gs://runs-b/runs/{RUN}/inputs/nextflow.config",
+        "params_uri": f"gs://runs-b/runs/{RUN}/inputs/params.yaml",
         "work_dir": f"gs://runs-b/work/{RUN}/",
         "is_recovery": False,
-        "submitter_email": "Jane.Doe@Example.org",
-        "extra_labels": {"Team": "Genomics"},
-        "extra_env": {"RESULTS_DIR": f"gs://runs-b/runs/{RUN}/results/"},
+        "results_dir": f"gs://runs-b/runs/{RUN}/results/",
     }
-    base.update(kw)
-    return OrchestratorJob(**base)  # type: ignore[arg-type]
+    job: dict[str, object] = {"submitter_email": "Jane.Doe@Example.org", "extra_labels": {"Team": "Genomics"}}
+    for key, value in kw.items():
+        (job if key in _JOB_FIELDS else env)[key] = value
+    return OrchestratorJob(JobEnv(**env), **job)  # type: ignore[arg-type]
 
 
 def test_task_spec_container_env_resources_and_retries() -> None:
@@ -208,9 +213,15 @@ def test_database_env_empty_without_database_settings() -> None:
     assert database_env(_settings(cloudsql_instance="")) == {}
 
 
-def test_extra_env_cannot_shadow_our_variables() -> None:
-    with pytest.raises(ValueError, match="RUN_ID"):
-        build_job(_spec(extra_env={"RUN_ID": "other"}), _settings())
+def test_the_job_env_the_spec_writes_is_the_one_the_orchestrator_reads() -> None:
+    """Writer (build_job) and reader (JobEnv.from_env) of the job environment, held together: every field
+    of the run's JobEnv (a manifest's profile among them) arrives, with the job's labels."""
+    spec = _spec(profile="test,docker", parent_session_id="5a1e55e5-0000-4000-8000-00000000abcd")
+    job = build_job(spec, _settings())
+    variables = dict(job.task_groups[0].task_spec.environment.variables)
+    read = JobEnv.from_env(variables)
+    assert read == replace(spec.env, labels=dict(job.labels))
+    assert read.profile == "test,docker"
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, TypeVar
 
 from arc_reactor.adapters.batch_status import (
     PIPELINE_ERROR,
-    RESERVED_EXIT_CODES,
     TERMINAL_STATES,
     JobStatus,
     StatusEvent,
@@ -29,6 +28,7 @@ from arc_reactor.adapters.batch_status import (
     job_status_from_proto,
 )
 from arc_reactor.adapters.retry import retry_call
+from arc_reactor.core.batch_policy import RESERVED_EXIT_CODES
 from arc_reactor.core.ids import job_id_for, run_id_from_job
 from arc_reactor.core.jobspec import OrchestratorJob, create_job_request, parent_for
 from arc_reactor.core.labels import run_label_filter

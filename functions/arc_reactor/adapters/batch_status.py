@@ -12,22 +12,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from arc_reactor.core.jobspec import MAX_RETRY_COUNT, RETRIED_EXIT_CODES
+from arc_reactor.core.batch_policy import MAX_RETRY_COUNT, RESERVED_EXIT_CODES
+from arc_reactor.core.jobspec import RETRIED_EXIT_CODES
 from arc_reactor.core.status import RunStatus, status_for_batch_state
 
 if TYPE_CHECKING:
     from google.cloud import batch_v1
 
 TERMINAL_STATES = frozenset({"SUCCEEDED", "FAILED", "CANCELLED"})
-# Batch-reserved exit codes (https://cloud.google.com/batch/docs/troubleshooting#reserved-exit-codes).
-RESERVED_EXIT_CODES: dict[int, str] = {
-    50001: "spot_preempted",
-    50002: "vm_lost",
-    50003: "vm_rebooted",
-    50004: "vm_unresponsive",
-    50005: "max_runtime_exceeded",
-    50006: "vm_recreated",
-}
 PIPELINE_ERROR = "pipeline_error"
 _EXIT_CODE_RE = re.compile(r"with exit code (-?\d+)")
 _NEW_STATE_RE = re.compile(r"\bfrom ([A-Z_]+) to ([A-Z_]+)")

@@ -1,4 +1,4 @@
-"""The orchestrator's decisions, pure: its environment, its local workspace, the engine command (Snakemake
+"""The orchestrator's decisions, pure: its local workspace, the engine command (Snakemake
 or Nextflow, with resume), which Nextflow session a retry or recovery resumes, and how a run's outcome is
 reported (core/run_outcome.py). core/nextflow_config.py renders our Nextflow config.
 
@@ -13,100 +13,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from arc_reactor.core.job_env import JobEnv
 from arc_reactor.core.layout import split_gs_uri
 from arc_reactor.core.registry import PipelineSpec, Registry
-from arc_reactor.errors import PermanentError
-
-ENGINES = ("snakemake", "nextflow")
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"", "0", "false", "no", "off"})
-
-
-class OrchestrationError(PermanentError):
-    """The orchestrator cannot go on; `code` becomes the run's error_code."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-@dataclass(frozen=True)
-class OrchestratorEnv:
-    """The job's environment, as the Batch job spec (core/jobspec.py) sets it."""
-
-    run_id: str
-    pipeline: str
-    pipeline_version: str
-    engine: str
-    params_uri: str
-    config_uri: str = ""
-    work_dir: str = ""
-    is_recovery: bool = False
-    parent_session_id: str = ""
-    cache_dir: str = ""
-    logs_dir: str = ""
-    results_dir: str = ""
-    retry_attempt: int = 0
-    profile: str = ""
-    labels_json: str = ""
-
-    @property
-    def resume(self) -> bool:
-        """Resume instead of starting over: a recovery run, or Batch retrying this task (e.g. spot)."""
-        return self.is_recovery or self.retry_attempt > 0
-
-
-def _flag(name: str, value: str) -> bool:
-    low = value.strip().lower()
-    if low in _TRUE or low in _FALSE:
-        return low in _TRUE
-    raise OrchestrationError("bad_environment", f"{name} must be true or false, not {value!r}")
-
-
-def _gs(name: str, value: str, required: bool = False) -> str:
-    if not value:
-        if required:
-            raise OrchestrationError("bad_environment", f"{name} is required")
-        return ""
-    try:
-        split_gs_uri(value)
-    except ValueError as exc:
-        raise OrchestrationError("bad_environment", f"{name}: {exc}") from exc
-    return value
-
-
-def env_from(environ: Mapping[str, str]) -> OrchestratorEnv:
-    """Read and check the orchestrator's environment; the error names the variable."""
-
-    def get(key: str) -> str:
-        return environ.get(key, "").strip()
-
-    missing = [k for k in ("RUN_ID", "PIPELINE", "PIPELINE_VERSION", "ENGINE") if not get(k)]
-    if missing:
-        raise OrchestrationError("bad_environment", f"missing environment variable(s): {', '.join(missing)}")
-    engine = get("ENGINE").lower()
-    if engine not in ENGINES:
-        raise OrchestrationError("bad_environment", f"ENGINE must be {' or '.join(ENGINES)}, not {engine!r}")
-    attempt = get("BATCH_TASK_RETRY_ATTEMPT") or "0"
-    if not attempt.isdigit():
-        raise OrchestrationError("bad_environment", f"BATCH_TASK_RETRY_ATTEMPT is not a number: {attempt!r}")
-    return OrchestratorEnv(
-        run_id=get("RUN_ID"),
-        pipeline=get("PIPELINE"),
-        pipeline_version=get("PIPELINE_VERSION"),
-        engine=engine,
-        params_uri=_gs("PARAMS_GCS_PATH", get("PARAMS_GCS_PATH"), required=True),
-        config_uri=_gs("CONFIG_GCS_PATH", get("CONFIG_GCS_PATH")),
-        work_dir=_gs("WORK_DIR", get("WORK_DIR"), required=engine == "nextflow"),
-        is_recovery=_flag("IS_RECOVERY", get("IS_RECOVERY")),
-        parent_session_id=get("PARENT_SESSION_ID"),
-        cache_dir=_gs("CACHE_DIR", get("CACHE_DIR")),
-        logs_dir=_gs("LOGS_DIR", get("LOGS_DIR")),
-        results_dir=_gs("RESULTS_DIR", get("RESULTS_DIR")),
-        retry_attempt=int(attempt),
-        profile=get("PROFILE"),
-        labels_json=get("ARC_RUN_LABELS"),
-    )
+from arc_reactor.errors import OrchestrationError
 
 
 @dataclass(frozen=True)
@@ -158,7 +68,7 @@ class Workspace:
         )  # fmt: skip
 
 
-def pipeline_spec(registry: Registry, env: OrchestratorEnv) -> PipelineSpec:
+def pipeline_spec(registry: Registry, env: JobEnv) -> PipelineSpec:
     """The registry entry for the run; refuse what the registry (the allowlist) does not allow."""
     spec = registry.get(env.pipeline)
     if spec is None:
@@ -210,7 +120,7 @@ def snakemake_command(source: str, ws: Workspace, cores: int) -> list[str]:
     ]  # fmt: skip
 
 
-def nextflow_env(env: OrchestratorEnv, session_id: str | None) -> dict[str, str]:
+def nextflow_env(env: JobEnv, session_id: str | None) -> dict[str, str]:
     """Environment for `nextflow run`: the resume cache in the bucket, so -resume works on a fresh VM."""
     out = {"NXF_ANSI_LOG": "false"}
     if env.cache_dir:
@@ -221,7 +131,7 @@ def nextflow_env(env: OrchestratorEnv, session_id: str | None) -> dict[str, str]
 
 
 def nextflow_command(
-    env: OrchestratorEnv, source: str, ws: Workspace, profile: str | None, session_id: str | None
+    env: JobEnv, source: str, ws: Workspace, profile: str | None, session_id: str | None
 ) -> list[str]:
     """`nextflow run` (through `env`, which sets its environment), resuming `session_id` when given."""
     argv = [
@@ -242,7 +152,7 @@ def nextflow_command(
 
 
 def engine_command(
-    env: OrchestratorEnv,
+    env: JobEnv,
     spec: PipelineSpec,
     source: str,
     ws: Workspace,
@@ -263,7 +173,7 @@ _SESSION_LINE = re.compile(r"Session (?:uuid|UUID): ([0-9a-fA-F]{8}(?:-[0-9a-fA-
 _SESSION_ID = re.compile(r"^[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$")
 
 
-def session_uri(env: OrchestratorEnv) -> str | None:
+def session_uri(env: JobEnv) -> str | None:
     """Where the lineage's Nextflow session id is kept (outside work/), or None without a CACHE_DIR."""
     return f"{env.cache_dir.rstrip('/')}/{SESSION_OBJECT}" if env.cache_dir else None
 
@@ -288,7 +198,7 @@ def session_from_record(text: str) -> str | None:
     return value if isinstance(value, str) and _SESSION_ID.match(value) else None
 
 
-def resume_session(env: OrchestratorEnv, persisted: str | None) -> str | None:
+def resume_session(env: JobEnv, persisted: str | None) -> str | None:
     """The session to resume: a recovery resumes its parent's (PARENT_SESSION_ID, else the lineage's
     record); a Batch retry of the task resumes the one its first attempt started. None: start afresh."""
     if env.is_recovery:

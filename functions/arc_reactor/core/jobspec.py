@@ -7,15 +7,15 @@ the job and its VMs, and Pub/Sub notifications for job and task state changes (D
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from datetime import timedelta
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from arc_reactor.core.batch_policy import MAX_RETRY_COUNT, MAX_RUN_DURATION, ORCHESTRATOR_RETRIED_EXIT_CODES
 from arc_reactor.core.ids import job_id_for
+from arc_reactor.core.job_env import JobEnv
 from arc_reactor.core.labels import run_labels
 from arc_reactor.core.registry import HeadJob
 
@@ -24,12 +24,8 @@ if TYPE_CHECKING:
 
     from arc_reactor.settings import Settings
 
-MAX_RUN_DURATION = timedelta(days=7)  # 604800 s
-MAX_RETRY_COUNT = 2
-# Batch-reserved exit codes that mean the VM, not the pipeline, failed: 50001 spot preemption, 50002 VM
-# lost (no heartbeat), 50003 VM rebooted, 50004 VM unresponsive, 50006 VM recreated. 50005 (the task
-# ran past max_run_duration) is left out on purpose: a retry would only run another 7 days.
-RETRIED_EXIT_CODES: tuple[int, ...] = (50001, 50002, 50003, 50004, 50006)
+# Limits and retried exit codes: core/batch_policy.py (one source, shared with the sweeper and the reader).
+RETRIED_EXIT_CODES = ORCHESTRATOR_RETRIED_EXIT_CODES
 # Fixed namespace so the CreateJob request_id is a pure function of the job's resource name.
 REQUEST_ID_NAMESPACE = uuid.UUID("6f1d3c2a-2b8e-5e0f-9a57-1c4a7d3e8b21")
 _CLOUDSQL_SA_SUFFIX = ".gserviceaccount.com"
@@ -37,21 +33,18 @@ _CLOUDSQL_SA_SUFFIX = ".gserviceaccount.com"
 
 @dataclass(frozen=True)
 class OrchestratorJob:
-    """Everything a run's orchestrator job needs besides the deployment settings."""
+    """Everything a run's orchestrator job needs besides the deployment settings: what the job is told
+    about the run (`env`, the typed environment contract) and how the job is sized and labelled."""
 
-    run_id: str
-    pipeline: str
-    pipeline_version: str
-    engine: str
-    config_gcs_path: str
-    params_gcs_path: str
-    work_dir: str
-    is_recovery: bool
+    env: JobEnv
     submitter_email: str | None = None
-    parent_session_id: str | None = None
     head_job: HeadJob = field(default_factory=HeadJob)
     extra_labels: Mapping[str, str] = field(default_factory=dict)
-    extra_env: Mapping[str, str] = field(default_factory=dict)  # e.g. CACHE_DIR, RESULTS_DIR, LOGS_DIR
+
+    @property
+    def run_id(self) -> str:
+        """The run's id."""
+        return self.env.run_id
 
 
 def parent_for(settings: Settings) -> str:
@@ -108,31 +101,21 @@ def task_policy_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def job_env(spec: OrchestratorJob, settings: Settings, labels: Mapping[str, str]) -> dict[str, str]:
-    """The container's environment; raises ValueError when extra_env would shadow a variable we set."""
-    env = {
-        "RUN_ID": spec.run_id,
-        "PIPELINE": spec.pipeline,
-        "PIPELINE_VERSION": spec.pipeline_version,
-        "ENGINE": spec.engine,
-        "CONFIG_GCS_PATH": spec.config_gcs_path,
-        "PARAMS_GCS_PATH": spec.params_gcs_path,
-        "WORK_DIR": spec.work_dir,
-        "IS_RECOVERY": "true" if spec.is_recovery else "false",
+def deployment_env(settings: Settings) -> dict[str, str]:
+    """The ARC_* settings the orchestrator reads back through `Settings`: where runs live, the database
+    and the task-job policy."""
+    return {
         "ARC_RUNS_BUCKET": settings.runs_bucket,
         "ARC_PROJECT": settings.project,
         "ARC_REGION": settings.region,
-        # The orchestrator stamps these on every task job (Nextflow process.resourceLabels).
-        "ARC_RUN_LABELS": json.dumps(dict(labels), sort_keys=True, separators=(",", ":")),
         **database_env(settings),
         **task_policy_env(settings),
     }
-    if spec.parent_session_id:
-        env["PARENT_SESSION_ID"] = spec.parent_session_id
-    clash = sorted(set(spec.extra_env) & set(env))
-    if clash:
-        raise ValueError(f"extra_env may not override {', '.join(clash)}")
-    return {**env, **spec.extra_env}
+
+
+def job_env(spec: OrchestratorJob, settings: Settings, labels: Mapping[str, str]) -> dict[str, str]:
+    """The container's environment: the run's JobEnv (with the job's labels) and the deployment settings."""
+    return {**deployment_env(settings), **replace(spec.env, labels=dict(labels)).to_env()}
 
 
 def _task_spec(spec: OrchestratorJob, settings: Settings, labels: Mapping[str, str]) -> batch_v1.TaskSpec:
@@ -210,7 +193,7 @@ def build_job(spec: OrchestratorJob, settings: Settings) -> batch_v1.Job:
     """The orchestrator Job for a run."""
     from google.cloud import batch_v1
 
-    labels = run_labels(spec.run_id, spec.pipeline, spec.submitter_email, spec.extra_labels)
+    labels = run_labels(spec.run_id, spec.env.pipeline, spec.submitter_email, spec.extra_labels)
     return batch_v1.Job(
         task_groups=[
             batch_v1.TaskGroup(task_spec=_task_spec(spec, settings, labels), task_count=1, parallelism=1)

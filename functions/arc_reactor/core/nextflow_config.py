@@ -4,24 +4,23 @@ why the order of its sections matters (a later assignment wins, also over an inc
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from arc_reactor.core.engine_command import OrchestrationError, OrchestratorEnv, Workspace
+from arc_reactor.core.batch_policy import TASK_RETRIED_EXIT_CODES
+from arc_reactor.core.engine_command import Workspace
+from arc_reactor.core.job_env import JobEnv
 from arc_reactor.core.labels import APP, sanitize_label_key, sanitize_label_value
+from arc_reactor.errors import OrchestrationError
 
 if TYPE_CHECKING:
     from arc_reactor.settings import Settings
 
-# Batch-reserved exit codes of a task job: 50001 spot preemption, 50002 VM lost, 50003 VM rebooted,
-# 50004 VM unresponsive, 50005 past max run duration, 50006 VM recreated. All are infrastructure, so a task
-# is retried on them. Unlike the orchestrator job (core/jobspec.py), 50005 is retried too: nf-core style
-# pipelines grow `time` with task.attempt, so a retry gets more time.
-TASK_RETRY_EXIT_CODES: tuple[int, ...] = (50001, 50002, 50003, 50004, 50005, 50006)
+# A task job is retried on every Batch-reserved exit code (core/batch_policy.py).
+TASK_RETRY_EXIT_CODES = TASK_RETRIED_EXIT_CODES
 
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}")
 _ANY_BRACES = re.compile(r"\{\{.*?\}\}", re.DOTALL)
@@ -106,17 +105,9 @@ def render_template(template: str, values: Mapping[str, str]) -> str:
     return _PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
 
 
-def resource_labels(env: OrchestratorEnv) -> dict[str, str]:
+def resource_labels(env: JobEnv) -> dict[str, str]:
     """Labels for every task job: the job's own (ARC_RUN_LABELS) with app and run-id always set."""
-    labels: dict[str, str] = {}
-    if env.labels_json:
-        try:
-            raw = json.loads(env.labels_json)
-        except json.JSONDecodeError as exc:
-            raise OrchestrationError("bad_environment", f"ARC_RUN_LABELS is not JSON: {exc}") from exc
-        if not isinstance(raw, dict):
-            raise OrchestrationError("bad_environment", "ARC_RUN_LABELS must be a JSON object")
-        labels = {sanitize_label_key(str(k)): sanitize_label_value(str(v)) for k, v in raw.items()}
+    labels = {sanitize_label_key(k): sanitize_label_value(v) for k, v in env.labels.items()}
     return {**labels, "app": APP, "run-id": sanitize_label_value(env.run_id)}
 
 
@@ -140,7 +131,7 @@ def _executor_values(policy: TaskPolicy) -> dict[str, str]:
 
 
 def template_values(
-    env: OrchestratorEnv,
+    env: JobEnv,
     ws: Workspace,
     policy: TaskPolicy,
     hook: tuple[str, str],

@@ -18,8 +18,9 @@ from typing import Any
 
 import grpc
 
+from arc_reactor.core.batch_policy import SPOT_PREEMPTED_EXIT_CODE
+
 Message = tuple[dict[str, str], bytes]
-SPOT_PREEMPTED_EXIT_CODE = 50001
 # Held (reordered) notifications are released, reversed, once none has arrived for this long, so a window
 # larger than what the test produces cannot hold them forever.
 REORDER_FLUSH_S = 0.2

@@ -29,9 +29,9 @@ import grpc
 from google.cloud import batch_v1
 from google.longrunning import operations_pb2
 
+from arc_reactor.core.batch_policy import MAX_RUN_EXIT_CODE, SPOT_PREEMPTED_EXIT_CODE
 from arc_reactor.local import batch_state as bs
 from arc_reactor.local.batch_faults import (
-    SPOT_PREEMPTED_EXIT_CODE,
     Faults,
     Message,
     RpcFault,
@@ -350,7 +350,7 @@ class LocalBatchServer:
             except subprocess.TimeoutExpired:
                 bs.signal_group(proc, signal.SIGKILL)
                 proc.wait()
-                code = bs.MAX_RUN_EXIT_CODE
+                code = MAX_RUN_EXIT_CODE
             if not self._attempt_ended(name, proc, code if forced is None else forced, attempt):
                 return
             attempt += 1

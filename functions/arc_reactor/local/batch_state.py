@@ -32,7 +32,6 @@ TERMINAL_STATES = frozenset({"SUCCEEDED", "FAILED", "CANCELLED"})
 GROUP = "group0"
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
-MAX_RUN_EXIT_CODE = 50005  # Batch's code for a task that ran past max_run_duration
 
 # One token of a ListJobs filter: a parenthesis, AND/OR, or a `field op value` comparison. Label keys may
 # be quoted (`labels."run-id"`), as real Batch filters write keys that hold a `-`.

@@ -34,10 +34,8 @@ from typing import Any
 import yaml
 
 from arc_reactor.core.engine_command import (
-    OrchestrationError,
     Workspace,
     engine_command,
-    env_from,
     gs_cells,
     local_input_path,
     localize_rows,
@@ -45,10 +43,12 @@ from arc_reactor.core.engine_command import (
     pipeline_spec,
     resume_session,
 )
+from arc_reactor.core.job_env import env_from
 from arc_reactor.core.layout import run_locations
 from arc_reactor.core.nextflow_config import TaskPolicy, render_template, template_values
 from arc_reactor.core.registry import load_registry
 from arc_reactor.core.run_outcome import Failure, failure_from_log, outcome_args
+from arc_reactor.errors import OrchestrationError
 from arc_reactor.logs import JsonFormatter, setup_logging
 from arc_reactor.services import nextflow_session, workdir_sync
 from arc_reactor.services.orchestrator_io import Context, collect_logs, download, read_params, upload

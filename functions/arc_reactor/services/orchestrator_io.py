@@ -17,10 +17,11 @@ import yaml
 
 from arc_reactor.adapters.retry import retry_call
 from arc_reactor.adapters.storage import Storage, make_client
-from arc_reactor.core.engine_command import OrchestrationError, OrchestratorEnv, Workspace
+from arc_reactor.core.engine_command import Workspace
+from arc_reactor.core.job_env import JobEnv
 from arc_reactor.core.layout import split_gs_uri
 from arc_reactor.core.run_outcome import snakemake_trace
-from arc_reactor.errors import TransientError
+from arc_reactor.errors import OrchestrationError, TransientError
 from arc_reactor.settings import Settings
 
 T = TypeVar("T")
@@ -34,7 +35,7 @@ TRANSFER_DEADLINE_S = 120.0
 class Context:
     """One step's view of the run: environment, local workspace, settings and (lazily) storage."""
 
-    env: OrchestratorEnv
+    env: JobEnv
     ws: Workspace
     settings: Settings
     sleep: Callable[[float], None] = time.sleep

@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 from arc_reactor.adapters import runs_repo
 from arc_reactor.adapters.runs_repo import TransitionResult
+from arc_reactor.core.batch_policy import MAX_RETRY_COUNT
 from arc_reactor.core.events import PubSubMessage, event_age_seconds
 from arc_reactor.core.ids import run_id_from_job
-from arc_reactor.core.jobspec import MAX_RETRY_COUNT
 from arc_reactor.core.status import RunStatus
 from arc_reactor.errors import BatchJobNotFoundError, NotFound
 from arc_reactor.services.deps import Deps

@@ -275,30 +275,32 @@ def _parent_of(deps: Deps, bundle: ValidBundle) -> tuple[Mapping[str, Any] | Non
 def _launch(
     deps: Deps, run: Mapping[str, Any], bundle: ValidBundle, parent_session: str | None
 ) -> SubmitResult:
+    from arc_reactor.core.job_env import JobEnv
     from arc_reactor.core.jobspec import OrchestratorJob
     from arc_reactor.services.reconcile import log_status_changed
 
     run_id = str(run["id"])
     params_uri, config_uri = _copy_inputs(deps, run, bundle)
-    spec = OrchestratorJob(
+    env = JobEnv(
         run_id=run_id,
         pipeline=run["pipeline"],
         pipeline_version=run["revision"],
         engine=run["engine"],
-        config_gcs_path=config_uri,
-        params_gcs_path=params_uri,
+        config_uri=config_uri,
+        params_uri=params_uri,
         work_dir=run["work_dir"],
         is_recovery=bool(run["is_recovery"]),
+        parent_session_id=parent_session or "",
+        profile=run["profile"] or "",
+        cache_dir=run["cache_dir"],
+        logs_dir=run["logs_uri"],
+        results_dir=run["results_uri"],
+    )
+    spec = OrchestratorJob(
+        env,
         submitter_email=run["submitter"],
-        parent_session_id=parent_session,
         head_job=bundle.pipeline.head_job,
         extra_labels=dict(run["labels"] or {}),
-        extra_env={
-            "CACHE_DIR": run["cache_dir"],
-            "RESULTS_DIR": run["results_uri"],
-            "LOGS_DIR": run["logs_uri"],
-            "INPUTS_DIR": run["inputs_uri"],
-        },
     )
     try:
         job_name = deps.batch.submit_orchestrator_job(spec)

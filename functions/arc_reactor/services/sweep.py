@@ -2,8 +2,10 @@
 
 Notifications can be lost; the sweeper is the safety net. Work per call is bounded: at most
 sweep_batch_size runs, and no new check once SWEEP_BUDGET_S has passed (the rest wait for the next call).
-Batch's own limits apply: a job QUEUED for over 2 days or RUNNING for over 14 days is failed here too, and
-its jobs (orchestrator and task jobs) are cancelled. A run stuck in cancelling has its jobs cancelled again.
+The same limits as the job spec apply (core/batch_policy.py): a run QUEUED for over 2 days (Batch's own
+limit), or RUNNING for longer than every attempt of its orchestrator job could run (max_run_duration x
+attempts), is failed here too, and its jobs (orchestrator and task jobs) are cancelled. A run stuck in
+cancelling has its jobs cancelled again.
 One run that cannot be checked (Batch or the database unavailable, permission refused) is counted in
 `errors` and does not stop the others."""
 
@@ -17,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from arc_reactor.adapters import runs_repo
+from arc_reactor.core.batch_policy import LONGEST_RUN, MAX_QUEUED
 from arc_reactor.core.status import RunStatus
 from arc_reactor.errors import BatchError, TransientError
 from arc_reactor.services.deps import Deps
@@ -24,8 +27,6 @@ from arc_reactor.services.reconcile import ReconcileResult, log_status_changed, 
 
 log = logging.getLogger(__name__)
 
-MAX_QUEUED = timedelta(days=2)
-MAX_RUNNING = timedelta(days=14)
 # Below the sweeper function's timeout, with room for the check in flight (each Batch call is bounded).
 SWEEP_BUDGET_S = 240.0
 
@@ -102,10 +103,10 @@ def _follow_up(deps: Deps, row: Mapping[str, Any], now: datetime) -> ReconcileRe
 
 
 def _enforce_limits(deps: Deps, row: Mapping[str, Any], now: datetime) -> ReconcileResult | None:
-    """Fail runs past Batch's queue (2 days) or run-time (14 days) limits."""
+    """Fail runs past Batch's queue limit or past the longest run their orchestrator job allows."""
     status = RunStatus(row["status"])
     since = row.get("started_at") if status == RunStatus.RUNNING else row.get("submitted_at")
-    limit = MAX_RUNNING if status == RunStatus.RUNNING else MAX_QUEUED
+    limit = LONGEST_RUN if status == RunStatus.RUNNING else MAX_QUEUED
     if not isinstance(since, datetime) or now - since <= limit:
         return None
     code = "max_runtime_exceeded" if status == RunStatus.RUNNING else "queued_too_long"
