@@ -3,7 +3,8 @@
 # Decisions live in tested Python (arc_reactor.services.orchestrate, update_status.py); this script only
 # sequences them. Environment: RUN_ID, PIPELINE, PIPELINE_VERSION, ENGINE, PARAMS_GCS_PATH, CONFIG_GCS_PATH,
 # WORK_DIR, IS_RECOVERY, PARENT_SESSION_ID, PROFILE, CACHE_DIR, LOGS_DIR, RESULTS_DIR, ARC_RUN_LABELS
-# (core/job_env.py), BATCH_TASK_RETRY_ATTEMPT and the database settings (docs/orchestrator.md). Exits with the engine's exit code.
+# (core/job_env.py), BATCH_TASK_RETRY_ATTEMPT and the database settings (docs/orchestrator.md).
+# Exits with the engine's exit code.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
