@@ -116,7 +116,7 @@ def main() -> None:
 
     from arc_reactor.adapters import runs_repo
     from arc_reactor.api.listing import encode_page_token, fingerprint
-    from arc_reactor.services.deps import get_deps
+    from arc_reactor.wiring import get_deps
 
     engine = get_deps().engine  # the production engine: pool, statement timeout
     deep_offset = (DEEP_PAGE - 1) * PAGE_SIZE

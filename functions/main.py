@@ -19,8 +19,8 @@ def submit_bundle(cloud_event: CloudEvent) -> None:
     """Inbox object finalized: submit the bundle when the object is its manifest (run.yaml)."""
     from arc_reactor.core.events import parse_storage_event
     from arc_reactor.delivery import acknowledging_permanent_errors
-    from arc_reactor.services.deps import get_deps
     from arc_reactor.services.submit import handle_inbox_object
+    from arc_reactor.wiring import get_deps
 
     with acknowledging_permanent_errors("submit_bundle"):
         event = parse_storage_event(cloud_event.get_attributes(), cloud_event.get_data())
@@ -32,8 +32,8 @@ def reconcile_batch_event(cloud_event: CloudEvent) -> None:
     """Batch job/task state changed (Pub/Sub): read the job and apply its state to the run."""
     from arc_reactor.core.events import parse_pubsub_event
     from arc_reactor.delivery import acknowledging_permanent_errors
-    from arc_reactor.services.deps import get_deps
     from arc_reactor.services.reconcile import handle_batch_notification
+    from arc_reactor.wiring import get_deps
 
     with acknowledging_permanent_errors("reconcile_batch_event"):
         message = parse_pubsub_event(cloud_event.get_attributes(), cloud_event.get_data())
@@ -44,8 +44,8 @@ def reconcile_batch_event(cloud_event: CloudEvent) -> None:
 def sweep_stale_runs(cloud_event: CloudEvent) -> None:
     """Scheduled (Pub/Sub): check runs stuck in submitted/running against Batch."""
     from arc_reactor.delivery import acknowledging_permanent_errors
-    from arc_reactor.services.deps import get_deps
     from arc_reactor.services.sweep import sweep
+    from arc_reactor.wiring import get_deps
 
     with acknowledging_permanent_errors("sweep_stale_runs"):
         sweep(get_deps())
@@ -56,6 +56,6 @@ def runs_api(request: flask.Request) -> Any:
     """HTTP Runs API (docs/api.md): POST/GET /runs, GET /runs/{id}, GET /runs/{id}/events (SSE),
     GET /runs/{id}/logs, POST /runs/{id}:cancel, POST /runs/{id}:recover, GET /openapi.json, GET /healthz."""
     from arc_reactor.api.app import handle
-    from arc_reactor.services.deps import get_deps
+    from arc_reactor.wiring import get_deps
 
     return handle(get_deps(), request)

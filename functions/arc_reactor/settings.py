@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -116,6 +118,39 @@ class Settings(BaseSettings):
     local: bool = Field(
         False, description="Running on the embedded local stack: anonymous credentials, no auth (ARC_LOCAL)."
     )
+
+    @model_validator(mode="after")
+    def _no_local_parts_when_deployed(self) -> Settings:
+        refuse_local_parts_when_deployed(self, os.environ)
+        return self
+
+
+# Cloud Run (and so Cloud Run functions) sets these in every instance; nothing else we run does.
+CLOUD_RUN_VARS = ("K_SERVICE", "K_REVISION", "K_CONFIGURATION")
+
+
+def refuse_local_parts_when_deployed(settings: Settings, environ: Mapping[str, str]) -> None:
+    """Raise ValueError when a deployed function is configured with a part of the embedded local stack: no
+    authentication (ARC_LOCAL), an insecure local Batch channel (ARC_BATCH_ENDPOINT) or the storage
+    emulator (STORAGE_EMULATOR_HOST). One environment variable must never switch off a deployment's
+    authentication, so such an instance refuses to start rather than serve."""
+    where = next((f"{v}={environ[v]}" for v in CLOUD_RUN_VARS if environ.get(v)), None)
+    if where is None:
+        return
+    local = [
+        name
+        for name, on in (
+            ("ARC_LOCAL=true", settings.local),
+            ("ARC_BATCH_ENDPOINT", bool(settings.batch_endpoint)),
+            ("STORAGE_EMULATOR_HOST", bool(environ.get("STORAGE_EMULATOR_HOST"))),
+        )
+        if on
+    ]
+    if local:
+        raise ValueError(
+            f"{', '.join(local)}: local-stack setting(s) refused on Cloud Run ({where}); "
+            "remove them from the function's environment"
+        )
 
 
 @lru_cache(maxsize=1)

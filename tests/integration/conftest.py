@@ -35,7 +35,7 @@ def batch_server(exit_codes):
 @pytest.fixture
 def app_env(engine, gcs, batch_server, monkeypatch):
     """Environment for the functions: local settings pointing at the emulator, database and Batch service."""
-    from arc_reactor.services.deps import reset_deps
+    from arc_reactor.wiring import reset_deps
 
     monkeypatch.setenv("ARC_LOCAL", "true")
     monkeypatch.setenv("ARC_BATCH_ENDPOINT", batch_server.address)

@@ -48,8 +48,8 @@ def keys():
 @pytest.fixture
 def api(app_env, gcs, keys, monkeypatch):
     from arc_reactor.api.auth import TokenVerifier
-    from arc_reactor.services.deps import get_deps, reset_deps
     from arc_reactor.settings import get_settings
+    from arc_reactor.wiring import get_deps, reset_deps
 
     monkeypatch.delenv("ARC_LOCAL")
     monkeypatch.setenv("ARC_ADMIN_GROUP", "ops@example.org")

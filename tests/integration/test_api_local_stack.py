@@ -85,7 +85,7 @@ def _stats_run_by(stack, run_id):
 
 
 def test_recover_resumes_without_redoing_finished_steps(stack):
-    from arc_reactor.services.deps import get_deps
+    from arc_reactor.wiring import get_deps
 
     session, base = _session(), stack.url("runs_api").rstrip("/")
     parent = session.post(f"{base}/runs", json=_body(fail_samples=["sample3"]), timeout=30).json()

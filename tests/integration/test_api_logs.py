@@ -12,8 +12,8 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def api(app_env, gcs, tmp_path, monkeypatch):
-    from arc_reactor.services.deps import reset_deps
     from arc_reactor.settings import get_settings
+    from arc_reactor.wiring import reset_deps
 
     monkeypatch.setenv("ARC_PGSERVER_DIR", str(tmp_path / "state" / "pgdata"))  # as local/stack.py sets it
     get_settings.cache_clear()
@@ -110,8 +110,8 @@ class FakeLogging:
 
 def test_cloud_logs_come_from_cloud_logging_by_the_job(api, monkeypatch):
     from arc_reactor.adapters.cloud_logging import CloudLogs
-    from arc_reactor.services.deps import get_deps, reset_deps
     from arc_reactor.settings import get_settings
+    from arc_reactor.wiring import get_deps, reset_deps
 
     run = api.post("/runs", json=demo_body()).get_json()
     fake = FakeLogging()

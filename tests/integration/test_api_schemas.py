@@ -15,7 +15,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def scrnaseq_api(app_env, gcs):
     from arc_reactor.core.schemas import ChainSchemaSource, DirectorySchemaSource, PipelineDirSchemaSource
-    from arc_reactor.services.deps import get_deps
+    from arc_reactor.wiring import get_deps
 
     deps = get_deps()
     deps.schemas = ChainSchemaSource(

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.integration
 def served(app_env, gcs, monkeypatch):
     from arc_reactor.api import sse
     from arc_reactor.local.functions_host import serve_function, stop_function
-    from arc_reactor.services.deps import get_deps
+    from arc_reactor.wiring import get_deps
 
     upload_demo_data(gcs)
     monkeypatch.setattr(sse, "HEARTBEAT_S", 0.3)
@@ -57,7 +57,7 @@ def read_stream(session, url, headers=None, until_end=True, limit_s=15.0):
 
 
 def test_every_transition_in_order_then_end_for_many_clients_with_one_poll_per_interval(served, engine):
-    from arc_reactor.services.deps import get_deps
+    from arc_reactor.wiring import get_deps
 
     base, session = served
     run = session.post(f"{base}/runs", json=demo_body(), timeout=30).json()
@@ -111,7 +111,7 @@ def test_last_event_id_resumes_and_a_finished_run_replays_then_ends(served, engi
 
 def test_a_stream_ends_at_its_lifetime_and_the_client_resumes(served, engine, monkeypatch):
     from arc_reactor.api import sse
-    from arc_reactor.services.deps import get_deps
+    from arc_reactor.wiring import get_deps
 
     base, session = served
     monkeypatch.setattr(sse, "STREAM_MAX_S", 0.6)

@@ -18,8 +18,8 @@ pytestmark = pytest.mark.integration
 def api_url(app_env, gcs, tmp_path, monkeypatch):
     from arc_reactor.api import sse
     from arc_reactor.local.functions_host import serve_function, stop_function
-    from arc_reactor.services.deps import reset_deps
     from arc_reactor.settings import get_settings
+    from arc_reactor.wiring import reset_deps
 
     monkeypatch.setenv("ARC_PGSERVER_DIR", str(tmp_path / "state" / "pgdata"))
     monkeypatch.delenv("ARC_API_URL", raising=False)

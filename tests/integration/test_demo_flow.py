@@ -14,7 +14,7 @@ pytestmark = pytest.mark.integration
 def test_demo_bundle_runs_end_to_end_and_completes(database_url, tmp_path, monkeypatch):
     from arc_reactor.adapters import runs_repo
     from arc_reactor.local import demo
-    from arc_reactor.services.deps import get_deps
+    from arc_reactor.wiring import get_deps
 
     monkeypatch.setenv("DATABASE_URL", database_url)
     seen = {}

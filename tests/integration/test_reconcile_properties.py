@@ -84,8 +84,8 @@ def scenarios(draw: st.DrawFn) -> Scenario:
 def world(engine) -> Iterator[tuple[object, object, NotificationLog]]:
     from arc_reactor.adapters.batch import BatchService, make_batch_client
     from arc_reactor.local.batch_server import LocalBatchServer
-    from arc_reactor.services.deps import Deps
     from arc_reactor.settings import Settings
+    from arc_reactor.wiring import Deps
 
     inbox = NotificationLog()
     server = LocalBatchServer(lambda job, env: None, inbox, run_jobs=False).start()

@@ -249,8 +249,8 @@ def test_post_runs_refuses_recoveries_other_media_and_oversized_bodies(api, monk
 
 
 def _fresh_settings():
-    from arc_reactor.services.deps import reset_deps
     from arc_reactor.settings import get_settings
+    from arc_reactor.wiring import reset_deps
 
     get_settings.cache_clear()
     reset_deps()

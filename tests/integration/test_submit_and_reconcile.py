@@ -135,7 +135,7 @@ def test_malformed_event_is_acknowledged_not_retried(app_env, gcs, engine, batch
 def test_database_down_is_a_500_so_the_event_is_redelivered(
     app_env, gcs, batch_server, monkeypatch, tmp_path
 ):
-    from arc_reactor.services.deps import reset_deps
+    from arc_reactor.wiring import reset_deps
 
     upload_demo_data(gcs)
     manifest = upload_bundle(gcs, "nodb")
@@ -227,7 +227,7 @@ def test_notification_for_a_job_that_is_not_ours_is_ignored(app_env, engine):
 def test_oversize_file_is_one_clear_problem_and_is_never_downloaded(
     app_env, gcs, engine, batch_server, monkeypatch
 ):
-    from arc_reactor.services.deps import reset_deps
+    from arc_reactor.wiring import reset_deps
 
     monkeypatch.setenv("ARC_MAX_FILE_BYTES", "2048")
     reset_deps()
@@ -268,3 +268,31 @@ def test_the_manifests_profile_and_the_runs_places_reach_the_orchestrator(app_en
     )  # fmt: skip
     assert env.params_uri == run["inputs_uri"] + "params.yaml"
     assert env.labels == dict(job.labels)
+
+
+def test_task_messages_alone_bring_the_run_to_its_final_state(app_env, gcs, engine, batch_server):
+    """Batch's TASK_STATE_CHANGED messages carry no JobName: the run is found from TaskName and JobUID."""
+    job_name = _submit_and_finish(gcs, batch_server, "tasks-only")
+    tasks = [(a, d) for a, d in batch_server.notifications.items if a["Type"] == "TASK_STATE_CHANGED"]
+    assert tasks and all("JobName" not in a and a["TaskName"].startswith(job_name + "/") for a, _ in tasks)
+    _deliver_notifications(None, tasks[-1:])
+    run = _runs(engine)[0]
+    assert run["status"] == "completed"
+    assert run["batch_job_uid"] == batch_server.jobs()[-1].uid == tasks[-1][0]["JobUID"]
+
+
+@pytest.mark.parametrize("keep", [("JobUID",), ("TaskUID",)])
+def test_a_task_message_with_only_a_uid_finds_its_run_by_the_recorded_uid(
+    app_env, gcs, engine, batch_server, keep
+):
+    _submit_and_finish(gcs, batch_server, "uid-only-" + keep[0].lower())
+    (last,) = [a for a, _ in batch_server.notifications.items if a["Type"] == "TASK_STATE_CHANGED"][-1:]
+    bare = {k: v for k, v in last.items() if k in ("Type", "NewTaskState", "Region", *keep)}
+    _deliver_notifications(None, [(bare, b"")])
+    assert _runs(engine)[0]["status"] == "completed"
+
+
+def test_a_uid_nobody_recorded_is_ignored(app_env, engine):
+    msg = {"Type": "TASK_STATE_CHANGED", "JobUID": "nf-task-1a2b3c4d-0000-1111", "NewTaskState": "RUNNING"}
+    _deliver_notifications(None, [(msg, b"")])
+    assert _runs(engine) == []

@@ -25,8 +25,8 @@ def quiet_batch():
 @pytest.fixture
 def deps(engine, gcs, quiet_batch):
     from arc_reactor.adapters.batch import BatchService, make_batch_client
-    from arc_reactor.services.deps import Deps
     from arc_reactor.settings import Settings
+    from arc_reactor.wiring import Deps
 
     settings = Settings(
         local=True, batch_endpoint=quiet_batch.address, project="arc-test", stale_after_seconds=600
@@ -133,8 +133,8 @@ def test_the_sweepers_run_limit_is_the_job_specs():
 
 
 def test_sweep_work_per_call_is_bounded(deps, quiet_batch):
-    from arc_reactor.services.deps import Deps
     from arc_reactor.services.sweep import sweep
+    from arc_reactor.wiring import Deps
 
     for i in range(5):
         _run_with_job(deps, quiet_batch, f"r00000000000000000b{i}", RunStatus.SUBMITTED, timedelta(hours=1))

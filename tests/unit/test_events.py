@@ -123,3 +123,20 @@ def test_event_age():
     now = datetime(2026, 11, 22, tzinfo=UTC)
     assert event_age_seconds(now - timedelta(hours=25), now) == 25 * 3600
     assert event_age_seconds(None, now) == 0
+
+
+def test_the_job_of_each_kind_of_batch_notification():
+    from arc_reactor.core.ids import notification_job
+
+    job = "projects/123456789/locations/us-central1/jobs/arc-r0000000000abcdefgh"
+    assert notification_job({"Type": "JOB_STATE_CHANGED", "JobName": job, "JobUID": "u-1"}) == (job, "u-1")
+    task = {
+        "Type": "TASK_STATE_CHANGED",
+        "TaskName": f"{job}/taskGroups/group0/tasks/0",
+        "TaskUID": "arc-r0000000000abcdefgh-1a2b3c4d-5e6f-7a8b-group0-0",
+        "JobUID": "arc-r0000000000abcdefgh-1a2b3c4d-5e6f-7a8b",
+        "NewTaskState": "FAILED",
+    }
+    assert notification_job(task) == (job, task["JobUID"])
+    assert notification_job({"TaskUID": task["TaskUID"]}) == (None, task["JobUID"])
+    assert notification_job({"TaskName": "not/a/task"}) == (None, None)

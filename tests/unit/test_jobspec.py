@@ -201,7 +201,7 @@ def test_database_env_refuses_a_password_in_the_cloud() -> None:
 
 def test_database_env_allows_a_password_on_the_local_stack() -> None:
     url = "postgresql+pg8000://arc:secret@127.0.0.1/arc"
-    assert database_env(_settings(database_url=url, local=True)) == {"DATABASE_URL": url}
+    assert database_env(_settings(database_url=url, batch_endpoint="127.0.0.1:5001")) == {"DATABASE_URL": url}
 
 
 def test_database_env_iam_user_falls_back_to_db_iam_user() -> None:

@@ -102,6 +102,14 @@ class CancelSummary:
         return self.orchestrator_cancelled and not self.failures
 
 
+@dataclass(frozen=True)
+class CreatedJob:
+    """A run's orchestrator job as Batch created it."""
+
+    name: str
+    uid: str | None
+
+
 def _transient() -> tuple[type[BaseException], ...]:
     from google.api_core import exceptions as gexc
 
@@ -166,6 +174,11 @@ class BatchService:
 
     def submit_orchestrator_job(self, spec: OrchestratorJob) -> str:
         """Create the run's orchestrator job and return its name; an existing job of that id is success."""
+        return self.create_orchestrator_job(spec).name
+
+    def create_orchestrator_job(self, spec: OrchestratorJob) -> CreatedJob:
+        """Create the run's orchestrator job; an existing job of that id is success. Returns its resource
+        name and the uid Batch gave it (task notifications name the job by uid)."""
         from google.api_core import exceptions as gexc
 
         try:
@@ -180,7 +193,8 @@ class BatchService:
             )
         except gexc.AlreadyExists:
             log.info("batch job already exists", extra={**ids, "event": "batch_job_exists"})
-            return self.get_job(name).name or name
+            existing = self.get_job(name)
+            return CreatedJob(existing.name or name, existing.uid or None)
         except Exception as exc:
             err = _translate(exc, f"create {name}", creating=True)
             code = getattr(err, "code", "batch_error")
@@ -193,7 +207,7 @@ class BatchService:
                 self._discard_raced_job(name)
             raise err from exc
         log.info("batch job created", extra={**ids, "event": "batch_job_created"})
-        return job.name or name
+        return CreatedJob(job.name or name, job.uid or None)
 
     def _discard_raced_job(self, name: str) -> None:
         """After a refused create, leave no job of that name running: an earlier attempt whose answer was

@@ -25,7 +25,16 @@ log = logging.getLogger(__name__)
 
 # Columns a transition may set besides status and timestamps (whitelist: names go into SQL text).
 TRANSITION_FIELDS = frozenset(
-    {"error_code", "error_message", "error_task", "exit_code", "metrics", "session_id", "batch_job_name"}
+    {
+        "error_code",
+        "error_message",
+        "error_task",
+        "exit_code",
+        "metrics",
+        "session_id",
+        "batch_job_name",
+        "batch_job_uid",
+    }
 )
 _JSON_FIELDS = frozenset({"metrics"})
 
@@ -363,14 +372,26 @@ def add_note_once(engine: Engine, run_id: str, source: str, key: str, detail: Ma
         return bool(conn.execute(text(_NOTE_ONCE_SQL), params).rowcount)
 
 
-def record_job_name(engine: Engine, run_id: str, job_name: str) -> None:
-    """Store the run's Batch job name if it has none yet, whatever the run's status."""
+def record_job_name(engine: Engine, run_id: str, job_name: str, job_uid: str | None = None) -> None:
+    """Store the run's Batch job name (and uid) if it has none yet, whatever the run's status."""
     with _db_errors(), engine.begin() as conn:
         conn.execute(
             runs.update()
             .where(runs.c.id == run_id, runs.c.batch_job_name.is_(None))
             .values(batch_job_name=job_name, updated_at=text("now()"))
         )
+        if job_uid:
+            conn.execute(
+                runs.update()
+                .where(runs.c.id == run_id, runs.c.batch_job_uid.is_(None))
+                .values(batch_job_uid=job_uid)
+            )
+
+
+def run_id_for_job_uid(engine: Engine, job_uid: str) -> str | None:
+    """The run whose orchestrator job has this Batch uid (recorded at creation), if any."""
+    with _reading(engine) as conn:
+        return conn.execute(select(runs.c.id).where(runs.c.batch_job_uid == job_uid)).scalar()
 
 
 def stale_runs(engine: Engine, older_than: datetime, limit: int) -> list[Row]:

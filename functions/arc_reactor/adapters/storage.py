@@ -38,11 +38,11 @@ class ObjectInfo:
 
 
 def make_client(settings: Settings) -> storage.Client:
-    """A storage client. Against the emulator (STORAGE_EMULATOR_HOST) or in local mode it uses anonymous
-    credentials, so no credential lookup or metadata-server probe ever happens."""
+    """A storage client. Against the emulator (STORAGE_EMULATOR_HOST, the client library's own switch) it
+    uses anonymous credentials, so no credential lookup or metadata-server probe ever happens."""
     from google.cloud import storage  # type: ignore[attr-defined]
 
-    if os.environ.get("STORAGE_EMULATOR_HOST") or settings.local:
+    if os.environ.get("STORAGE_EMULATOR_HOST"):
         from google.auth.credentials import AnonymousCredentials
 
         return storage.Client(project=settings.project, credentials=AnonymousCredentials())  # type: ignore[no-untyped-call]

@@ -35,13 +35,15 @@ runs = Table(
     Column("lineage_id", Text, nullable=False),
     Column("is_recovery", Integer, nullable=False, server_default=text("0")),
     Column("batch_job_name", Text),
+    Column("batch_job_uid", Text),  # Batch's uid of the orchestrator job: task notifications name it (0003)
     Column("work_dir", Text, nullable=False),
     Column("cache_dir", Text, nullable=False),
     Column("inputs_uri", Text, nullable=False),
     Column("results_uri", Text, nullable=False),
     Column("logs_uri", Text, nullable=False),
     Column("submitter", Text),
-    Column("labels", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("labels", JSONB, nullable=False, server_default=text("'{}'::jsonb")),  # as the user wrote them
+    Column("batch_labels", JSONB),  # as Batch and billing see them, sanitized (0003)
     Column("params", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     Column("source_bucket", Text),
     Column("source_object", Text),
@@ -70,6 +72,7 @@ runs = Table(
     Index("ix_runs_pipeline_created", "pipeline", "created_at", "id"),
     Index("ix_runs_submitter_created", "submitter", "created_at", "id"),
     Index("ix_runs_labels", "labels", postgresql_using="gin", postgresql_ops={"labels": "jsonb_path_ops"}),
+    Index("ix_runs_batch_job_uid", "batch_job_uid", postgresql_where=text("batch_job_uid IS NOT NULL")),
 )
 
 run_events = Table(

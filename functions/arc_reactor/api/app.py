@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING, Any
 from werkzeug.exceptions import HTTPException
 
 from arc_reactor.api import listing, run_logs, runs, sse, submission
-from arc_reactor.api.auth import Caller, authenticate
+from arc_reactor.api.auth import Caller
 from arc_reactor.api.http import ApiError, Call, error_response, json_response
 from arc_reactor.api.openapi import openapi_document
 from arc_reactor.errors import Conflict, NotFound, TransientError
 from arc_reactor.logs import setup_logging
-from arc_reactor.services.deps import Deps
+from arc_reactor.wiring import Deps
 
 if TYPE_CHECKING:
     import flask
@@ -82,7 +82,7 @@ def dispatch(deps: Deps, request: flask.Request) -> Any:
     """Route, authenticate and run one request; errors propagate."""
     path = request.path.rstrip("/") or "/"
     target, handler, params = route(path, request.method)
-    caller = Caller(None) if target.public else authenticate(deps.settings, request, deps.token_verifier)
+    caller = Caller(None) if target.public else deps.authenticator(request)
     return handler(Call(deps, request, caller, params))
 
 

@@ -5,8 +5,9 @@ again ourselves: signature against Google's certificates (fetched once, cached),
 service's URL), expiry and a verified `email`. That email is the caller: it is recorded as the submitter
 of the runs they create. Only the submitter or an admin may cancel or recover a run; admins are the
 principals listed in ARC_ADMIN_GROUP (comma-separated emails, typically one Google group address), matched
-against the caller's email or the token's `groups` claim. The local stack (ARC_LOCAL) has no
-authentication: anyone may do anything, and the caller is whatever X-Arc-Submitter says.
+against the caller's email or the token's `groups` claim. The local stack has no authentication: the wiring
+gives runs_api LocalStackAuthenticator there (anyone may do anything, the caller is whatever
+X-Arc-Submitter says), and IdTokenAuthenticator everywhere else.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from arc_reactor.api.http import ApiError
 
@@ -138,20 +139,41 @@ def audience_base(request: flask.Request) -> str:
     return f"https://{request.host}"
 
 
-def authenticate(settings: Settings, request: flask.Request, verifier: TokenVerifier) -> Caller:
-    """The caller of `request`; ApiError 401 when the cloud deployment gets no valid ID token."""
-    if settings.local:
+class Authenticator(Protocol):
+    """Who is calling; the wiring picks the implementation (ID tokens, or none on the local stack)."""
+
+    def __call__(self, request: flask.Request) -> Caller:
+        """The caller of `request`, or ApiError 401."""
+        ...
+
+
+@dataclass(frozen=True)
+class IdTokenAuthenticator:
+    """The deployed service's: a valid Google ID token for this service, with a verified email."""
+
+    verifier: TokenVerifier
+
+    def __call__(self, request: flask.Request) -> Caller:
+        """The caller of `request`; ApiError 401 without a valid ID token."""
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise unauthenticated("send a Google ID token for this service: Authorization: Bearer <token>")
+        claims = self.verifier.verify(token.strip(), audience_base(request))
+        groups = claims.get("groups")
+        return Caller(
+            email=str(claims["email"]).lower(),
+            groups=frozenset(str(g).lower() for g in groups) if isinstance(groups, list) else frozenset(),
+            authenticated=True,
+        )
+
+
+class LocalStackAuthenticator:
+    """The embedded local stack's (loopback only, never deployed: settings.py refuses it on Cloud Run): no
+    authentication, and the caller is whatever X-Arc-Submitter says."""
+
+    def __call__(self, request: flask.Request) -> Caller:
+        """Anyone may do anything."""
         return Caller(email=request.headers.get("X-Arc-Submitter") or None, local=True)
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise unauthenticated("send a Google ID token for this service: Authorization: Bearer <token>")
-    claims = verifier.verify(token.strip(), audience_base(request))
-    groups = claims.get("groups")
-    return Caller(
-        email=str(claims["email"]).lower(),
-        groups=frozenset(str(g).lower() for g in groups) if isinstance(groups, list) else frozenset(),
-        authenticated=True,
-    )
 
 
 def admin_principals(settings: Settings) -> frozenset[str]:

@@ -18,7 +18,7 @@ from arc_reactor.errors import Problem
 
 if TYPE_CHECKING:
     from arc_reactor.api.auth import Caller
-    from arc_reactor.services.deps import Deps
+    from arc_reactor.wiring import Deps
 
 
 class ApiError(Exception):

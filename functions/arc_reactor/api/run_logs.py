@@ -3,7 +3,8 @@
 In the cloud they come from Cloud Logging (Batch task logs of the run's job, adapters/cloud_logging.py).
 On the local stack they come from the files the local Batch service writes for each attempt of the job,
 `<state>/jobs/arc-<run id>/attempt-N.log` (local/stack.py), where <state> is the folder holding the
-stack's `pgdata/` (ARC_PGSERVER_DIR, which the stack sets). Page tokens are opaque.
+stack's `pgdata/` (ARC_PGSERVER_DIR, which the stack sets). The wiring picks the source (RunLogSource);
+this module never asks which. Page tokens are opaque.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ import base64
 import binascii
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from arc_reactor.adapters import runs_repo
 from arc_reactor.adapters.cloud_logging import LogLine, LogPage, job_log_filter
@@ -21,6 +23,10 @@ from arc_reactor.api.http import Call, bad_request, json_response
 from arc_reactor.core.ids import job_id_for
 from arc_reactor.core.status import is_terminal
 from arc_reactor.errors import BatchError, Problem
+
+if TYPE_CHECKING:
+    from arc_reactor.adapters.batch import BatchService
+    from arc_reactor.adapters.cloud_logging import CloudLogs
 
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 200
@@ -107,31 +113,61 @@ def _query(call: Call) -> tuple[int, dict[str, Any] | None]:
     return size, token
 
 
-def _local_page(call: Call, run: dict[str, Any], size: int, token: dict[str, Any] | None) -> LogPage:
-    jobs = call.deps.settings.pgserver_dir.parent / "jobs"
-    token = token or {"a": 0, "o": 0}
-    attempt, offset = token.get("a"), token.get("o")
-    if not isinstance(attempt, int) or not isinstance(offset, int) or attempt < 0 or offset < 0:
-        raise bad_request("page_token is not a page token from this API")
-    follow = not is_terminal(run["status"])
-    return read_local(jobs / job_id_for(run["id"]), size, attempt, offset, follow)
+class RunLogSource(Protocol):
+    """Where a run's log lines come from; the wiring picks the implementation."""
+
+    @property
+    def name(self) -> str:
+        """What the API reports as the lines' source."""
+        ...
+
+    def page(self, run: dict[str, Any], size: int, token: dict[str, Any] | None) -> LogPage:
+        """Up to `size` lines of the run from `token` on (None: the start)."""
+        ...
 
 
-def _cloud_page(call: Call, run: dict[str, Any], size: int, token: dict[str, Any] | None) -> LogPage:
-    uid = None
-    if run.get("batch_job_name"):
+@dataclass(frozen=True)
+class LocalJobLogs:
+    """The local Batch service's files: `<jobs_dir>/arc-<run id>/attempt-N.log`."""
+
+    jobs_dir: Path
+    name: str = "local"
+
+    def page(self, run: dict[str, Any], size: int, token: dict[str, Any] | None) -> LogPage:
+        """Lines from the attempt files; the token is (attempt, byte offset)."""
+        token = token or {"a": 0, "o": 0}
+        attempt, offset = token.get("a"), token.get("o")
+        if not isinstance(attempt, int) or not isinstance(offset, int) or attempt < 0 or offset < 0:
+            raise bad_request("page_token is not a page token from this API")
+        follow = not is_terminal(run["status"])
+        return read_local(self.jobs_dir / job_id_for(run["id"]), size, attempt, offset, follow)
+
+
+@dataclass(frozen=True)
+class CloudJobLogs:
+    """Cloud Logging: the Batch task logs of the run's job (by its uid, else the run-id label)."""
+
+    batch: BatchService
+    cloud_logs: CloudLogs
+    project: str
+    name: str = "cloud_logging"
+
+    def page(self, run: dict[str, Any], size: int, token: dict[str, Any] | None) -> LogPage:
+        """Lines from Cloud Logging; the token wraps Cloud Logging's own."""
+        uid = None
+        if run.get("batch_job_name"):
+            try:
+                uid = self.batch.get_job(run["batch_job_name"]).uid or None
+            except BatchError:
+                uid = None  # job gone or Batch down: the run-id label still finds the lines
+        cloud_token = str((token or {}).get("c", ""))
+        filter_ = job_log_filter(self.project, run["id"], uid, run.get("created_at"))
         try:
-            uid = call.deps.batch.get_job(run["batch_job_name"]).uid or None
-        except BatchError:
-            uid = None  # job gone or Batch down: the run-id label still finds the lines
-    cloud_token = str((token or {}).get("c", ""))
-    filter_ = job_log_filter(call.deps.settings.project, run["id"], uid, run.get("created_at"))
-    try:
-        page = call.deps.cloud_logs.read(filter_, size, cloud_token)
-    except ValueError as exc:
-        raise bad_request(f"page_token was refused: {exc}") from exc
-    next_token = encode_token({"c": page.next_page_token}) if page.next_page_token else None
-    return LogPage(page.lines, next_token)
+            page = self.cloud_logs.read(filter_, size, cloud_token)
+        except ValueError as exc:
+            raise bad_request(f"page_token was refused: {exc}") from exc
+        next_token = encode_token({"c": page.next_page_token}) if page.next_page_token else None
+        return LogPage(page.lines, next_token)
 
 
 def logs(call: Call) -> Any:
@@ -139,11 +175,11 @@ def logs(call: Call) -> Any:
     run_id = call.run_id
     size, token = _query(call)
     run = runs_repo.get_run(call.deps.engine, run_id)
-    local = call.deps.settings.local
-    page = _local_page(call, run, size, token) if local else _cloud_page(call, run, size, token)
+    source = call.deps.run_logs
+    page = source.page(run, size, token)
     body = {
         "run_id": run_id,
-        "source": "local" if local else "cloud_logging",
+        "source": source.name,
         "lines": [
             {"timestamp": ln.timestamp, "severity": ln.severity, "message": ln.message} for ln in page.lines
         ],

@@ -51,3 +51,30 @@ def run_id_from_job(job_name_or_id: str) -> str | None:
         return None
     run_id = job_id[len(JOB_PREFIX) :]
     return run_id if is_run_id(run_id) else None
+
+
+# A Batch task's resource name: <job name>/taskGroups/<group>/tasks/<index>.
+_TASK_NAME_RE = re.compile(r"^(projects/[^/]+/locations/[^/]+/jobs/[^/]+)/taskGroups/[^/]+/tasks/[^/]+$")
+# A task uid as Batch (and the local Batch service) writes it: <job uid>-<group>-<index>.
+_TASK_UID_RE = re.compile(r"^(.+)-group\d+-\d+$")
+
+
+def job_name_from_task_name(task_name: str) -> str | None:
+    """The job resource name in a task's resource name, else None."""
+    found = _TASK_NAME_RE.match(task_name)
+    return found.group(1) if found else None
+
+
+def job_uid_from_task_uid(task_uid: str) -> str | None:
+    """The job uid a task uid starts with (`<job uid>-group0-3`), else None."""
+    found = _TASK_UID_RE.match(task_uid)
+    return found.group(1) if found else None
+
+
+def notification_job(attributes: dict[str, str]) -> tuple[str | None, str | None]:
+    """(job name or id, job uid) of a Batch Pub/Sub notification. Job-level messages carry JobName and
+    JobUID; task-level ones carry TaskName, TaskUID and JobUID but no JobName, so the job is taken from
+    whichever the message has."""
+    name = attributes.get("JobName") or job_name_from_task_name(attributes.get("TaskName", ""))
+    uid = attributes.get("JobUID") or job_uid_from_task_uid(attributes.get("TaskUID", ""))
+    return name or None, uid or None

@@ -65,11 +65,11 @@ def request_id_for(job_name: str) -> str:
 def database_env(settings: Settings) -> dict[str, str]:
     """How the orchestrator reaches the database: DATABASE_URL, else Cloud SQL IAM auth; never a password.
 
-    A URL with a password is refused outside the local stack: anyone with batch.jobs.get can read a
-    job's environment.
+    A URL with a password is refused unless the job runs on this machine (a local Batch endpoint, which
+    settings.py refuses on Cloud Run): anyone with batch.jobs.get can read a job's environment.
     """
     if settings.database_url:
-        if urlsplit(settings.database_url).password and not (settings.local or settings.batch_endpoint):
+        if urlsplit(settings.database_url).password and not settings.batch_endpoint:
             raise ValueError(
                 "DATABASE_URL carries a password, which would be readable in the Batch job spec; "
                 "use Cloud SQL IAM auth (ARC_CLOUDSQL_INSTANCE) or a passwordless URL"

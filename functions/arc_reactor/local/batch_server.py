@@ -219,7 +219,7 @@ class LocalBatchServer:
                     return bs.copy_job(self._jobs[name])
                 raise RpcFault(grpc.StatusCode.ALREADY_EXISTS, f"Job {name} already exists")
             job = bs.copy_job(request.job)
-            job.name, job.uid = name, str(uuid.uuid4())
+            job.name, job.uid = name, bs.new_job_uid(request.job_id)
             job.create_time = job.update_time = datetime.now(UTC)
             job.task_groups[0].name = f"{name}/taskGroups/{bs.GROUP}"
             job.status = batch_v1.JobStatus(state=batch_v1.JobStatus.State.QUEUED)

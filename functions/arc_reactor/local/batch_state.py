@@ -3,15 +3,17 @@ the environment a task sees, status event texts, Pub/Sub notification messages s
 operations and process-group handling (fault injection is in local/batch_faults.py).
 
 Notification attributes (as Batch publishes them): job-level `Type=JOB_STATE_CHANGED`, `JobName`,
-`JobUID`, `NewJobState`, `Region`; task-level `Type=TASK_STATE_CHANGED`, `JobName`, `JobUID`,
-`TaskName`, `TaskUID`, `NewTaskState`, `Region`. The data is a short human-readable text, like Batch's
-("Job state was updated: jobUID=..., previousState=..., currentState=..., timestamp=...").
+`JobUID`, `NewJobState`, `Region`; task-level `Type=TASK_STATE_CHANGED`, `JobUID`, `TaskName`, `TaskUID`,
+`NewTaskState`, `Region`, and no `JobName` (consumers find the job from TaskName or JobUID). A job's uid
+is its id plus a generated suffix, as Batch makes them, not a bare uuid. The data is a short human-readable
+text, like Batch's ("Job state was updated: jobUID=..., previousState=..., currentState=..., timestamp=...").
 """
 
 from __future__ import annotations
 
 import os
 import re
+import secrets
 import signal
 import subprocess
 import threading
@@ -168,6 +170,11 @@ def task_env(job: batch_v1.Job, attempt: int) -> dict[str, str]:
     return env
 
 
+def new_job_uid(job_id: str) -> str:
+    """A uid in Batch's form: the job id (shortened) and a generated suffix."""
+    return f"{job_id[:40]}-{secrets.token_hex(4)}-{secrets.token_hex(2)}-{secrets.token_hex(2)}"
+
+
 def enum_member(enum: Any, name: str) -> Any:
     """The member of a proto-plus enum called `name` (e.g. JobStatus.State, "RUNNING")."""
     return enum.__members__[name]
@@ -249,9 +256,8 @@ def task_notification(
     if not _wanted(job, "TASK_STATE_CHANGED", new):
         return None
     task_uid = f"{job.uid}-{GROUP}-0"
-    attributes = {
+    attributes = {  # as Batch publishes them: no JobName on a task message
         "Type": "TASK_STATE_CHANGED",
-        "JobName": job.name,
         "JobUID": job.uid,
         "TaskName": task_name(job),
         "TaskUID": task_uid,

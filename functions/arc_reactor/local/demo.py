@@ -21,7 +21,7 @@ BUNDLE_ORDER = ("samplesheet.csv", "params.yaml", "nextflow.config", "run.yaml")
 
 def upload_demo_data(stack: LocalStack) -> int:
     """Put the demo FASTQ files where the demo samplesheet says they are."""
-    from arc_reactor.services.deps import get_deps
+    from arc_reactor.wiring import get_deps
 
     storage = get_deps().storage
     count = 0
@@ -33,7 +33,7 @@ def upload_demo_data(stack: LocalStack) -> int:
 
 def drop_bundle(stack: LocalStack, bundle: Path, submission: str) -> str:
     """Upload a bundle folder into the inbox, manifest last; return the manifest's object name."""
-    from arc_reactor.services.deps import get_deps
+    from arc_reactor.wiring import get_deps
 
     storage = get_deps().storage
     inbox = stack.settings.inbox_bucket
@@ -46,7 +46,7 @@ def drop_bundle(stack: LocalStack, bundle: Path, submission: str) -> str:
 
 def wait_for_feedback(stack: LocalStack, manifest: str, timeout: float = 60.0) -> dict[str, object]:
     """Wait (bounded) for run.yaml.accepted.json or run.yaml.rejected.json next to the manifest."""
-    from arc_reactor.services.deps import get_deps
+    from arc_reactor.wiring import get_deps
 
     storage = get_deps().storage
     deadline = time.monotonic() + timeout
@@ -68,7 +68,7 @@ def watch_run(
 ) -> str:
     """Print each status change of a run as it is recorded; return the final status (bounded wait)."""
     from arc_reactor.adapters import runs_repo
-    from arc_reactor.services.deps import get_deps
+    from arc_reactor.wiring import get_deps
 
     engine = get_deps().engine
     last_id, status = 0, "pending"
@@ -93,7 +93,7 @@ def watch_run(
 
 def export_outputs(stack: LocalStack, run_id: str, dest: Path) -> list[Path]:
     """Copy the run's results/ and logs/ out of the local bucket into `dest` for easy reading."""
-    from arc_reactor.services.deps import get_deps
+    from arc_reactor.wiring import get_deps
 
     storage = get_deps().storage
     bucket = stack.settings.runs_bucket
@@ -136,7 +136,7 @@ def run_demo(out: TextIO = sys.stdout, state_dir: Path | None = None, timeout: f
 
 def _report(stack: LocalStack, run_id: str, final: str, out: TextIO, started: float) -> int:
     from arc_reactor.adapters import runs_repo
-    from arc_reactor.services.deps import get_deps
+    from arc_reactor.wiring import get_deps
 
     run = runs_repo.get_run(get_deps().engine, run_id)
     dest = stack.state_dir / "demo" / run_id

@@ -26,8 +26,11 @@ class NotificationLog:
         """The notifications (of `job`, a full job name, when given) once `n` have arrived or `timeout`
         seconds have passed, whichever is first: callers check the count they needed."""
 
+        def of_job(attrs: dict[str, str]) -> bool:  # task messages name the job only in TaskName
+            return attrs.get("JobName") == job or attrs.get("TaskName", "").startswith(f"{job}/")
+
         def mine() -> list[Notification]:
-            return [item for item in self.items if job is None or item[0].get("JobName") == job]
+            return [item for item in self.items if job is None or of_job(item[0])]
 
         with self._cond:
             self._cond.wait_for(lambda: len(mine()) >= n, timeout=timeout)

@@ -107,8 +107,8 @@ class LocalStack:
         return self.functions[target].url
 
     def _reset_process_caches(self) -> None:
-        from arc_reactor.services.deps import reset_deps
         from arc_reactor.settings import get_settings
+        from arc_reactor.wiring import reset_deps
 
         get_settings.cache_clear()
         reset_deps()

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from arc_reactor.adapters import runs_repo
 from arc_reactor.core.status import TERMINAL, RunStatus
 from arc_reactor.errors import Conflict
-from arc_reactor.services.deps import Deps
+from arc_reactor.wiring import Deps
 
 if TYPE_CHECKING:
     from arc_reactor.adapters.batch import CancelSummary

@@ -15,7 +15,7 @@ from arc_reactor.core.params import PARAMS, SERVICE_PARAMS, parse_params
 from arc_reactor.core.samplesheet import SAMPLESHEET, parse_samplesheet
 from arc_reactor.core.textfile import BOM
 from arc_reactor.errors import Problem
-from arc_reactor.services.deps import Deps
+from arc_reactor.wiring import Deps
 
 _PATH_FORMATS = frozenset({"file-path", "directory-path", "path"})
 MAX_EXISTS_CHECKS = 1000  # distinct gs:// objects checked per submission

@@ -3,7 +3,9 @@
 A notification is only a hint that something changed: Batch may skip states and Pub/Sub delivers at least
 once and in any order, so we read the job itself (GetJob) and apply what it says now through the status
 machine. A late or duplicated notification therefore re-applies the current truth, which is a no-op.
-Both JOB_STATE_CHANGED and TASK_STATE_CHANGED lead to the same GetJob of the run's orchestrator job; a task
+Both JOB_STATE_CHANGED and TASK_STATE_CHANGED lead to the same GetJob of the run's orchestrator job (a task
+message names its job by TaskName and JobUID only: core/ids.py notification_job, and the uid recorded at
+creation when the message has no name); a task
 attempt that Batch retried (spot preemption and other infrastructure exit codes) becomes one `note` event
 per attempt, so users see "preempted, retrying". When two sources disagree on the outcome, the first
 terminal state wins and the conflict is recorded with both sides (runs_repo.transition; docs/batch.md)."""
@@ -19,10 +21,10 @@ from arc_reactor.adapters import runs_repo
 from arc_reactor.adapters.runs_repo import TransitionResult
 from arc_reactor.core.batch_policy import MAX_RETRY_COUNT
 from arc_reactor.core.events import PubSubMessage, event_age_seconds
-from arc_reactor.core.ids import run_id_from_job
+from arc_reactor.core.ids import notification_job, run_id_from_job
 from arc_reactor.core.status import RunStatus
 from arc_reactor.errors import BatchJobNotFoundError, NotFound
-from arc_reactor.services.deps import Deps
+from arc_reactor.wiring import Deps
 
 if TYPE_CHECKING:
     from arc_reactor.adapters.batch import JobStatus, TaskRetry
@@ -54,21 +56,24 @@ def handle_batch_notification(deps: Deps, msg: PubSubMessage, now: datetime | No
     attrs = msg.attributes
     if attrs.get("Type") not in NOTIFICATION_TYPES:
         return ReconcileResult("ignored")
-    job_ref = attrs.get("JobName", "")
-    run_id = run_id_from_job(job_ref)
-    if run_id is None:
-        return ReconcileResult("ignored")  # not one of our jobs (task jobs Nextflow launched, other tools)
+    job_ref, job_uid = notification_job(attrs)
     age = event_age_seconds(msg.publish_time, now)
     if age > deps.settings.max_event_age_seconds:
         log.warning(
-            "dropping Batch notification %s: %.0f s old",
+            "dropping Batch notification %s for %s: %.0f s old",
             msg.message_id,
+            job_ref or job_uid,
             age,
-            extra={"run_id": run_id, "event": "event_dropped_stale"},
+            extra={"event": "event_dropped_stale"},
         )
-        return ReconcileResult("ignored", run_id)
-    job_name = job_ref if job_ref.startswith("projects/") else deps.batch.job_name(run_id)
-    return reconcile_run(deps, run_id, job_name, source="batch", hint=attrs)
+        return ReconcileResult("ignored")
+    run_id = run_id_from_job(job_ref) if job_ref else None
+    if run_id is None and job_ref is None and job_uid:
+        run_id = runs_repo.run_id_for_job_uid(deps.engine, job_uid)
+    if run_id is None:
+        return ReconcileResult("ignored")  # not one of our jobs (task jobs Nextflow launched, other tools)
+    # Our own form of the name: a notification's may carry the project number instead of its id.
+    return reconcile_run(deps, run_id, deps.batch.job_name(run_id), source="batch", hint=attrs)
 
 
 def reconcile_run(

@@ -26,8 +26,8 @@ from arc_reactor.adapters import runs_repo
 from arc_reactor.core.layout import split_gs_uri
 from arc_reactor.core.status import TERMINAL, RunStatus
 from arc_reactor.errors import Conflict
-from arc_reactor.services.deps import Deps
 from arc_reactor.services.submit import RunSource, SubmitResult, submit_files
+from arc_reactor.wiring import Deps
 
 WORK_RETENTION_DAYS = 30  # the age of the Delete rule on work/ in infra/storage.tf (a unit test checks it)
 ENGINES_WITH_CACHE = frozenset({"nextflow"})

@@ -25,8 +25,8 @@ from arc_reactor.core.ids import new_run_id
 from arc_reactor.core.layout import INPUT_FILES, RunLocations, run_locations
 from arc_reactor.core.status import RunStatus
 from arc_reactor.errors import BundleInvalid, NotFound, PermanentError, Problem
-from arc_reactor.services.deps import Deps
 from arc_reactor.services.exists import missing_objects
+from arc_reactor.wiring import Deps
 
 log = logging.getLogger(__name__)
 
@@ -303,7 +303,7 @@ def _launch(
         extra_labels=dict(run["labels"] or {}),
     )
     try:
-        job_name = deps.batch.submit_orchestrator_job(spec)
+        job = deps.batch.create_orchestrator_job(spec)
     except PermanentError as exc:
         # Quota, permission and spec refusals are final and were not retried: record them on the run and
         # acknowledge the event. The adapter logged the refusal and cancelled any job a racing create made.
@@ -317,13 +317,14 @@ def _launch(
         if res.applied:
             log_status_changed(run_id, res, "submit", "Batch refused the job", exc.code)
         return SubmitResult("failed", run_id=run_id, reason=str(exc))
+    job_name = job.name
     res = runs_repo.transition(
         deps.engine,
         run_id,
         RunStatus.SUBMITTED,
         "submit",
-        fields={"batch_job_name": job_name},
-        detail={"batch_job_name": job_name},
+        fields={"batch_job_name": job_name, "batch_job_uid": job.uid},
+        detail={"batch_job_name": job_name, "batch_job_uid": job.uid},
     )
     log.info(
         "run %s submitted as %s",
@@ -335,7 +336,7 @@ def _launch(
         log_status_changed(run_id, res, "submit", f"Batch job {job_name}")
     else:
         # The job already ran ahead (a hook or Batch marked the run running first): keep its name anyway.
-        runs_repo.record_job_name(deps.engine, run_id, job_name)
+        runs_repo.record_job_name(deps.engine, run_id, job_name, job.uid)
     return SubmitResult("submitted", run_id=run_id)
 
 

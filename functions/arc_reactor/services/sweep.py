@@ -22,8 +22,8 @@ from arc_reactor.adapters import runs_repo
 from arc_reactor.core.batch_policy import LONGEST_RUN, MAX_QUEUED
 from arc_reactor.core.status import RunStatus
 from arc_reactor.errors import BatchError, TransientError
-from arc_reactor.services.deps import Deps
 from arc_reactor.services.reconcile import ReconcileResult, log_status_changed, reconcile_run
+from arc_reactor.wiring import Deps
 
 log = logging.getLogger(__name__)
 

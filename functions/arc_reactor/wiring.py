@@ -1,4 +1,6 @@
-"""What the services need, built lazily from the settings and cached per process.
+"""The wiring: settings -> clients -> ports, built lazily and cached per process. It sits above api/ and
+services/ and is the only place that knows the embedded local stack from the cloud: it hands each the parts
+that fit (authentication, log source, schema sources), so no other module branches on `settings.local`.
 
 Clients are created on first use, never at import: an entry point that only needs the database never pays
 for the Batch or Storage SDK imports. Tests build a Deps with their own emulator-backed parts."""
@@ -18,7 +20,8 @@ if TYPE_CHECKING:
     from arc_reactor.adapters.batch import BatchService
     from arc_reactor.adapters.cloud_logging import CloudLogs
     from arc_reactor.adapters.storage import Storage
-    from arc_reactor.api.auth import TokenVerifier
+    from arc_reactor.api.auth import Authenticator, TokenVerifier
+    from arc_reactor.api.run_logs import RunLogSource
     from arc_reactor.api.sse import EventHub
     from arc_reactor.core.registry import Registry
     from arc_reactor.core.schemas import SchemaSource
@@ -96,6 +99,26 @@ class Deps:
         from arc_reactor.api.auth import TokenVerifier
 
         return TokenVerifier()
+
+    @cached_property
+    def authenticator(self) -> Authenticator:
+        """Who is calling runs_api: Google ID tokens, except on the embedded local stack (never deployed:
+        settings.py refuses ARC_LOCAL on Cloud Run)."""
+        from arc_reactor.api.auth import IdTokenAuthenticator, LocalStackAuthenticator
+
+        if self.settings.local:
+            return LocalStackAuthenticator()
+        return IdTokenAuthenticator(self.token_verifier)
+
+    @cached_property
+    def run_logs(self) -> RunLogSource:
+        """Where GET /runs/{id}/logs reads from: Cloud Logging, or the local Batch service's job files (beside
+        the local stack's pgdata/)."""
+        from arc_reactor.api.run_logs import CloudJobLogs, LocalJobLogs
+
+        if self.settings.local:
+            return LocalJobLogs(self.settings.pgserver_dir.parent / "jobs")
+        return CloudJobLogs(self.batch, self.cloud_logs, self.settings.project)
 
     @cached_property
     def cloud_logs(self) -> CloudLogs:
