@@ -316,3 +316,18 @@ def test_get_run_has_relatives_locations_and_last_events(api, engine, gcs):
     assert kid["parent"]["id"] == parent["id"] and kid["parent"]["status"] == "failed"
     assert kid["is_recovery"] is True
     assert kid["locations"]["work_dir"] == view["locations"]["work_dir"]
+
+
+def test_the_api_says_what_became_of_each_label(api, batch_server):
+    resp = api.post("/runs", json=_demo_body(labels={"Project": "Atlas Team!", "tier": "gold"}))
+    assert resp.status_code == 201, resp.get_json()
+    run = resp.get_json()
+    assert run["labels"] == {"Project": "Atlas Team!", "tier": "gold"}
+    assert {k: run["batch_labels"][k] for k in ("project", "tier")} == {
+        "project": "atlas_team_",
+        "tier": "gold",
+    }
+    assert run["labels_changed"] == [
+        {"key": "Project", "value": "Atlas Team!", "became": "project=atlas_team_"}
+    ]
+    assert api.get(f"/runs/{run['id']}").get_json()["labels_changed"] == run["labels_changed"]

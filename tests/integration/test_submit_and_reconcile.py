@@ -296,3 +296,24 @@ def test_a_uid_nobody_recorded_is_ignored(app_env, engine):
     msg = {"Type": "TASK_STATE_CHANGED", "JobUID": "nf-task-1a2b3c4d-0000-1111", "NewTaskState": "RUNNING"}
     _deliver_notifications(None, [(msg, b"")])
     assert _runs(engine) == []
+
+
+def test_sanitized_labels_are_stored_beside_the_raw_ones_and_the_user_is_told(
+    app_env, gcs, engine, batch_server
+):
+    from flow import DEMO_BUNDLE
+
+    upload_demo_data(gcs)
+    files = {p.name: p.read_bytes() for p in DEMO_BUNDLE.iterdir() if p.is_file()}
+    files["run.yaml"] = files["run.yaml"].replace(b"project: arc-demo", b"Project: 'Atlas Team!'")
+    manifest = upload_bundle(gcs, "labelled", files)
+    headers, body = finalize_event(gcs, manifest)
+    assert function_client("submit_bundle").post("/", headers=headers, data=body).status_code == 200
+    (run,) = _runs(engine)
+    assert run["labels"]["Project"] == "Atlas Team!"
+    assert run["batch_labels"]["project"] == "atlas_team_"
+    assert run["batch_labels"] == dict(batch_server.jobs()[-1].labels)  # what Batch and billing see
+    feedback = json.loads(gcs.read_bytes("arc-inbox", manifest + ".accepted.json"))
+    assert feedback["labels_changed"] == [
+        {"key": "Project", "value": "Atlas Team!", "became": "project=atlas_team_"}
+    ]

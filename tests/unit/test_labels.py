@@ -125,3 +125,28 @@ def test_label_filters_never_carry_their_own_quotes_or_operators(key: str, value
     inner = term.removeprefix('labels."').removesuffix('"')
     k, sep, v = inner.partition('"="')
     assert sep and KEY_RE.match(k) and VALUE_RE.match(v)
+
+
+def test_every_change_sanitizing_makes_is_reported() -> None:
+    from arc_reactor.core.labels import label_changes
+
+    changes = label_changes({"Project": "Atlas Team!", "team": "ok", "app": "mine", "googx": "1"})
+    assert changes == [
+        {"key": "Project", "value": "Atlas Team!", "became": "project=atlas_team_"},
+        {"key": "app", "value": "mine", "dropped": "app is set by Arc Reactor"},
+        {"key": "googx", "value": "1", "dropped": "keys starting with goog are reserved by Google"},
+    ]
+    assert label_changes({"team": "ok"}) == []
+    assert label_changes({"Team": "a", "team": "b"}) == [
+        {"key": "Team", "value": "a", "became": "team=a"},
+        {"key": "team", "value": "b", "dropped": "another label already became team"},
+    ]
+
+
+def test_labels_past_the_limit_are_reported_as_dropped() -> None:
+    from arc_reactor.core.labels import MAX_LABELS, RESERVED_KEYS, label_changes
+
+    many = {f"k{i:03d}": "v" for i in range(MAX_LABELS)}
+    dropped = [c for c in label_changes(many) if "dropped" in c]
+    assert len(dropped) == len(RESERVED_KEYS)
+    assert len(run_labels("r1", "p", None, many)) == MAX_LABELS

@@ -55,6 +55,16 @@ _RUN_TYPES: dict[str, dict[str, Any]] = {
     "results_uri": STR,
     "logs_uri": STR,
     "labels": LABELS,
+    "batch_labels": LABELS,
+    "labels_changed": {
+        "type": "array",
+        "description": "What sanitizing did to each label that Batch sees differently or not at all",
+        "items": {
+            "type": "object",
+            "properties": {"key": STR, "value": STR, "became": STR, "dropped": STR},
+            "required": ["key", "value"],
+        },
+    },
     "params": OBJECT,
     "created_at": {"type": "string", "format": "date-time"},
     "updated_at": {"type": "string", "format": "date-time"},
@@ -103,7 +113,7 @@ def _run_schemas() -> dict[str, Any]:
         "lines": {"type": "array", "items": line},
     }
     return {
-        "Run": _object({f: _field_type(f) for f in (*RUN_FIELDS, "is_recovery")}),
+        "Run": _object({f: _field_type(f) for f in (*RUN_FIELDS, "is_recovery", "labels_changed")}),
         "RunSummary": _object({f: _field_type(f) for f in SUMMARY_FIELDS}),
         "Event": _object(event),
         "RunDetail": {"allOf": [ref("Run"), _object(relatives)]},

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from arc_reactor.core.labels import label_changes
+
 RUN_FIELDS = (
     "id",
     "name",
@@ -21,6 +23,7 @@ RUN_FIELDS = (
     "logs_uri",
     "submitter",
     "labels",
+    "batch_labels",
     "params",
     "created_at",
     "updated_at",
@@ -45,6 +48,8 @@ def run_view(row: Mapping[str, Any]) -> dict[str, Any]:
     view = {k: row.get(k) for k in RUN_FIELDS}
     view["is_recovery"] = bool(row.get("is_recovery"))
     view["labels"] = view["labels"] or {}
+    view["batch_labels"] = view["batch_labels"] or {}
+    view["labels_changed"] = label_changes(view["labels"])
     view["params"] = view["params"] or {}
     return view
 

@@ -15,7 +15,9 @@ Sanitizing (the same for keys and values, deterministic):
 
 `run_labels` always sets `app=arc-reactor`, `run-id`, `pipeline` and `user-email` (empty when unknown);
 extra labels cannot override those four, keys starting with `goog` (reserved by Google) are dropped, and
-extras are kept in key order up to the 64-label limit.
+extras are kept in key order up to the 64-label limit. Nothing is changed silently: `label_changes` says
+what became of each label that Batch sees differently (or not at all); the run keeps both the labels as
+written (`labels`) and as Batch sees them (`batch_labels`), and the feedback and API show the changes.
 
 ListJobs filters on labels quote the key, `labels."run-id"="r..."` (as Google's dsub does for its
 `job-id` label): a bare `labels.run-id` would read as a subtraction in the AIP-160 filter grammar.
@@ -75,14 +77,40 @@ def run_labels(
         "pipeline": sanitize_label_value(pipeline),
         "user-email": sanitize_label_value(user_email or ""),
     }
-    for raw_key in sorted(extra or {}):
-        if len(labels) >= MAX_LABELS:
-            break
-        key = sanitize_label_key(raw_key)
-        if key in labels or key.startswith("goog"):
+    extras, _changes = sanitize_extra_labels(extra or {})
+    return {**labels, **extras}
+
+
+def sanitize_extra_labels(extra: Mapping[str, str]) -> tuple[dict[str, str], list[dict[str, str]]]:
+    """The user's labels as Batch will see them, and what sanitizing did: one entry per label that was
+    changed (`became: key=value`) or left out (`dropped: why`), so the user is told, never surprised."""
+    labels: dict[str, str] = {}
+    changes: list[dict[str, str]] = []
+    room = MAX_LABELS - len(RESERVED_KEYS)
+    for raw_key in sorted(extra):
+        raw_value = str(extra[raw_key])
+        key, value = sanitize_label_key(raw_key), sanitize_label_value(raw_value)
+        why = ""
+        if key in RESERVED_KEYS:
+            why = f"{key} is set by Arc Reactor"
+        elif key in labels:
+            why = f"another label already became {key}"
+        elif key.startswith("goog"):
+            why = "keys starting with goog are reserved by Google"
+        elif len(labels) >= room:
+            why = f"a Batch job has at most {MAX_LABELS} labels"
+        if why:
+            changes.append({"key": raw_key, "value": raw_value, "dropped": why})
             continue
-        labels[key] = sanitize_label_value(str((extra or {})[raw_key]))
-    return labels
+        labels[key] = value
+        if (key, value) != (raw_key, raw_value):
+            changes.append({"key": raw_key, "value": raw_value, "became": f"{key}={value}"})
+    return labels, changes
+
+
+def label_changes(extra: Mapping[str, str] | None) -> list[dict[str, str]]:
+    """What sanitizing does to these labels (see sanitize_extra_labels); empty when nothing changes."""
+    return sanitize_extra_labels(extra or {})[1]
 
 
 def label_filter(key: str, value: str) -> str:

@@ -22,6 +22,7 @@ from arc_reactor.adapters.storage import ObjectTooLarge
 from arc_reactor.core.bundle import ValidBundle, check_object_name, validate_bundle
 from arc_reactor.core.events import StorageObjectEvent, event_age_seconds
 from arc_reactor.core.ids import new_run_id
+from arc_reactor.core.labels import label_changes, run_labels
 from arc_reactor.core.layout import INPUT_FILES, RunLocations, run_locations
 from arc_reactor.core.status import RunStatus
 from arc_reactor.errors import BundleInvalid, NotFound, PermanentError, Problem
@@ -239,6 +240,7 @@ def create_and_launch(deps: Deps, bundle: ValidBundle, source: RunSource) -> Sub
         name=m.name,
         profile=m.profile,
         labels=dict(m.labels),
+        batch_labels=run_labels(run_id, m.pipeline, source.submitter or m.submitter, m.labels),
         params=bundle.params,
         submitter=source.submitter or m.submitter,
         parent_run_id=m.parent_run_id,
@@ -375,6 +377,8 @@ def _write_feedback(deps: Deps, bucket: str, manifest: str, result: SubmitResult
             results=run["results_uri"],
             logs=run["logs_uri"],
         )
+        if changes := label_changes(run["labels"]):
+            body["labels_changed"] = changes
     if result.problems:
         body["problems"] = [p.as_dict() for p in result.problems]
     if result.reason:
