@@ -3,6 +3,7 @@ service), started in the benchmark's process. Not a test helper: benchmarks prin
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -30,12 +31,19 @@ class Parts:
         from arc_reactor.adapters import migrate
         from arc_reactor.adapters.db import embedded_postgres_url, get_engine
         from arc_reactor.local.batch_server import LocalBatchServer
+        from arc_reactor.local.scratch_db import scratch_database
         from arc_reactor.local.storage_emulator import StorageEmulator
         from arc_reactor.settings import get_settings
 
         self.tmp = Path(tempfile.mkdtemp(prefix="arc-bench-"))
         self.tmp.chmod(0o755)
-        url = os.environ.get("DATABASE_URL") or embedded_postgres_url(self.tmp / "pgdata")
+        self._scratch = contextlib.ExitStack()
+        outside = os.environ.get("DATABASE_URL")  # never cleared: a scratch database beside it is used
+        url = (
+            self._scratch.enter_context(scratch_database(outside))
+            if outside
+            else embedded_postgres_url(self.tmp / "pgdata")
+        )
         self.emulator = StorageEmulator(buckets=["arc-inbox", "arc-runs", "arc-demo-data"]).start()
         self.batch = LocalBatchServer(
             lambda job, env: subprocess.Popen(["true"]),
@@ -53,17 +61,13 @@ class Parts:
         }
         os.environ.update(self.env)
         get_settings.cache_clear()
-        from sqlalchemy import text
-
-        engine = get_engine(get_settings())
-        with engine.begin() as conn:
-            conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public"))
-        migrate.upgrade(engine)
+        migrate.upgrade(get_engine(get_settings()))
 
     def stop(self) -> None:
         """Stop what was started."""
         self.batch.stop()
         self.emulator.stop()
+        self._scratch.close()
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -11,6 +11,7 @@ Prints one JSON line. BENCH_RUNS and BENCH_SAMPLES change the size and the numbe
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -70,19 +71,22 @@ def timed(fn, samples: int = SAMPLES, warmup: int = 20) -> dict[str, float]:
     return percentiles(out)
 
 
-def setup_database() -> tuple[str, float]:
-    """A migrated database holding N_RUNS runs; its URL and the seconds the fill took."""
+def setup_database(scratch: contextlib.ExitStack) -> tuple[str, float]:
+    """A migrated database holding N_RUNS runs; its URL and the seconds the fill took. With an outside
+    DATABASE_URL the runs go into a scratch database beside it (dropped when `scratch` closes)."""
     from sqlalchemy import create_engine, text
 
     from arc_reactor.adapters import migrate
     from arc_reactor.adapters.db import embedded_postgres_url, prepare_engine
+    from arc_reactor.local.scratch_db import scratch_database
 
     tmp = Path(tempfile.mkdtemp(prefix="arc-bench-list-"))
     tmp.chmod(0o755)
-    url = os.environ.get("DATABASE_URL") or embedded_postgres_url(tmp / "pgdata")
+    outside = os.environ.get("DATABASE_URL")
+    url = (
+        scratch.enter_context(scratch_database(outside)) if outside else embedded_postgres_url(tmp / "pgdata")
+    )
     engine = prepare_engine(create_engine(url), statement_timeout_ms=None)  # the fill runs long statements
-    with engine.begin() as conn:
-        conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public"))
     migrate.upgrade(engine)
     started = time.perf_counter()
     with engine.begin() as conn:
@@ -109,7 +113,8 @@ def db_execution_ms(engine, sql: str, params: dict) -> float:
 
 def main() -> None:
     """Fill, measure, print one JSON line."""
-    url, fill_s = setup_database()
+    scratch = contextlib.ExitStack()
+    url, fill_s = setup_database(scratch)
     os.environ.update({"DATABASE_URL": url, "ARC_LOCAL": "true", "GOOGLE_CLOUD_PROJECT": "arc-bench"})
     from functions_framework import create_app
     from sqlalchemy import text
@@ -131,6 +136,8 @@ def main() -> None:
     offset_rows = runs_repo.list_runs(engine, limit=PAGE_SIZE, offset=deep_offset)
     assert [r["id"] for r in deep] == [r["id"] for r in offset_rows], "keyset and OFFSET disagree"
     print(json.dumps(measure(engine, client, token, (created, rid), fill_s)))
+    engine.dispose()
+    scratch.close()
 
 
 def measure(engine, client, token: str, before: tuple, fill_s: float) -> dict:

@@ -47,30 +47,38 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[N
 
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
-    """A migrated PostgreSQL: DATABASE_URL when given, else an embedded server in a temp folder."""
-    from sqlalchemy import create_engine, text
+    """A migrated PostgreSQL database the suite created itself: a scratch database on the server of an
+    outside DATABASE_URL (the database that URL names is never touched), else a new embedded server."""
+    from sqlalchemy import create_engine
 
     from arc_reactor.adapters import migrate
+    from arc_reactor.local.scratch_db import ScratchDatabaseRefused, scratch_database
+
+    def migrated(url: str) -> str:
+        engine = create_engine(url)
+        migrate.upgrade(engine)
+        engine.dispose()
+        return url
 
     if _OUTSIDE_DATABASE_URL:
-        url = _OUTSIDE_DATABASE_URL
-        server = None
-    else:
-        import pgserver
+        try:
+            scratch = scratch_database(_OUTSIDE_DATABASE_URL)
+            url = scratch.__enter__()
+        except ScratchDatabaseRefused as exc:
+            pytest.exit(str(exc), returncode=4)
+        try:
+            yield migrated(url)
+        finally:
+            scratch.__exit__(None, None, None)
+        return
+    import pgserver
 
-        tmp = Path(tempfile.mkdtemp(prefix="arc-pg-"))
-        tmp.chmod(0o755)
-        server = pgserver.get_server(tmp / "data", cleanup_mode="delete")
-        info = server.get_postmaster_info()
-        url = f"postgresql+pg8000://postgres@/postgres?unix_sock={info.socket_dir}/.s.PGSQL.{info.port}"
-    engine = create_engine(url)
-    with engine.begin() as conn:
-        conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public"))
-    migrate.upgrade(engine)
-    engine.dispose()
-    yield url
-    if server is not None:
-        server.cleanup()
+    tmp = Path(tempfile.mkdtemp(prefix="arc-pg-"))
+    tmp.chmod(0o755)
+    server = pgserver.get_server(tmp / "data", cleanup_mode="delete")
+    info = server.get_postmaster_info()
+    yield migrated(f"postgresql+pg8000://postgres@/postgres?unix_sock={info.socket_dir}/.s.PGSQL.{info.port}")
+    server.cleanup()
 
 
 @pytest.fixture
