@@ -94,6 +94,11 @@ class Settings(BaseSettings):
         Path(__file__).resolve().parents[2],
         description="Folder that registry `path:` sources are relative to (ARC_PIPELINES_ROOT).",
     )
+    schema_cache_dir: Path | None = Field(
+        None,
+        description="Folder of pipeline schemas, <dir>/<pipeline with / as ->/[<revision>/]<file>, read "
+        "before any download (ARC_SCHEMA_CACHE_DIR): offline validation of remote pipelines.",
+    )
     admin_group: str = Field(
         "", description="Group email whose members may cancel or recover anyone's runs (ARC_ADMIN_GROUP)."
     )

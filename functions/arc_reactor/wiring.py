@@ -72,16 +72,21 @@ class Deps:
 
     @cached_property
     def schemas(self) -> SchemaSource:
-        """Where pipeline schemas are read from: the folders of `path:` pipelines, then (in the cloud) the
-        registry's `schema_base` URL per revision. The local stack stays offline. Tests assign their own."""
-        from arc_reactor.core.schemas import ChainSchemaSource, PipelineDirSchemaSource
+        """Where pipeline schemas are read from, in order: the folders of `path:` pipelines, the schema cache
+        folder (ARC_SCHEMA_CACHE_DIR, when set), and in the cloud the runs bucket's cache of the registry's
+        `schema_base` URLs (fetched once per revision). The local stack stays offline. Tests assign their own.
+        A schema none of them has is a rejection (core/bundle.py), never a weaker check."""
+        from arc_reactor.core.schemas import ChainSchemaSource, PipelineDirSchemaSource, SchemaCacheDir
 
-        folders = PipelineDirSchemaSource(self.settings.pipelines_root)
-        if self.settings.local:
-            return folders
-        from arc_reactor.adapters.http_schemas import HttpSchemaSource
+        sources: list[SchemaSource] = [PipelineDirSchemaSource(self.settings.pipelines_root)]
+        if self.settings.schema_cache_dir is not None:
+            sources.append(SchemaCacheDir(self.settings.schema_cache_dir))
+        if not self.settings.local:
+            from arc_reactor.adapters.http_schemas import BucketCachedSchemaSource, HttpSchemaSource
 
-        return ChainSchemaSource(folders, HttpSchemaSource())
+            bucket = self.settings.runs_bucket
+            sources.append(BucketCachedSchemaSource(lambda: self.storage, bucket, HttpSchemaSource()))
+        return ChainSchemaSource(*sources)
 
     @cached_property
     def event_hub(self) -> EventHub:

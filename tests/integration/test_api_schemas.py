@@ -13,15 +13,13 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def scrnaseq_api(app_env, gcs):
-    from arc_reactor.core.schemas import ChainSchemaSource, DirectorySchemaSource, PipelineDirSchemaSource
-    from arc_reactor.wiring import get_deps
+def scrnaseq_api(app_env, gcs, monkeypatch):
+    """The local stack's runs_api with the schema cache folder pointed at ../shared/fixtures (the flat
+    nf-core-scrnaseq folder there stands for every revision), through the real wiring."""
+    from arc_reactor.wiring import reset_deps
 
-    deps = get_deps()
-    deps.schemas = ChainSchemaSource(
-        DirectorySchemaSource({"nf-core/scrnaseq": SCRNASEQ_FIXTURES}),
-        PipelineDirSchemaSource(deps.settings.pipelines_root),
-    )
+    monkeypatch.setenv("ARC_SCHEMA_CACHE_DIR", str(SCRNASEQ_FIXTURES.parent))
+    reset_deps()
     for name in ("S1_R1.fastq.gz", "S1_R2.fastq.gz", "ref/genome.fa", "ref/genes.gtf"):
         gcs.write_bytes("arc-demo-data", f"sc/{name}", b"x")
     return function_client("runs_api", "http")
@@ -88,6 +86,60 @@ def test_scrnaseq_params_and_samplesheet_against_the_pipeline_schemas(scrnaseq_a
         ("params.yaml", 3, "gtf"): "gs://arc-demo-data/sc/ref/nope.gtf does not exist",
         ("samplesheet.csv", 3, "fastq_1"): "gs://arc-demo-data/sc/missing_R1.fastq.gz does not exist",
     }
+
+
+def test_without_its_schemas_an_nf_core_run_is_refused_not_checked_less(app_env, gcs):
+    """No schema cache folder on the local stack: the registry's schemas for nf-core/scrnaseq cannot be
+    had, and the submission is refused naming them (it used to pass with structural checks only)."""
+    body = {
+        "pipeline": "nf-core/scrnaseq",
+        "revision": "4.0.0",
+        "samplesheet": _sheet(
+            "S1,gs://arc-demo-data/sc/S1_R1.fastq.gz,gs://arc-demo-data/sc/S1_R2.fastq.gz,5"
+        ),
+        "params": {"aligner": "star"},
+    }
+    resp = function_client("runs_api", "http").post("/runs", json=body)
+    assert resp.status_code == 422
+    messages = {p["file"]: p["message"] for p in resp.get_json()["error"]["problems"]}
+    assert (
+        "the schema assets/schema_input.json of nf-core/scrnaseq 4.0.0 is not available"
+        in messages["samplesheet.csv"]
+    )
+    assert (
+        "the schema nextflow_schema.json of nf-core/scrnaseq 4.0.0 is not available"
+        in messages["params.yaml"]
+    )
+
+
+def test_schemas_fetched_once_are_kept_in_the_runs_bucket(gcs):
+    """The cloud's chain: a schema fetched over HTTP is written to gs://<runs>/schemas/<slug>/<revision>/,
+    and a new process (a new source object) reads it from there instead of fetching again."""
+    from arc_reactor.adapters.http_schemas import BucketCachedSchemaSource
+    from arc_reactor.core.registry import load_registry
+
+    fetched: list[tuple[str, str]] = []
+
+    class Upstream:
+        def get(self, pipeline, revision, relpath):
+            fetched.append((revision, relpath))
+            return {"type": "object", "title": relpath} if relpath != "missing.json" else None
+
+    spec = load_registry().get("nf-core/scrnaseq")
+    first = BucketCachedSchemaSource(lambda: gcs, "arc-runs", Upstream())
+    assert first.get(spec, "4.0.0", "nextflow_schema.json") == {
+        "type": "object",
+        "title": "nextflow_schema.json",
+    }
+    assert first.get(spec, "4.0.0", "nextflow_schema.json")["title"] == "nextflow_schema.json"
+    assert gcs.list_names("arc-runs", "schemas/") == ["schemas/nf-core-scrnaseq/4.0.0/nextflow_schema.json"]
+    again = BucketCachedSchemaSource(lambda: gcs, "arc-runs", Upstream())
+    assert again.get(spec, "4.0.0", "nextflow_schema.json")["title"] == "nextflow_schema.json"
+    assert fetched == [("4.0.0", "nextflow_schema.json")]  # fetched once for both "processes"
+    assert again.get(spec, "4.0.0", "missing.json") is None
+    assert gcs.list_names("arc-runs", "schemas/nf-core-scrnaseq/4.0.0/missing") == []
+    with pytest.raises(ValueError, match="relative path"):
+        again.get(spec, "4.0.0", "../../etc/passwd")
 
 
 class _Server:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from arc_reactor.api.app import ROUTES
 from arc_reactor.api.openapi import openapi_document
-from arc_reactor.api.views import RUN_FIELDS
+from arc_reactor.api.views import DERIVED_FIELDS, RUN_FIELDS, run_view
 from arc_reactor.services.recover import WORK_RETENTION_DAYS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,7 +45,8 @@ def test_operations_have_ids_error_responses_and_public_ones_need_no_token():
 
 def test_the_run_schema_lists_every_field_the_api_returns():
     props = openapi_document()["components"]["schemas"]["Run"]["properties"]
-    assert set(props) == {*RUN_FIELDS, "is_recovery"}
+    assert set(props) == {*RUN_FIELDS, *DERIVED_FIELDS}
+    assert set(run_view(dict.fromkeys(RUN_FIELDS))) == set(props)
 
 
 def test_refs_resolve():

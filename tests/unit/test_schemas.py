@@ -63,3 +63,20 @@ def test_pipeline_dir_source_and_chain(tmp_path: Path) -> None:
 def test_broken_schema_is_a_value_error() -> None:
     with pytest.raises(ValueError, match="invalid JSON schema"):
         make_validator({"type": "not-a-type"})
+
+
+def test_the_schema_cache_folder_prefers_the_revision_then_the_flat_set(tmp_path):
+    from arc_reactor.core.registry import load_registry
+    from arc_reactor.core.schemas import SchemaCacheDir
+
+    spec = load_registry().get("nf-core/scrnaseq")
+    flat = tmp_path / "nf-core-scrnaseq"
+    (flat / "3.0.0").mkdir(parents=True)
+    (flat / "nextflow_schema.json").write_text('{"title": "flat"}')
+    (flat / "3.0.0" / "nextflow_schema.json").write_text('{"title": "3.0.0"}')
+    source = SchemaCacheDir(tmp_path)
+    assert source.get(spec, "3.0.0", "nextflow_schema.json") == {"title": "3.0.0"}
+    assert source.get(spec, "4.0.0", "nextflow_schema.json") == {"title": "flat"}
+    assert source.get(spec, "4.0.0", "assets/schema_input.json") is None
+    demo = load_registry().get("arc/fastq-stats")
+    assert SchemaCacheDir(tmp_path).get(demo, "1.0.0", "params_schema.json") is None

@@ -7,7 +7,7 @@ from functools import lru_cache
 from typing import Any
 
 from arc_reactor.api import listing, run_logs
-from arc_reactor.api.views import EVENT_FIELDS, RUN_FIELDS, SUMMARY_FIELDS
+from arc_reactor.api.views import DERIVED_FIELDS, EVENT_FIELDS, RUN_FIELDS, SUMMARY_FIELDS
 from arc_reactor.core.ids import RUN_ID_RE
 from arc_reactor.core.status import RunStatus
 
@@ -113,7 +113,7 @@ def _run_schemas() -> dict[str, Any]:
         "lines": {"type": "array", "items": line},
     }
     return {
-        "Run": _object({f: _field_type(f) for f in (*RUN_FIELDS, "is_recovery", "labels_changed")}),
+        "Run": _object({f: _field_type(f) for f in (*RUN_FIELDS, *DERIVED_FIELDS)}),
         "RunSummary": _object({f: _field_type(f) for f in SUMMARY_FIELDS}),
         "Event": _object(event),
         "RunDetail": {"allOf": [ref("Run"), _object(relatives)]},

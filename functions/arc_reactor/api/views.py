@@ -39,6 +39,8 @@ RUN_FIELDS = (
     "metrics",
     "session_id",
 )
+# Fields a run view adds to the row's own: derived, not stored.
+DERIVED_FIELDS = ("is_recovery", "labels_changed")
 SUMMARY_FIELDS = ("id", "name", "pipeline", "revision", "status", "submitter", "created_at", "updated_at")
 EVENT_FIELDS = ("id", "run_id", "created_at", "kind", "source", "from_status", "to_status", "detail")
 

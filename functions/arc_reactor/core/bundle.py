@@ -263,11 +263,23 @@ class _Check:
         return text
 
     def schema(
-        self, spec: PipelineSpec | None, revision: str | None, relpath: str | None
+        self, spec: PipelineSpec | None, revision: str | None, relpath: str | None, file: str
     ) -> dict[str, Any] | None:
+        """The pipeline's schema at `relpath`, or None when it declares none (or no source was given). A
+        declared schema that cannot be had is a problem on `file`: its checks are never silently skipped."""
         if spec is None or revision is None or relpath is None or self.schemas is None:
             return None
-        return self.schemas.get(spec, revision, relpath)
+        schema = self.schemas.get(spec, revision, relpath)
+        if schema is None:
+            self.problems.append(
+                Problem(
+                    file,
+                    f"cannot be checked: the schema {relpath} of {spec.name} {revision} is not available "
+                    "here (a deployment problem: see ARC_SCHEMA_CACHE_DIR in docs/decisions.md); the run "
+                    "is refused rather than checked less strictly",
+                )
+            )
+        return schema
 
     def samplesheet(
         self, spec: PipelineSpec | None, revision: str | None, max_rows: int
@@ -279,7 +291,7 @@ class _Check:
         self.problems.extend(problems)
         if sheet is None or spec is None or revision is None:
             return sheet  # which columns a sheet needs depends on the pipeline
-        schema = self.schema(spec, revision, spec.input_schema)
+        schema = self.schema(spec, revision, spec.input_schema, SAMPLESHEET)
         if schema is None:
             self.problems.extend(check_without_schema(sheet))
         else:
@@ -294,7 +306,7 @@ class _Check:
         self.problems.extend(problems)
         if params is None:
             return {}
-        schema = self.schema(spec, revision, spec.params_schema if spec else None)
+        schema = self.schema(spec, revision, spec.params_schema if spec else None, PARAMS)
         if schema is not None:
             self.problems.extend(check_params(params, schema, lines))
         return params
@@ -324,8 +336,10 @@ def validate_bundle(
 
     `files` maps run.yaml (or `manifest_name`), samplesheet.csv, params.yaml and nextflow.config to their
     bytes, or None when absent; other names are ignored. `refused` names files the caller could not read and
-    already reported (e.g. too large): their absence is not reported again. A broken schema raises
-    ValueError (our fault).
+    already reported (e.g. too large): their absence is not reported again. With a `schemas` source, a schema
+    the registry declares that the source cannot give is a problem (never a silent fallback to weaker
+    checks); without one (unit tests of structure) no schema checks run. A broken schema raises ValueError
+    (our fault).
     """
     check = _Check(files, max_file_bytes, schemas, frozenset(refused))
     manifest = spec = revision = None

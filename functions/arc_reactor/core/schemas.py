@@ -2,7 +2,9 @@
 
 A source returns None when the pipeline has no such file. It raises ValueError when the file exists but
 is not a JSON object, or when a relative path would leave the pipeline's folder: both are deployment
-faults, not problems with a user's bundle. (A source for remote pipelines fetched over HTTP comes later.)
+faults, not problems with a user's bundle. The wiring chains, in order: the folders of `path:` pipelines,
+the schema cache folder (ARC_SCHEMA_CACHE_DIR, SchemaCacheDir) and, in the cloud, the runs bucket's cache
+of schemas fetched over HTTP (adapters/http_schemas.py).
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ class _FolderSchemaSource:
         self._cache: dict[tuple[str, str, str], dict[str, Any] | None] = {}
         self._lock = threading.Lock()
 
-    def _folder(self, pipeline: PipelineSpec) -> Path | None:
+    def _folder(self, pipeline: PipelineSpec, revision: str) -> Path | None:
         raise NotImplementedError
 
     def get(self, pipeline: PipelineSpec, revision: str, relpath: str) -> dict[str, Any] | None:
@@ -71,7 +73,7 @@ class _FolderSchemaSource:
         with self._lock:
             if key in self._cache:
                 return self._cache[key]
-        folder = self._folder(pipeline)
+        folder = self._folder(pipeline, revision)
         schema = None if folder is None else read_schema(resolve_inside(folder, relpath))
         with self._lock:
             self._cache[key] = schema
@@ -85,7 +87,7 @@ class DirectorySchemaSource(_FolderSchemaSource):
         super().__init__()
         self._mapping = dict(mapping)
 
-    def _folder(self, pipeline: PipelineSpec) -> Path | None:
+    def _folder(self, pipeline: PipelineSpec, revision: str) -> Path | None:
         return self._mapping.get(pipeline.name)
 
 
@@ -96,9 +98,31 @@ class PipelineDirSchemaSource(_FolderSchemaSource):
         super().__init__()
         self._root = pipelines_root
 
-    def _folder(self, pipeline: PipelineSpec) -> Path | None:
+    def _folder(self, pipeline: PipelineSpec, revision: str) -> Path | None:
         local = pipeline.local_path
         return None if local is None else resolve_inside(self._root, local)
+
+
+def pipeline_slug(name: str) -> str:
+    """A pipeline name as one path segment: `nf-core/scrnaseq` -> `nf-core-scrnaseq`."""
+    return name.replace("/", "-")
+
+
+class SchemaCacheDir(_FolderSchemaSource):
+    """A folder of pipelines' schemas, so any pipeline is validated offline the same way as in the cloud:
+    `<root>/<slug>/<revision>/<file>` (slug: the name with `/` as `-`), or `<root>/<slug>/<file>` for a
+    folder holding one set of schemas that stands for every allowed revision (e.g. ../shared/fixtures)."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__()
+        self._root = root
+
+    def _folder(self, pipeline: PipelineSpec, revision: str) -> Path | None:
+        base = resolve_inside(self._root, pipeline_slug(pipeline.name))
+        if not base.is_dir():
+            return None
+        by_revision = base / revision
+        return by_revision if by_revision.is_dir() else base
 
 
 class ChainSchemaSource:
