@@ -4,9 +4,10 @@
     update_status.py RUN_ID STATUS [--started_at T] [--completed_at T] [--failed_at T] [--exit_code N]
         [--error_code C] [--error_message M] [--error_task T] [--metrics JSON] [--session_id S]
 
-The change goes through the shared status machine (runs_repo.transition, source "hook"): an invalid
-change is refused and logged, never forced. The database comes from the environment (DATABASE_URL, or
-ARC_CLOUDSQL_INSTANCE / ARC_DB_NAME / ARC_DB_IAM_USER). Exit codes:
+The change goes through the one status-change use case (services/status_change.py, source "hook"), like
+every other writer: an invalid change is refused and logged, never forced; stored text is cleaned there.
+The database comes from the environment (DATABASE_URL, or ARC_CLOUDSQL_INSTANCE / ARC_DB_NAME /
+ARC_DB_IAM_USER). Exit codes:
     0  applied, or a harmless duplicate (the run already has this status)
     2  usage: bad arguments (unknown status, timestamp not ISO 8601, metrics not a JSON object)
     3  refused: the status machine does not allow it (e.g. the run already ended otherwise)
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
 EXIT_OK, EXIT_USAGE, EXIT_REFUSED, EXIT_NOT_FOUND, EXIT_UNREACHABLE = 0, 2, 3, 4, 5
 STATUSES = ("pending", "submitted", "running", "cancelling", "completed", "failed", "cancelled")
 TIMESTAMP_FLAGS = {"running": "started_at", "completed": "completed_at", "failed": "failed_at"}
-MAX_MESSAGE = 4000
 log = logging.getLogger("arc_reactor.orchestrator.update_status")
 
 
@@ -82,16 +82,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def change_of(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any], datetime | None]:
     """(fields, event detail, time) of the requested change."""
-    message = args.error_message[:MAX_MESSAGE] if args.error_message else None
     fields = {
         "exit_code": args.exit_code,
         "error_code": args.error_code,
-        "error_message": message,
+        "error_message": args.error_message,
         "error_task": args.error_task,
         "metrics": args.metrics,
         "session_id": args.session_id,
     }
-    fields = {k: v for k, v in fields.items() if v is not None}
+    from arc_reactor.services.status_change import clean_fields
+
+    fields = clean_fields({k: v for k, v in fields.items() if v is not None})
     detail = {"via": "update_status.py", **{k: v for k, v in fields.items() if k != "metrics"}}
     flag = TIMESTAMP_FLAGS.get(args.status)
     at: datetime | None = getattr(args, flag) if flag else None
@@ -109,16 +110,19 @@ def apply(engine: Engine, args: argparse.Namespace, attempts: int, sleep: Callab
     """Apply the change with bounded retries; return the exit code."""
     from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
-    from arc_reactor.adapters import runs_repo
     from arc_reactor.adapters.retry import retry_call
+    from arc_reactor.adapters.runs_repo import TransitionResult
     from arc_reactor.core.status import RunStatus
     from arc_reactor.errors import NotFound, TransientError
+    from arc_reactor.services.status_change import change_status
 
     target = RunStatus(args.status)
     fields, detail, at = change_of(args)
 
-    def attempt() -> runs_repo.TransitionResult:
-        return runs_repo.transition(engine, args.run_id, target, "hook", fields=fields, detail=detail, at=at)
+    def attempt() -> TransitionResult:
+        return change_status(
+            engine, args.run_id, target, "hook", why="orchestrator", fields=fields, detail=detail, at=at
+        )
 
     try:
         result = retry_call(

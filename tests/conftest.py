@@ -4,6 +4,7 @@ credentials or explicit insecure channels."""
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import tempfile
@@ -120,3 +121,25 @@ def gcs(storage_emulator, monkeypatch: pytest.MonkeyPatch):
     for bucket in ("arc-inbox", "arc-runs", "arc-demo-data"):
         storage_emulator.create_bucket(bucket)
     return Storage(make_client(Settings(local=True)))
+
+
+class _Keep(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture
+def arc_logs() -> Iterator[list[logging.LogRecord]]:
+    """The package's log records at INFO and above, captured even after setup_logging() has stopped them
+    propagating (it sends them to its own JSON handler)."""
+    logger = logging.getLogger("arc_reactor")
+    level, keep = logger.level, _Keep()
+    logger.addHandler(keep)
+    logger.setLevel(logging.INFO)
+    yield keep.records
+    logger.removeHandler(keep)
+    logger.setLevel(level)

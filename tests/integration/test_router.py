@@ -95,7 +95,7 @@ def test_a_function_that_keeps_failing_is_dead_lettered_with_the_reason():
     assert router.stats.dead_letters[0]["reason"] == "HTTP 500"
 
 
-def test_an_unreachable_function_is_counted_and_dead_lettered_never_silent(caplog):
+def test_an_unreachable_function_is_counted_and_dead_lettered_never_silent(arc_logs):
     with http_server(answering("200 OK")) as url:
         pass  # the server is gone: nothing listens on its port any more
     router = EventRouter(attempts=2, backoff=0.01, timeout=2)
@@ -103,7 +103,7 @@ def test_an_unreachable_function_is_counted_and_dead_lettered_never_silent(caplo
     router.close()
     assert (router.stats.failed_attempts, router.stats.dead_lettered) == (2, 1)
     assert "ConnectionError" in router.stats.dead_letters[0]["reason"]
-    assert any(r.getMessage().startswith("event e2 dead-lettered") for r in caplog.records)
+    assert any(r.getMessage().startswith("event e2 dead-lettered") for r in arc_logs)
 
 
 def test_an_event_that_cannot_be_encoded_is_dead_lettered_at_once():

@@ -88,3 +88,12 @@ def test_mapping_covers_design_table_exactly():
         "CANCELLATION_IN_PROGRESS",
         "CANCELLED",
     }
+
+
+def test_terminal_conflicts_are_between_different_ends_only():
+    from arc_reactor.core.status import is_terminal_conflict
+
+    assert is_terminal_conflict("completed", "failed")
+    assert not is_terminal_conflict("completed", "completed")
+    assert not is_terminal_conflict("running", "failed")
+    assert not is_terminal_conflict("failed", "running")

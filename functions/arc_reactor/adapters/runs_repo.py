@@ -18,7 +18,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, Operation
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from arc_reactor.adapters.tables import run_events, runs
-from arc_reactor.core.status import PREDECESSORS, TERMINAL, TIMESTAMP_COLUMN, RunStatus
+from arc_reactor.core.status import PREDECESSORS, TERMINAL, TIMESTAMP_COLUMN, RunStatus, is_terminal_conflict
 from arc_reactor.errors import NotFound, TransientError
 
 log = logging.getLogger(__name__)
@@ -193,7 +193,7 @@ def transition(
     if row[1] is not None:
         return TransitionResult(True, RunStatus(row[1]), target)
     current = RunStatus(row[0])
-    conflict = current in TERMINAL and target in TERMINAL and current != target
+    conflict = is_terminal_conflict(current, target)
     if conflict:
         _record_conflict(engine, run_id, target, source, {**params, "current": current.value})
     return TransitionResult(False, current, current, conflict)

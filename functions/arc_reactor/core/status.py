@@ -10,6 +10,7 @@ backwards and nothing leaves a terminal state; such a request is a no-op, record
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 
 
@@ -80,3 +81,22 @@ def can_transition(current: RunStatus | str, target: RunStatus | str) -> bool:
 def status_for_batch_state(state_name: str) -> RunStatus | None:
     """Map a Batch job state name (e.g. "RUNNING") to a run status, or None when it carries none."""
     return BATCH_STATE_TO_STATUS.get(state_name)
+
+
+def is_terminal_conflict(current: RunStatus | str, target: RunStatus | str) -> bool:
+    """True when a run that already ended is told it ended otherwise: refused (the first terminal state wins)
+    and recorded as a conflict with both sides."""
+    cur, tgt = RunStatus(current), RunStatus(target)
+    return cur in TERMINAL and tgt in TERMINAL and cur != tgt
+
+
+MAX_ERROR_MESSAGE = 4000
+MAX_ERROR_TASK = 500
+# C0 and C1 control characters and DEL, except tab and newline: an engine's output can hold anything (a NUL,
+# terminal escapes), and what we store is shown to people and passed to programs.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def clean_message(text: str, limit: int = MAX_ERROR_MESSAGE) -> str:
+    """Text safe to store and show: control characters (but tab and newline) removed, at most `limit` long."""
+    return _CONTROL.sub("", text)[:limit]

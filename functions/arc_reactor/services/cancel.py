@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from arc_reactor.adapters import runs_repo
 from arc_reactor.core.status import TERMINAL, RunStatus
 from arc_reactor.errors import Conflict
+from arc_reactor.services.status_change import change_status
 from arc_reactor.wiring import Deps
 
 if TYPE_CHECKING:
@@ -52,14 +53,20 @@ def cancel_run(deps: Deps, run_id: str, requested_by: str | None = None) -> Canc
         raise _refuse(run_id, status)
     detail = {"requested_by": requested_by}
     if status == RunStatus.PENDING and not run.get("batch_job_name"):
-        res = runs_repo.transition(
-            deps.engine, run_id, RunStatus.CANCELLED, SOURCE, detail={**detail, "reason": "no Batch job yet"}
+        res = change_status(
+            deps.engine,
+            run_id,
+            RunStatus.CANCELLED,
+            SOURCE,
+            why=f"cancelled before its job existed, by {requested_by or 'anonymous'}",
+            detail={**detail, "reason": "no Batch job yet"},
         )
         if res.applied:
             # A submission racing with us may have created the job a moment ago: cancel whatever exists.
             summary = deps.batch.cancel_run_jobs(run_id)
             return CancelResult(runs_repo.get_run(deps.engine, run_id), "cancelled", summary)
-    res = runs_repo.transition(deps.engine, run_id, RunStatus.CANCELLING, SOURCE, detail=detail)
+    why = f"cancel requested by {requested_by or 'anonymous'}"
+    res = change_status(deps.engine, run_id, RunStatus.CANCELLING, SOURCE, why=why, detail=detail)
     if not res.applied and res.current == RunStatus.CANCELLED:
         return CancelResult(runs_repo.get_run(deps.engine, run_id), "already_cancelled")
     if not res.applied and res.current in TERMINAL:

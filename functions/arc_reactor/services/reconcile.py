@@ -18,12 +18,12 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from arc_reactor.adapters import runs_repo
-from arc_reactor.adapters.runs_repo import TransitionResult
 from arc_reactor.core.batch_policy import MAX_RETRY_COUNT
 from arc_reactor.core.events import PubSubMessage, event_age_seconds
 from arc_reactor.core.ids import notification_job, run_id_from_job
 from arc_reactor.core.status import RunStatus
 from arc_reactor.errors import BatchJobNotFoundError, NotFound
+from arc_reactor.services.status_change import change_status
 from arc_reactor.wiring import Deps
 
 if TYPE_CHECKING:
@@ -91,7 +91,8 @@ def reconcile_run(
     if hint:
         detail["notification"] = {k: hint[k] for k in ("Type", "NewJobState", "NewTaskState") if k in hint}
     try:
-        res = runs_repo.transition(deps.engine, run_id, target, source, fields=fields, detail=detail)
+        why = f"Batch {job.state}"
+        res = change_status(deps.engine, run_id, target, source, why=why, fields=fields, detail=detail)
     except NotFound:
         log.warning(
             "Batch job %s has no run in the database",
@@ -102,33 +103,8 @@ def reconcile_run(
     if job.retries:
         _note_retries(deps, run_id, job.retries, source)
     if res.applied:
-        log_status_changed(run_id, res, source, f"Batch {job.state}", fields.get("error_code"))
         return ReconcileResult("applied", run_id, target.value)
     return ReconcileResult("unchanged", run_id, res.current.value)
-
-
-def log_status_changed(
-    run_id: str, res: TransitionResult, source: str, why: str = "", error_code: str | None = None
-) -> None:
-    """The one log line of an applied transition (event status_changed, run_id as a label); a failure is
-    logged at ERROR with its error_code, so one log-based metric counts transitions and errors alike."""
-    level = logging.ERROR if res.current == RunStatus.FAILED else logging.INFO
-    log.log(
-        level,
-        "run %s %s -> %s%s",
-        run_id,
-        res.previous.value if res.previous else None,
-        res.current.value,
-        f" ({why})" if why else "",
-        extra={
-            "run_id": run_id,
-            "event": "status_changed",
-            "source": source,
-            "from_status": res.previous.value if res.previous else None,
-            "to_status": res.current.value,
-            "error_code": error_code,
-        },
-    )
 
 
 def _note_retries(deps: Deps, run_id: str, retries: list[TaskRetry], source: str) -> None:
@@ -161,7 +137,7 @@ def _outcome_fields(job: JobStatus) -> tuple[dict[str, Any], dict[str, Any]]:
         fields["error_code"] = job.failure or "pipeline_error"
         fields["exit_code"] = exit_code
         last = job.events[-1].description if job.events else ""
-        fields["error_message"] = (last or f"Batch job {job.state}")[:4000]
+        fields["error_message"] = last or f"Batch job {job.state}"
         detail["failure"] = job.failure
     return fields, detail
 
@@ -177,9 +153,8 @@ def _job_missing(deps: Deps, run_id: str, job_name: str, source: str) -> Reconci
             message = f"Batch job {job_name} no longer exists"
             target, fields = RunStatus.FAILED, {"error_code": "job_missing", "error_message": message}
         detail = {"batch_job_name": job_name, "reason": "job_missing"}
-        res = runs_repo.transition(deps.engine, run_id, target, source, fields=fields, detail=detail)
+        why = f"Batch job {job_name} is gone"
+        res = change_status(deps.engine, run_id, target, source, why=why, fields=fields, detail=detail)
     except NotFound:
         return ReconcileResult("ignored", run_id)
-    if res.applied:
-        log_status_changed(run_id, res, source, f"Batch job {job_name} is gone", fields.get("error_code"))
     return ReconcileResult("job_missing", run_id, res.current.value)

@@ -12,7 +12,7 @@ import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 import yaml
@@ -27,6 +27,7 @@ from arc_reactor.core.layout import INPUT_FILES, RunLocations, run_locations
 from arc_reactor.core.status import RunStatus
 from arc_reactor.errors import BundleInvalid, NotFound, PermanentError, Problem
 from arc_reactor.services.exists import missing_objects
+from arc_reactor.services.status_change import change_status
 from arc_reactor.wiring import Deps
 
 log = logging.getLogger(__name__)
@@ -164,14 +165,21 @@ def _reject(
         engine="unknown",
         locs=locs,
     )
-    values.update(
-        status=RunStatus.FAILED.value,
-        failed_at=datetime.now(UTC),
-        error_code="invalid_bundle",
-        error_message="; ".join(str(p) for p in problems)[:4000],
-        metrics={"problems": [p.as_dict() for p in problems]},
-    )
+    # Recorded like every run (pending, then one status change), so the rejection has its events and log line;
+    # a redelivery finds the same row (same manifest generation) and the change is a no-op.
     row, _created = runs_repo.insert_run(deps.engine, values)
+    change_status(
+        deps.engine,
+        row["id"],
+        RunStatus.FAILED,
+        "submit",
+        why="invalid bundle",
+        fields={
+            "error_code": "invalid_bundle",
+            "error_message": "; ".join(str(p) for p in problems),
+            "metrics": {"problems": [p.as_dict() for p in problems]},
+        },
+    )
     return SubmitResult("rejected", run_id=row["id"], problems=problems)
 
 
@@ -279,7 +287,6 @@ def _launch(
 ) -> SubmitResult:
     from arc_reactor.core.job_env import JobEnv
     from arc_reactor.core.jobspec import OrchestratorJob
-    from arc_reactor.services.reconcile import log_status_changed
 
     run_id = str(run["id"])
     params_uri, config_uri = _copy_inputs(deps, run, bundle)
@@ -309,22 +316,22 @@ def _launch(
     except PermanentError as exc:
         # Quota, permission and spec refusals are final and were not retried: record them on the run and
         # acknowledge the event. The adapter logged the refusal and cancelled any job a racing create made.
-        res = runs_repo.transition(
+        change_status(
             deps.engine,
             run_id,
             RunStatus.FAILED,
             "submit",
-            fields={"error_code": exc.code, "error_message": str(exc)[:4000]},
+            why="Batch refused the job",
+            fields={"error_code": exc.code, "error_message": str(exc)},
         )
-        if res.applied:
-            log_status_changed(run_id, res, "submit", "Batch refused the job", exc.code)
         return SubmitResult("failed", run_id=run_id, reason=str(exc))
     job_name = job.name
-    res = runs_repo.transition(
+    res = change_status(
         deps.engine,
         run_id,
         RunStatus.SUBMITTED,
         "submit",
+        why=f"Batch job {job_name}",
         fields={"batch_job_name": job_name, "batch_job_uid": job.uid},
         detail={"batch_job_name": job_name, "batch_job_uid": job.uid},
     )
@@ -334,9 +341,7 @@ def _launch(
         job_name,
         extra={"run_id": run_id, "job_name": job_name, "pipeline": run["pipeline"], "event": "run_submitted"},
     )
-    if res.applied:
-        log_status_changed(run_id, res, "submit", f"Batch job {job_name}")
-    else:
+    if not res.applied:
         # The job already ran ahead (a hook or Batch marked the run running first): keep its name anyway.
         runs_repo.record_job_name(deps.engine, run_id, job_name, job.uid)
     return SubmitResult("submitted", run_id=run_id)

@@ -22,7 +22,8 @@ from arc_reactor.adapters import runs_repo
 from arc_reactor.core.batch_policy import LONGEST_RUN, MAX_QUEUED
 from arc_reactor.core.status import RunStatus
 from arc_reactor.errors import BatchError, TransientError
-from arc_reactor.services.reconcile import ReconcileResult, log_status_changed, reconcile_run
+from arc_reactor.services.reconcile import ReconcileResult, reconcile_run
+from arc_reactor.services.status_change import change_status
 from arc_reactor.wiring import Deps
 
 log = logging.getLogger(__name__)
@@ -111,14 +112,14 @@ def _enforce_limits(deps: Deps, row: Mapping[str, Any], now: datetime) -> Reconc
         return None
     code = "max_runtime_exceeded" if status == RunStatus.RUNNING else "queued_too_long"
     run_id = str(row["id"])
-    res = runs_repo.transition(
+    res = change_status(
         deps.engine,
         run_id,
         RunStatus.FAILED,
         "sweeper",
+        why=f"over the {limit.days}-day limit",
         fields={"error_code": code, "error_message": f"run was {status.value} for over {limit.days} days"},
     )
     if res.applied:
-        log_status_changed(run_id, res, "sweeper", f"over Batch's {limit.days}-day limit", code)
         deps.batch.cancel_run_jobs(run_id)  # reports its own failures; the run is failed either way
     return ReconcileResult("applied" if res.applied else "unchanged", run_id, res.current.value)
