@@ -73,6 +73,14 @@ class NotFound(ArcError):
     """A run that does not exist."""
 
 
+class StorageObjectMissing(ArcError):
+    """A Cloud Storage object that does not exist (the adapter's translation of NOT_FOUND)."""
+
+
+class StorageForbidden(ArcError):
+    """Cloud Storage refused the call for permissions (the adapter's translation of 403)."""
+
+
 class Conflict(ArcError):
     """The request conflicts with the run's state (e.g. cancelling a finished run)."""
 

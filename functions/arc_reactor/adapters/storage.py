@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from arc_reactor.core.layout import split_gs_uri
-from arc_reactor.errors import TransientError
+from arc_reactor.errors import StorageForbidden, StorageObjectMissing, TransientError
 
 if TYPE_CHECKING:
     from google.cloud import storage  # type: ignore[attr-defined]
@@ -50,12 +50,18 @@ def make_client(settings: Settings) -> storage.Client:
 
 
 def _wrap(exc: Exception) -> Exception:
+    """The package's error for an SDK exception: services never see google.api_core's. Transient is what
+    the storage client itself retries (its DEFAULT_RETRY predicate: 408/429/5xx, and requests' connection
+    errors and timeouts, which are not subclasses of Python's ConnectionError)."""
     from google.api_core import exceptions as gexc
+    from google.cloud.storage.retry import _should_retry  # DEFAULT_RETRY's predicate
 
-    if isinstance(exc, gexc.ServiceUnavailable | gexc.InternalServerError | gexc.TooManyRequests):
-        return TransientError(f"Cloud Storage unavailable: {exc}")
-    if isinstance(exc, ConnectionError | TimeoutError):
-        return TransientError(f"Cloud Storage unreachable: {exc}")
+    if isinstance(exc, gexc.NotFound):
+        return StorageObjectMissing(str(exc))
+    if isinstance(exc, gexc.Forbidden):
+        return StorageForbidden(str(exc))
+    if _should_retry(exc) or isinstance(exc, ConnectionError | TimeoutError):
+        return TransientError(f"Cloud Storage unavailable: {type(exc).__name__}: {exc}")
     return exc
 
 

@@ -14,7 +14,7 @@ from arc_reactor.core.layout import split_gs_uri
 from arc_reactor.core.params import PARAMS, SERVICE_PARAMS, parse_params
 from arc_reactor.core.samplesheet import SAMPLESHEET, parse_samplesheet
 from arc_reactor.core.textfile import BOM
-from arc_reactor.errors import Problem
+from arc_reactor.errors import Problem, StorageForbidden
 from arc_reactor.wiring import Deps
 
 _PATH_FORMATS = frozenset({"file-path", "directory-path", "path"})
@@ -93,8 +93,6 @@ def missing_objects(deps: Deps, bundle: ValidBundle) -> list[Problem]:
 
 def _object_problem(storage: Storage, uri: str, fmt: str) -> str | None:
     """Why `uri` cannot be used (missing, unreadable, malformed), or None when it exists."""
-    from google.api_core.exceptions import Forbidden
-
     try:
         bucket, name = split_gs_uri(uri)
         if fmt == "directory-path":
@@ -105,6 +103,6 @@ def _object_problem(storage: Storage, uri: str, fmt: str) -> str | None:
                 found = bool(storage.list_names(bucket, name.rstrip("/") + "/", limit=1))
     except ValueError:
         return f"{uri} is not a valid gs:// path"
-    except Forbidden:
+    except StorageForbidden:
         return f"{uri} cannot be read by Arc Reactor (permission denied)"
     return None if found else f"{uri} does not exist"

@@ -21,7 +21,7 @@ from arc_reactor.core.engine_command import Workspace
 from arc_reactor.core.job_env import JobEnv
 from arc_reactor.core.layout import split_gs_uri
 from arc_reactor.core.run_outcome import snakemake_trace
-from arc_reactor.errors import OrchestrationError, TransientError
+from arc_reactor.errors import OrchestrationError, StorageObjectMissing, TransientError
 from arc_reactor.settings import Settings
 
 T = TypeVar("T")
@@ -55,11 +55,9 @@ class Context:
 
 def download(ctx: Context, uri: str, dest: Path, what: str) -> None:
     """Download with retries; a missing object is an `input_missing` failure naming it."""
-    from google.api_core.exceptions import NotFound
-
     try:
         ctx.transfer(lambda: ctx.storage.download_file(uri, dest, retry=None))
-    except NotFound as exc:
+    except StorageObjectMissing as exc:
         dest.unlink(missing_ok=True)
         raise OrchestrationError("input_missing", f"{what} {uri} does not exist") from exc
     except TRANSFER_RETRY_ON as exc:
