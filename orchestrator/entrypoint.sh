@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Arc Reactor orchestrator: runs one run's workflow engine inside its Batch job (or the local stack).
-# Decisions live in tested Python (arc_reactor.services.orchestrate, update_status.py); this script only
+# Decisions live in tested Python (arc_reactor.orchestrator.orchestrate, update_status.py); this script only
 # sequences them. Environment: RUN_ID, PIPELINE, PIPELINE_VERSION, ENGINE, PARAMS_GCS_PATH, CONFIG_GCS_PATH,
 # WORK_DIR, IS_RECOVERY, PARENT_SESSION_ID, PROFILE, CACHE_DIR, LOGS_DIR, RESULTS_DIR, ARC_RUN_LABELS
 # (core/job_env.py), BATCH_TASK_RETRY_ATTEMPT and the database settings (docs/orchestrator.md).
@@ -19,7 +19,7 @@ log() {  # log SEVERITY MESSAGE: one JSON line on stderr
   msg="${msg//\"/\\\"}" run="${run//\"/\\\"}"
   printf '{"severity":"%s","message":"%s","run_id":"%s","logger":"entrypoint"}\n' "$1" "$msg" "$run" >&2
 }
-orch() { "$PYTHON" -m arc_reactor.services.orchestrate "$1" --workdir "$WORKDIR" "${@:2}"; }
+orch() { "$PYTHON" -m arc_reactor.orchestrator.orchestrate "$1" --workdir "$WORKDIR" "${@:2}"; }
 # shellcheck disable=SC2317  # used from the exit trap
 mark() { "$PYTHON" "$HERE/update_status.py" "$RUN_ID" "$@" || log WARNING "update_status.py $1 exited $?"; }
 

@@ -101,7 +101,7 @@ def change_of(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any],
 
 def setup_logging(run_id: str) -> None:
     """JSON lines on stderr, each carrying the run id."""
-    from arc_reactor.services.orchestrate import setup_run_logging
+    from arc_reactor.orchestrator.orchestrate import setup_run_logging
 
     setup_run_logging(run_id)
 

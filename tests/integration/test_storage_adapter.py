@@ -34,7 +34,7 @@ def test_a_storage_outage_is_transient_not_a_requests_error(monkeypatch, tmp_pat
 def test_the_orchestrator_retries_a_download_through_an_outage_within_its_bounds(monkeypatch, tmp_path):
     from arc_reactor.core.engine_command import Workspace
     from arc_reactor.core.job_env import JobEnv
-    from arc_reactor.services.orchestrator_io import TRANSFER_ATTEMPTS, Context, download
+    from arc_reactor.orchestrator.storage_io import TRANSFER_ATTEMPTS, Context, download
     from arc_reactor.settings import Settings
 
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", _dead_endpoint())

@@ -39,7 +39,7 @@ from arc_reactor.core.nextflow_config import (
 from arc_reactor.core.registry import load_registry
 from arc_reactor.core.run_outcome import Failure, failure_from_log, outcome_args, snakemake_trace
 from arc_reactor.errors import OrchestrationError
-from arc_reactor.services.workdir_sync import is_synced, safe_relative
+from arc_reactor.orchestrator.workdir_sync import is_synced, safe_relative
 from arc_reactor.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -2,7 +2,7 @@
 or Nextflow, with resume), which Nextflow session a retry or recovery resumes, and how a run's outcome is
 reported (core/run_outcome.py). core/nextflow_config.py renders our Nextflow config.
 
-services/orchestrate.py does the I/O around these; orchestrator/entrypoint.sh only sequences it.
+orchestrator/orchestrate.py does the I/O around these; orchestrator/entrypoint.sh only sequences it.
 """
 
 from __future__ import annotations

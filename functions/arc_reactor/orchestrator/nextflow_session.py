@@ -15,9 +15,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from arc_reactor.core.engine_command import session_from_log, session_from_record, session_record, session_uri
-from arc_reactor.services.orchestrator_io import Context, read_object, write_object
+from arc_reactor.orchestrator.storage_io import Context, read_object, write_object
 
-log = logging.getLogger("arc_reactor.services.orchestrate")
+log = logging.getLogger("arc_reactor.orchestrator.orchestrate")
 WATCH_INTERVAL_S = 1.0
 WATCH_DEADLINE_S = 900.0  # Nextflow logs its session within seconds of starting; give up long after
 LOG_HEAD_BYTES = 256 * 1024  # the session line comes early in the log

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path, PurePosixPath
 
-from arc_reactor.services.orchestrator_io import (
+from arc_reactor.orchestrator.storage_io import (
     TRANSFER_RETRY_ON,
     Context,
     read_object,
@@ -25,7 +25,7 @@ from arc_reactor.services.orchestrator_io import (
     write_object,
 )
 
-log = logging.getLogger("arc_reactor.services.orchestrate")
+log = logging.getLogger("arc_reactor.orchestrator.orchestrate")
 MANIFEST = "arc-workdir.json"
 SNAKEMAKE_KEPT = ("metadata", "incomplete")
 

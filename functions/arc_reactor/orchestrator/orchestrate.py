@@ -1,11 +1,11 @@
 """The orchestrator's steps, run by orchestrator/entrypoint.sh inside the Batch job (or the local stack):
 
-    python3 -m arc_reactor.services.orchestrate prepare --workdir DIR [--orchestrator-dir DIR]
-    python3 -m arc_reactor.services.orchestrate started --workdir DIR
-    python3 -m arc_reactor.services.orchestrate command --workdir DIR [--json]
-    python3 -m arc_reactor.services.orchestrate watch   --workdir DIR --pid PID
-    python3 -m arc_reactor.services.orchestrate finish  --workdir DIR --exit-code N
-    python3 -m arc_reactor.services.orchestrate outcome --workdir DIR --exit-code N [--stage STAGE]
+    python3 -m arc_reactor.orchestrator.orchestrate prepare --workdir DIR [--orchestrator-dir DIR]
+    python3 -m arc_reactor.orchestrator.orchestrate started --workdir DIR
+    python3 -m arc_reactor.orchestrator.orchestrate command --workdir DIR [--json]
+    python3 -m arc_reactor.orchestrator.orchestrate watch   --workdir DIR --pid PID
+    python3 -m arc_reactor.orchestrator.orchestrate finish  --workdir DIR --exit-code N
+    python3 -m arc_reactor.orchestrator.orchestrate outcome --workdir DIR --exit-code N [--stage STAGE]
 
 `prepare` downloads the run's params (and config), decides what a retry or recovery resumes, and then,
 for Snakemake, restores the working directory from WORK_DIR and stages the samplesheet's gs:// files; for
@@ -50,11 +50,11 @@ from arc_reactor.core.registry import load_registry
 from arc_reactor.core.run_outcome import Failure, failure_from_log, outcome_args
 from arc_reactor.errors import OrchestrationError
 from arc_reactor.logs import JsonFormatter, setup_logging
-from arc_reactor.services import nextflow_session, workdir_sync
-from arc_reactor.services.orchestrator_io import Context, collect_logs, download, read_params, upload
+from arc_reactor.orchestrator import nextflow_session, workdir_sync
+from arc_reactor.orchestrator.storage_io import Context, collect_logs, download, read_params, upload
 from arc_reactor.settings import get_settings
 
-log = logging.getLogger("arc_reactor.services.orchestrate")  # not __name__: it runs as __main__
+log = logging.getLogger("arc_reactor.orchestrator.orchestrate")  # not __name__: it runs as __main__
 ORCHESTRATOR_DIR = Path(__file__).resolve().parents[3] / "orchestrator"  # repo root or /opt/arc
 LOG_TAIL_BYTES = 64 * 1024
 

@@ -1,5 +1,5 @@
 """The orchestrator's I/O: its step context, transfers with the bounded retry policy, and the log files an
-engine leaves behind. Used by services/orchestrate.py and its helpers (workdir_sync, nextflow_session)."""
+engine leaves behind. Used by orchestrator/orchestrate.py and its helpers (workdir_sync, nextflow_session)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from arc_reactor.errors import OrchestrationError, StorageObjectMissing, Transie
 from arc_reactor.settings import Settings
 
 T = TypeVar("T")
-log = logging.getLogger("arc_reactor.services.orchestrate")  # one logger name for every step
+log = logging.getLogger("arc_reactor.orchestrator.orchestrate")  # one logger name for every step
 TRANSFER_RETRY_ON: tuple[type[BaseException], ...] = (TransientError, ConnectionError, TimeoutError)
 TRANSFER_ATTEMPTS = 4
 TRANSFER_DEADLINE_S = 120.0
