@@ -6,7 +6,7 @@ from pathlib import Path
 from arc_reactor.api.app import ROUTES
 from arc_reactor.api.openapi import openapi_document
 from arc_reactor.api.views import DERIVED_FIELDS, RUN_FIELDS, run_view
-from arc_reactor.services.recover import WORK_RETENTION_DAYS
+from arc_reactor.core.recovery import WORK_RETENTION_DAYS
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -121,6 +121,11 @@ class Storage:
         except Exception as exc:
             raise _wrap(exc) from exc
 
+    def has_objects(self, uri: str) -> bool:
+        """True when the gs:// prefix `uri` holds at least one object."""
+        bucket, prefix = split_gs_uri(uri)
+        return bool(self.list_names(bucket, prefix, limit=1))
+
     def download_file(self, uri: str, dest: Path, retry: Any = CLIENT_RETRY) -> None:
         """Download gs://bucket/name to a local file."""
         bucket, name = split_gs_uri(uri)

@@ -3,42 +3,27 @@ with `parent_run_id`).
 
 The recovery has the parent's pipeline, revision, samplesheet, params (optionally overridden) and config
 (optionally replaced), its lineage (so the same work dir and resume cache), IS_RECOVERY=true and the
-parent's session id (`-resume <session>` for Nextflow). Preconditions, checked before anything is written:
-
-- the parent is terminal and not completed, and it got as far as a Batch job or a start (a rejected bundle
-  or a job Batch refused has nothing to resume);
-- it was created less than WORK_RETENTION_DAYS ago: the bucket's lifecycle rule deletes work/ objects
-  30 days after they were written (infra/storage.tf), so an older work dir is at best partly there;
-- its work dir still holds objects; for Nextflow its resume cache (NXF_CLOUDCACHE_PATH) too. Snakemake keeps
-  its state (outputs and .snakemake/ metadata) in the work dir alone, so for it an empty cache is normal.
+parent's session id (`-resume <session>` for Nextflow). The preconditions, checked before anything is
+written, are core/recovery.py's (shared with an inbox manifest's `parent_run_id`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
+from functools import partial
 from typing import Any
 
 import yaml
 
 from arc_reactor.adapters import runs_repo
 from arc_reactor.core.layout import split_gs_uri
-from arc_reactor.core.status import TERMINAL, RunStatus
+from arc_reactor.core.recovery import Refusal
+from arc_reactor.core.recovery import refusal as recovery_refusal
 from arc_reactor.errors import Conflict
 from arc_reactor.services.submit import RunSource, SubmitResult, submit_files
 from arc_reactor.wiring import Deps
-
-WORK_RETENTION_DAYS = 30  # the age of the Delete rule on work/ in infra/storage.tf (a unit test checks it)
-ENGINES_WITH_CACHE = frozenset({"nextflow"})
-
-
-@dataclass(frozen=True)
-class Refusal:
-    """Why a run cannot be recovered: a stable code and a message for a person."""
-
-    code: str
-    message: str
 
 
 class RecoveryRefused(Conflict):
@@ -59,42 +44,14 @@ class Overrides:
     name: str | None = None
 
 
-def _has_objects(deps: Deps, uri: str) -> bool:
-    bucket, prefix = split_gs_uri(uri)
-    return bool(deps.storage.list_names(bucket, prefix, limit=1))
-
-
 def refusal(deps: Deps, parent: Mapping[str, Any], now: datetime | None = None) -> Refusal | None:
-    """Why `parent` cannot be recovered now, or None when it can."""
-    rid, status = parent["id"], RunStatus(parent["status"])
-    if status not in TERMINAL:
-        return Refusal("run_not_finished", f"run {rid} is {status}: wait for it to end, or cancel it first")
-    if status == RunStatus.COMPLETED:
-        return Refusal("run_completed", f"run {rid} completed: there is nothing to recover")
-    if not parent.get("batch_job_name") and not parent.get("started_at"):
-        why = parent.get("error_code") or "no Batch job"
-        return Refusal("run_never_started", f"run {rid} never ran ({why}): submit a corrected run instead")
-    age = (now or datetime.now(UTC)) - parent["created_at"]
-    if age > timedelta(days=WORK_RETENTION_DAYS):
-        return Refusal(
-            "recovery_expired",
-            f"run {rid} is {age.days} days old: its work dir is deleted after {WORK_RETENTION_DAYS} days",
-        )
-    active = runs_repo.active_in_lineage(deps.engine, parent["lineage_id"])
-    if active:
-        busy = ", ".join(f"{r['id']} ({r['status']})" for r in active)
-        return Refusal(
-            "recovery_in_progress", f"run {rid} shares its work dir with {busy}: wait for it to end"
-        )
-    if not _has_objects(deps, parent["work_dir"]):
-        return Refusal(
-            "work_dir_missing", f"the work dir of run {rid} ({parent['work_dir']}) is empty or gone"
-        )
-    if parent["engine"] in ENGINES_WITH_CACHE and not _has_objects(deps, parent["cache_dir"]):
-        return Refusal(
-            "cache_missing", f"the resume cache of run {rid} ({parent['cache_dir']}) is empty or gone"
-        )
-    return None
+    """Why `parent` cannot be recovered now (core/recovery.py's rules, with this deployment's lookups)."""
+    return recovery_refusal(
+        parent,
+        active_in_lineage=partial(runs_repo.active_in_lineage, deps.engine),
+        has_objects=deps.storage.has_objects,
+        now=now,
+    )
 
 
 def _read_input(deps: Deps, parent: Mapping[str, Any], name: str) -> bytes | None:

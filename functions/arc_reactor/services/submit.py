@@ -13,6 +13,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any, Literal
 
 import yaml
@@ -24,6 +25,7 @@ from arc_reactor.core.events import StorageObjectEvent, event_age_seconds
 from arc_reactor.core.ids import new_run_id
 from arc_reactor.core.labels import label_changes, run_labels
 from arc_reactor.core.layout import INPUT_FILES, RunLocations, run_locations
+from arc_reactor.core.recovery import refusal as recovery_refusal
 from arc_reactor.core.status import RunStatus
 from arc_reactor.errors import BundleInvalid, NotFound, PermanentError, Problem
 from arc_reactor.services.exists import missing_objects
@@ -261,9 +263,8 @@ def create_and_launch(deps: Deps, bundle: ValidBundle, source: RunSource) -> Sub
 
 
 def _parent_of(deps: Deps, bundle: ValidBundle) -> tuple[Mapping[str, Any] | None, str]:
-    """The run a recovery resumes, or why it cannot be resumed (the preconditions of services/recover.py,
-    so an inbox manifest with parent_run_id obeys the same rules as POST /runs/{id}:recover)."""
-    from arc_reactor.services.recover import refusal
+    """The run a recovery resumes, or why it cannot be resumed (core/recovery.py's preconditions, so an
+    inbox manifest with parent_run_id obeys the same rules as POST /runs/{id}:recover)."""
 
     m = bundle.manifest
     if not m.parent_run_id:
@@ -278,7 +279,11 @@ def _parent_of(deps: Deps, bundle: ValidBundle) -> tuple[Mapping[str, Any] | Non
             None,
             f"a recovery runs its parent's pipeline and revision ({was}), not {m.pipeline} {m.revision}",
         )
-    why = refusal(deps, parent)
+    why = recovery_refusal(
+        parent,
+        active_in_lineage=partial(runs_repo.active_in_lineage, deps.engine),
+        has_objects=deps.storage.has_objects,
+    )
     return (None, why.message) if why else (parent, "")
 
 
