@@ -14,7 +14,6 @@ from arc_reactor.core.config_syntax import Token, tokenize
 from arc_reactor.core.engine_command import (
     SNAKEMAKE_RERUN_TRIGGERS,
     Workspace,
-    engine_command,
     gs_cells,
     local_input_path,
     localize_rows,
@@ -39,6 +38,7 @@ from arc_reactor.core.nextflow_config import (
 from arc_reactor.core.registry import load_registry
 from arc_reactor.core.run_outcome import Failure, failure_from_log, outcome_args, snakemake_trace
 from arc_reactor.errors import OrchestrationError
+from arc_reactor.orchestrator.engines import engine_for
 from arc_reactor.orchestrator.workdir_sync import is_synced, safe_relative
 from arc_reactor.settings import Settings
 
@@ -67,7 +67,9 @@ def environ(**overrides: str) -> dict[str, str]:
 def nextflow_argv(session: str | None = None, **overrides: str) -> list[str]:
     env = env_from(environ(**overrides))
     spec = pipeline_spec(load_registry(), env)
-    return engine_command(env, spec, pipeline_source(spec, ROOT), WS, cores=2, session_id=session)
+    return engine_for(env.engine).command(
+        env, spec, pipeline_source(spec, ROOT), WS, cores=2, session=session
+    )
 
 
 # --- environment ---------------------------------------------------------------------------------------
@@ -133,7 +135,9 @@ def test_path_source_resolves_under_pipelines_root():
 def test_snakemake_command():
     env = env_from(environ(ENGINE="snakemake", PIPELINE="arc/fastq-stats", PIPELINE_VERSION="1.0.0"))
     spec = pipeline_spec(load_registry(), env)
-    argv = engine_command(env, spec, "/opt/arc/examples/pipelines/fastq-stats", WS, cores=4)
+    argv = engine_for(env.engine).command(
+        env, spec, "/opt/arc/examples/pipelines/fastq-stats", WS, cores=4, session=None
+    )
     assert argv == [
         "snakemake",
         "--snakefile", "/opt/arc/examples/pipelines/fastq-stats/Snakefile",
@@ -153,10 +157,11 @@ def test_snakemake_resume_is_the_same_command_in_the_restored_dir():
     base = {"ENGINE": "snakemake", "PIPELINE": "arc/fastq-stats", "PIPELINE_VERSION": "1.0.0"}
     spec = load_registry().get("arc/fastq-stats")
     assert spec is not None
-    first = engine_command(env_from(environ(**base)), spec, "/src", WS, 2)
+    snakemake = engine_for("snakemake")
+    first = snakemake.command(env_from(environ(**base)), spec, "/src", WS, cores=2, session=None)
     again = env_from(environ(**base, IS_RECOVERY="true", BATCH_TASK_RETRY_ATTEMPT="1"))
     assert again.resume
-    assert engine_command(again, spec, "/src", WS, 2, session_id=SESSION) == first
+    assert snakemake.command(again, spec, "/src", WS, cores=2, session=SESSION) == first
 
 
 def test_snakemake_workspace_paths_are_relative_to_the_run_dir():

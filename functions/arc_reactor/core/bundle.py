@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from arc_reactor.core.config_policy import CONFIG, check_config
+from arc_reactor.core.engines import traits
 from arc_reactor.core.ids import RUN_ID_RE
 from arc_reactor.core.params import PARAMS, check_params, parse_params
 from arc_reactor.core.registry import PipelineSpec, Registry
@@ -315,7 +316,7 @@ class _Check:
         text = self.text(CONFIG, required=False)
         if text is None:
             return
-        if spec is not None and spec.engine != "nextflow":
+        if spec is not None and not traits(spec.engine).reads_nextflow_config:
             msg = f"{spec.name} runs on {spec.engine}, which does not read a nextflow.config; remove the file"
             self.problems.append(Problem(CONFIG, msg))
             return

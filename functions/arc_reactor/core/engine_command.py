@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from arc_reactor.core.engines import traits
 from arc_reactor.core.job_env import JobEnv
 from arc_reactor.core.layout import split_gs_uri
 from arc_reactor.core.registry import PipelineSpec, Registry
@@ -89,8 +90,10 @@ def pipeline_spec(registry: Registry, env: JobEnv) -> PipelineSpec:
 def pipeline_source(spec: PipelineSpec, pipelines_root: Path) -> str:
     """A `path:` source as an absolute folder under the pipelines root; else the engine's project name."""
     if spec.local_path is None:
-        if spec.engine == "snakemake":
-            raise OrchestrationError("pipeline_not_allowed", f"{spec.name}: snakemake needs a path: source")
+        if not traits(spec.engine).runs_remote_source:
+            raise OrchestrationError(
+                "pipeline_not_allowed", f"{spec.name}: {spec.engine} needs a path: source"
+            )
         return spec.source
     root = pipelines_root.resolve()
     folder = (root / spec.local_path).resolve()
@@ -149,21 +152,6 @@ def nextflow_command(
     if session_id:
         argv += ["-resume", session_id]
     return ["env", *(f"{k}={v}" for k, v in nextflow_env(env, session_id).items()), *argv]
-
-
-def engine_command(
-    env: JobEnv,
-    spec: PipelineSpec,
-    source: str,
-    ws: Workspace,
-    cores: int,
-    *,
-    session_id: str | None = None,
-) -> list[str]:
-    """The argv the entrypoint runs for this run's engine."""
-    if env.engine == "snakemake":
-        return snakemake_command(source, ws, cores)
-    return nextflow_command(env, source, ws, env.profile or spec.default_profile, session_id)
 
 
 # --- Nextflow sessions (resume) ---------------------------------------------------------------------------

@@ -16,10 +16,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from arc_reactor.core.engines import ENGINE_NAMES, traits
 from arc_reactor.core.layout import split_gs_uri
 from arc_reactor.errors import OrchestrationError
 
-ENGINES = ("snakemake", "nextflow")
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"", "0", "false", "no", "off"})
 # Set by Batch on every task attempt (0 first); read, never written by us.
@@ -79,8 +79,8 @@ class JobEnv:
         if missing:
             raise _bad(f"missing environment variable(s): {', '.join(missing)}")
         engine = get("ENGINE").lower()
-        if engine not in ENGINES:
-            raise _bad(f"ENGINE must be {' or '.join(ENGINES)}, not {engine!r}")
+        if engine not in ENGINE_NAMES:
+            raise _bad(f"ENGINE must be {' or '.join(ENGINE_NAMES)}, not {engine!r}")
         attempt = get(RETRY_ATTEMPT_VAR) or "0"
         if not attempt.isdigit():
             raise _bad(f"{RETRY_ATTEMPT_VAR} is not a number: {attempt!r}")
@@ -97,7 +97,7 @@ class JobEnv:
                 values[f.name] = _gs(var, raw) if f.metadata.get("gs") else raw
         if not values["params_uri"]:
             raise _bad("PARAMS_GCS_PATH is required")
-        if engine == "nextflow" and not values["work_dir"]:
+        if traits(engine).needs_work_dir and not values["work_dir"]:
             raise _bad("WORK_DIR is required")
         return cls(engine=engine, retry_attempt=int(attempt), **values)
 

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from arc_reactor.core.engines import ENGINES
 from arc_reactor.core.status import TERMINAL, RunStatus
 
 WORK_RETENTION_DAYS = 30  # the age of the Delete rule on work/ in infra/storage.tf (a unit test checks it)
-ENGINES_WITH_CACHE = frozenset({"nextflow"})
 
 
 @dataclass(frozen=True)
@@ -66,8 +66,13 @@ def refusal(
         return Refusal(
             "work_dir_missing", f"the work dir of run {rid} ({parent['work_dir']}) is empty or gone"
         )
-    if parent["engine"] in ENGINES_WITH_CACHE and not has_objects(parent["cache_dir"]):
+    if _keeps_cache(parent["engine"]) and not has_objects(parent["cache_dir"]):
         return Refusal(
             "cache_missing", f"the resume cache of run {rid} ({parent['cache_dir']}) is empty or gone"
         )
     return None
+
+
+def _keeps_cache(engine: str) -> bool:
+    known = ENGINES.get(engine)
+    return known is not None and known.keeps_resume_cache

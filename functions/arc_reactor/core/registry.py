@@ -9,8 +9,9 @@ from typing import Any
 
 import yaml
 
+from arc_reactor.core.engines import ENGINE_NAMES
+
 REGISTRY_FILE = Path(__file__).resolve().parent.parent / "registry" / "pipelines.yaml"
-ENGINES = frozenset({"nextflow", "snakemake"})
 
 
 @dataclass(frozen=True)
@@ -65,8 +66,8 @@ def parse_registry(doc: dict[str, Any]) -> Registry:
         if not isinstance(entry, dict):
             raise ValueError(f"pipeline registry: {name}: entry must be a mapping")
         engine = entry.get("engine")
-        if engine not in ENGINES:
-            raise ValueError(f"pipeline registry: {name}: engine must be one of {sorted(ENGINES)}")
+        if engine not in ENGINE_NAMES:
+            raise ValueError(f"pipeline registry: {name}: engine must be one of {sorted(ENGINE_NAMES)}")
         revisions = tuple(str(r) for r in entry.get("revisions") or ())
         if not revisions:
             raise ValueError(f"pipeline registry: {name}: revisions must list at least one revision")

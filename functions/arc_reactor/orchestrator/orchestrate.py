@@ -20,8 +20,6 @@ core/nextflow_config.py (pure).
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import logging
 import os
@@ -29,29 +27,21 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-
-import yaml
 
 from arc_reactor.core.engine_command import (
     Workspace,
-    engine_command,
-    gs_cells,
-    local_input_path,
-    localize_rows,
     pipeline_source,
     pipeline_spec,
-    resume_session,
 )
 from arc_reactor.core.job_env import env_from
 from arc_reactor.core.layout import run_locations
-from arc_reactor.core.nextflow_config import TaskPolicy, render_template, template_values
 from arc_reactor.core.registry import load_registry
 from arc_reactor.core.run_outcome import Failure, failure_from_log, outcome_args
 from arc_reactor.errors import OrchestrationError
 from arc_reactor.logs import JsonFormatter, setup_logging
-from arc_reactor.orchestrator import nextflow_session, workdir_sync
-from arc_reactor.orchestrator.storage_io import Context, collect_logs, download, read_params, upload
+from arc_reactor.orchestrator import nextflow_session
+from arc_reactor.orchestrator.engines import engine_for
+from arc_reactor.orchestrator.storage_io import Context, download, upload
 from arc_reactor.settings import get_settings
 
 log = logging.getLogger("arc_reactor.orchestrator.orchestrate")  # not __name__: it runs as __main__
@@ -103,63 +93,13 @@ def prepare(ctx: Context, orchestrator_dir: Path) -> None:
     download(ctx, env.params_uri, ws.params_file, "params file")
     if env.config_uri:
         download(ctx, env.config_uri, ws.user_config, "config file")
-    if env.engine == "snakemake":
-        if env.resume:  # restore first: the inputs staged next are always fresh
-            workdir_sync.restore(ctx)
-        stage_inputs(ctx, read_params(ws.params_file))
-    else:
-        session = resume_session(env, nextflow_session.recorded(ctx) if env.resume else None)
-        if session:
-            ws.session_file.write_text(session, encoding="utf-8")
-            log.info("resuming Nextflow session %s", session, extra={"event": "resume"})
-        elif env.resume:
-            log.warning("no Nextflow session to resume: this attempt starts afresh in the same work dir")
-        render_config(ctx, orchestrator_dir)
+    engine_for(env.engine).prepare(ctx, orchestrator_dir)
     ws.argv_file.write_bytes(nul_terminated(command(ctx)))
     ws.started_file.write_bytes(nul_terminated(started(ws)))
 
 
-def stage_inputs(ctx: Context, params: dict[str, Any]) -> None:
-    """Snakemake reads local files: stage every gs:// file of the samplesheet, paths relative to run_dir."""
-    ws = ctx.ws
-    sheet_uri = str(params.get("input") or "")
-    if not sheet_uri.startswith("gs://"):
-        raise OrchestrationError(
-            "invalid_input", f"params input must be a gs:// samplesheet, not {sheet_uri!r}"
-        )
-    remote_sheet = ws.inputs_dir / "samplesheet.remote.csv"
-    download(ctx, sheet_uri, remote_sheet, "samplesheet")
-    rows = list(csv.reader(io.StringIO(remote_sheet.read_text(encoding="utf-8-sig"))))
-    if not rows:
-        raise OrchestrationError("invalid_input", "the samplesheet is empty")
-    header, data = rows[0], rows[1:]
-    staged: dict[str, Path] = {}
-    for uri, line, column in gs_cells(data, header):
-        dest = local_input_path(uri, ws.inputs_dir)
-        download(ctx, uri, dest, f"input file (samplesheet line {line}, {column})")
-        staged[uri] = dest.relative_to(ws.run_dir)
-    log.info("staged %d input file(s)", len(staged), extra={"event": "inputs_staged"})
-    out = io.StringIO()
-    csv.writer(out, lineterminator="\n").writerows([header, *localize_rows(data, staged)])
-    ws.samplesheet.write_text(out.getvalue(), encoding="utf-8")
-    local = {
-        **params,
-        "input": ws.samplesheet.relative_to(ws.run_dir).as_posix(),
-        "outdir": ws.results_dir.relative_to(ws.run_dir).as_posix(),
-    }
-    ws.local_params.write_text(yaml.safe_dump(local, sort_keys=False), encoding="utf-8")
-
-
-def render_config(ctx: Context, orchestrator_dir: Path) -> None:
-    """Render orchestrator/nextflow.config.template for this run."""
-    template = (orchestrator_dir / "nextflow.config.template").read_text(encoding="utf-8")
-    user_config = ctx.ws.user_config if ctx.ws.user_config.is_file() else None
-    hook = (sys.executable, str(orchestrator_dir / "update_status.py"))
-    values = template_values(ctx.env, ctx.ws, TaskPolicy.from_settings(ctx.settings), hook, user_config)
-    ctx.ws.rendered_config.write_text(render_template(template, values), encoding="utf-8")
-
-
-def _session(ws: Workspace) -> str | None:
+def session_id(ws: Workspace) -> str | None:
+    """The Nextflow session this attempt resumes (written by prepare), if any."""
     if not ws.session_file.is_file():
         return None
     return ws.session_file.read_text(encoding="utf-8").strip() or None
@@ -168,7 +108,7 @@ def _session(ws: Workspace) -> str | None:
 def started(ws: Workspace) -> list[str]:
     """update_status.py arguments that mark the run running (with the session it resumes, if any)."""
     args = ["running", "--started_at", datetime.now(UTC).isoformat()]
-    session = _session(ws)
+    session = session_id(ws)
     return [*args, "--session_id", session] if session else args
 
 
@@ -177,35 +117,21 @@ def command(ctx: Context) -> list[str]:
     spec = pipeline_spec(load_registry(), ctx.env)
     source = pipeline_source(spec, ctx.settings.pipelines_root)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return engine_command(ctx.env, spec, source, ctx.ws, cores, session_id=_session(ctx.ws))
-
-
-def _results_uri(ctx: Context) -> str:
-    if ctx.env.results_dir:
-        return ctx.env.results_dir
-    outdir = str(read_params(ctx.ws.params_file).get("outdir") or "") if ctx.ws.params_file.is_file() else ""
-    return (
-        outdir
-        if outdir.startswith("gs://")
-        else run_locations(ctx.settings.runs_bucket, ctx.env.run_id).results
+    return engine_for(ctx.env.engine).command(
+        ctx.env, spec, source, ctx.ws, cores=cores, session=session_id(ctx.ws)
     )
 
 
 def finish(ctx: Context, exit_code: int) -> tuple[int, int]:
-    """Upload the logs (Snakemake: and the working directory and results); return (uploaded, failed)."""
-    ws, env = ctx.ws, ctx.env
-    if env.engine == "nextflow" and not _session(ws) and (session := nextflow_session.from_log(ctx)):
-        nextflow_session.record(ctx, session)
+    """Upload the logs, then what the engine keeps (Snakemake: the working directory and results); return
+    (uploaded, failed)."""
+    env = ctx.env
+    engine = engine_for(env.engine)
     logs_uri = env.logs_dir or run_locations(ctx.settings.runs_bucket, env.run_id).logs
-    files = [(src, logs_uri.rstrip("/") + "/" + name) for src, name in collect_logs(env.engine, ws)]
+    files = [(src, logs_uri.rstrip("/") + "/" + name) for src, name in engine.logs(ctx.ws)]
     done = sum(upload(ctx, src, uri) for src, uri in files)
-    failed = len(files) - done
-    if env.engine == "snakemake":
-        saved, save_failed = workdir_sync.save(ctx)
-        results_uri = _results_uri(ctx).rstrip("/")
-        results = sorted(p for p in ws.results_dir.rglob("*") if p.is_file())
-        ok = sum(upload(ctx, p, f"{results_uri}/{p.relative_to(ws.results_dir).as_posix()}") for p in results)
-        done, failed = done + saved + ok, failed + save_failed + len(results) - ok
+    kept, kept_failed = engine.finish(ctx)
+    done, failed = done + kept, len(files) - done + kept_failed
     log.info(
         "engine exited %d; uploaded %d file(s), %d failed", exit_code, done, failed,
         extra={"event": "orchestrator_finish"},

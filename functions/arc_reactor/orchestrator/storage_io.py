@@ -3,8 +3,6 @@ engine leaves behind. Used by orchestrator/orchestrate.py and its helpers (workd
 
 from __future__ import annotations
 
-import base64
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -20,7 +18,6 @@ from arc_reactor.adapters.storage import Storage, make_client
 from arc_reactor.core.engine_command import Workspace
 from arc_reactor.core.job_env import JobEnv
 from arc_reactor.core.layout import split_gs_uri
-from arc_reactor.core.run_outcome import snakemake_trace
 from arc_reactor.errors import OrchestrationError, StorageObjectMissing, TransientError
 from arc_reactor.settings import Settings
 
@@ -95,39 +92,3 @@ def read_params(path: Path) -> dict[str, Any]:
     if not isinstance(params, dict):
         raise OrchestrationError("invalid_input", "params.yaml must be a mapping")
     return params
-
-
-def _snakemake_metadata(run_dir: Path) -> list[tuple[str, dict[str, Any]]]:
-    out: list[tuple[str, dict[str, Any]]] = []
-    for path in sorted((run_dir / ".snakemake" / "metadata").rglob("*")):
-        try:
-            meta = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-            output = base64.urlsafe_b64decode(path.name.encode()).decode("utf-8", "replace")
-        except (OSError, ValueError):
-            continue  # Snakemake's metadata layout is internal: skip what we cannot read
-        if isinstance(meta, dict):
-            out.append((output, meta))
-    return out
-
-
-def collect_logs(engine: str, ws: Workspace) -> list[tuple[Path, str]]:
-    """(local file, name under logs/) of every log the engine left; Snakemake's are merged first."""
-    found = [(ws.console_log, "console.log")]
-    if engine == "nextflow":
-        found += [
-            (ws.run_dir / ".nextflow.log", "nextflow.log"), (ws.trace, "trace.txt"),
-            (ws.timeline, "timeline.html"), (ws.report, "report.html"), (ws.dag, "dag.html"),
-        ]  # fmt: skip
-        return [(p, n) for p, n in found if p.is_file()]
-    runs = sorted((ws.run_dir / ".snakemake" / "log").glob("*.snakemake.log"))
-    if runs:  # this attempt's logs only: .snakemake/log is not synced with the work dir
-        merged = ws.logs_dir / "snakemake.log"
-        merged.write_text(
-            "".join(p.read_text(encoding="utf-8", errors="replace") for p in runs), encoding="utf-8"
-        )
-        found.append((merged, "snakemake.log"))
-    records = _snakemake_metadata(ws.run_dir)
-    if records:
-        ws.trace.write_text(snakemake_trace(records), encoding="utf-8")
-        found.append((ws.trace, "trace.txt"))
-    return [(p, n) for p, n in found if p.is_file()]

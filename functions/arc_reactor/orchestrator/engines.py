@@ -1,0 +1,228 @@
+"""The orchestrator's engines: one interface, a Nextflow and a Snakemake implementation, so the steps in
+orchestrate.py never ask which engine runs. Pure decisions stay in core (engine_command.py: the argv, the
+sessions; nextflow_config.py: our config; engines.py: the traits the functions rely on too).
+
+    prepare   after the run's params and config are downloaded: what the engine needs before it starts
+    command   the engine's argv (pure)
+    logs      the log files it left, as (local file, name under logs/)
+    finish    what it keeps beyond its logs (uploaded, failed)
+    resume    Nextflow resumes a session (-resume <id>, recorded in CACHE_DIR); Snakemake its work dir
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Protocol
+
+import yaml
+
+from arc_reactor.core.engine_command import (
+    Workspace,
+    gs_cells,
+    local_input_path,
+    localize_rows,
+    nextflow_command,
+    resume_session,
+    snakemake_command,
+)
+from arc_reactor.core.job_env import JobEnv
+from arc_reactor.core.layout import run_locations
+from arc_reactor.core.nextflow_config import TaskPolicy, render_template, template_values
+from arc_reactor.core.registry import PipelineSpec
+from arc_reactor.core.run_outcome import snakemake_trace
+from arc_reactor.errors import OrchestrationError
+from arc_reactor.orchestrator import nextflow_session, workdir_sync
+from arc_reactor.orchestrator.storage_io import Context, download, read_params, upload
+
+log = logging.getLogger("arc_reactor.orchestrator.orchestrate")  # one logger name for every step
+
+
+class Engine(Protocol):
+    """What the orchestrator's steps need from an engine."""
+
+    name: str
+
+    def prepare(self, ctx: Context, orchestrator_dir: Path) -> None:
+        """Make the workspace ready for `command` (the params and config are already downloaded)."""
+        ...
+
+    def command(
+        self, env: JobEnv, spec: PipelineSpec, source: str, ws: Workspace, *, cores: int, session: str | None
+    ) -> list[str]:
+        """The engine's argv."""
+        ...
+
+    def logs(self, ws: Workspace) -> list[tuple[Path, str]]:
+        """(local file, name under logs/) of every log the engine left."""
+        ...
+
+    def finish(self, ctx: Context) -> tuple[int, int]:
+        """Keep what the engine made beyond its logs; (uploaded, failed)."""
+        ...
+
+
+def _present(found: list[tuple[Path, str]]) -> list[tuple[Path, str]]:
+    return [(p, n) for p, n in found if p.is_file()]
+
+
+class Nextflow:
+    """Nextflow with its google-batch executor: our rendered config, -resume from the cloud cache."""
+
+    name = "nextflow"
+
+    def prepare(self, ctx: Context, orchestrator_dir: Path) -> None:
+        """Decide which session to resume, and render our config."""
+        env, ws = ctx.env, ctx.ws
+        session = resume_session(env, nextflow_session.recorded(ctx) if env.resume else None)
+        if session:
+            ws.session_file.write_text(session, encoding="utf-8")
+            log.info("resuming Nextflow session %s", session, extra={"event": "resume"})
+        elif env.resume:
+            log.warning("no Nextflow session to resume: this attempt starts afresh in the same work dir")
+        render_config(ctx, orchestrator_dir)
+
+    def command(
+        self, env: JobEnv, spec: PipelineSpec, source: str, ws: Workspace, *, cores: int, session: str | None
+    ) -> list[str]:
+        """`nextflow run` with the manifest's profile (else the registry's), resuming `session`."""
+        return nextflow_command(env, source, ws, env.profile or spec.default_profile, session)
+
+    def logs(self, ws: Workspace) -> list[tuple[Path, str]]:
+        """The console, .nextflow.log and the trace, timeline, report and DAG."""
+        return _present(
+            [
+                (ws.console_log, "console.log"), (ws.run_dir / ".nextflow.log", "nextflow.log"),
+                (ws.trace, "trace.txt"), (ws.timeline, "timeline.html"), (ws.report, "report.html"),
+                (ws.dag, "dag.html"),
+            ]
+        )  # fmt: skip
+
+    def finish(self, ctx: Context) -> tuple[int, int]:
+        """Record the session the run started, when the watcher did not (its work dir is Nextflow's own)."""
+        if not ctx.ws.session_file.is_file() and (session := nextflow_session.from_log(ctx)):
+            nextflow_session.record(ctx, session)
+        return 0, 0
+
+
+class Snakemake:
+    """Snakemake in the orchestrator: inputs staged locally, its working directory synced with WORK_DIR."""
+
+    name = "snakemake"
+
+    def prepare(self, ctx: Context, orchestrator_dir: Path) -> None:
+        """Restore the working directory on a resume, then stage the samplesheet's files."""
+        if ctx.env.resume:  # restore first: the inputs staged next are always fresh
+            workdir_sync.restore(ctx)
+        stage_inputs(ctx, read_params(ctx.ws.params_file))
+
+    def command(
+        self, env: JobEnv, spec: PipelineSpec, source: str, ws: Workspace, *, cores: int, session: str | None
+    ) -> list[str]:
+        """`snakemake` in the run dir (it resumes from its restored metadata, not from a session)."""
+        return snakemake_command(source, ws, cores)
+
+    def logs(self, ws: Workspace) -> list[tuple[Path, str]]:
+        """The console, this attempt's Snakemake logs merged, and a trace.txt like Nextflow's."""
+        found = [(ws.console_log, "console.log")]
+        runs = sorted((ws.run_dir / ".snakemake" / "log").glob("*.snakemake.log"))
+        if runs:  # this attempt's logs only: .snakemake/log is not synced with the work dir
+            merged = ws.logs_dir / "snakemake.log"
+            merged.write_text(
+                "".join(p.read_text(encoding="utf-8", errors="replace") for p in runs), encoding="utf-8"
+            )
+            found.append((merged, "snakemake.log"))
+        records = _snakemake_metadata(ws.run_dir)
+        if records:
+            ws.trace.write_text(snakemake_trace(records), encoding="utf-8")
+            found.append((ws.trace, "trace.txt"))
+        return _present(found)
+
+    def finish(self, ctx: Context) -> tuple[int, int]:
+        """Save the working directory to WORK_DIR and upload the results."""
+        ws = ctx.ws
+        saved, save_failed = workdir_sync.save(ctx)
+        results_uri = _results_uri(ctx).rstrip("/")
+        results = sorted(p for p in ws.results_dir.rglob("*") if p.is_file())
+        ok = sum(upload(ctx, p, f"{results_uri}/{p.relative_to(ws.results_dir).as_posix()}") for p in results)
+        return saved + ok, save_failed + len(results) - ok
+
+
+_ENGINES: dict[str, Engine] = {"nextflow": Nextflow(), "snakemake": Snakemake()}
+
+
+def engine_for(name: str) -> Engine:
+    """The engine called `name` (JobEnv.from_env has checked it)."""
+    engine = _ENGINES.get(name)
+    if engine is None:
+        raise OrchestrationError("bad_environment", f"no engine {name!r}")
+    return engine
+
+
+def stage_inputs(ctx: Context, params: dict[str, Any]) -> None:
+    """Snakemake reads local files: stage every gs:// file of the samplesheet, paths relative to run_dir."""
+    ws = ctx.ws
+    sheet_uri = str(params.get("input") or "")
+    if not sheet_uri.startswith("gs://"):
+        raise OrchestrationError(
+            "invalid_input", f"params input must be a gs:// samplesheet, not {sheet_uri!r}"
+        )
+    remote_sheet = ws.inputs_dir / "samplesheet.remote.csv"
+    download(ctx, sheet_uri, remote_sheet, "samplesheet")
+    rows = list(csv.reader(io.StringIO(remote_sheet.read_text(encoding="utf-8-sig"))))
+    if not rows:
+        raise OrchestrationError("invalid_input", "the samplesheet is empty")
+    header, data = rows[0], rows[1:]
+    staged: dict[str, Path] = {}
+    for uri, line, column in gs_cells(data, header):
+        dest = local_input_path(uri, ws.inputs_dir)
+        download(ctx, uri, dest, f"input file (samplesheet line {line}, {column})")
+        staged[uri] = dest.relative_to(ws.run_dir)
+    log.info("staged %d input file(s)", len(staged), extra={"event": "inputs_staged"})
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows([header, *localize_rows(data, staged)])
+    ws.samplesheet.write_text(out.getvalue(), encoding="utf-8")
+    local = {
+        **params,
+        "input": ws.samplesheet.relative_to(ws.run_dir).as_posix(),
+        "outdir": ws.results_dir.relative_to(ws.run_dir).as_posix(),
+    }
+    ws.local_params.write_text(yaml.safe_dump(local, sort_keys=False), encoding="utf-8")
+
+
+def render_config(ctx: Context, orchestrator_dir: Path) -> None:
+    """Render orchestrator/nextflow.config.template for this run."""
+    template = (orchestrator_dir / "nextflow.config.template").read_text(encoding="utf-8")
+    user_config = ctx.ws.user_config if ctx.ws.user_config.is_file() else None
+    hook = (sys.executable, str(orchestrator_dir / "update_status.py"))
+    values = template_values(ctx.env, ctx.ws, TaskPolicy.from_settings(ctx.settings), hook, user_config)
+    ctx.ws.rendered_config.write_text(render_template(template, values), encoding="utf-8")
+
+
+def _results_uri(ctx: Context) -> str:
+    if ctx.env.results_dir:
+        return ctx.env.results_dir
+    outdir = str(read_params(ctx.ws.params_file).get("outdir") or "") if ctx.ws.params_file.is_file() else ""
+    return (
+        outdir
+        if outdir.startswith("gs://")
+        else run_locations(ctx.settings.runs_bucket, ctx.env.run_id).results
+    )
+
+
+def _snakemake_metadata(run_dir: Path) -> list[tuple[str, dict[str, Any]]]:
+    out: list[tuple[str, dict[str, Any]]] = []
+    for path in sorted((run_dir / ".snakemake" / "metadata").rglob("*")):
+        try:
+            meta = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+            output = base64.urlsafe_b64decode(path.name.encode()).decode("utf-8", "replace")
+        except (OSError, ValueError):
+            continue  # Snakemake's metadata layout is internal: skip what we cannot read
+        if isinstance(meta, dict):
+            out.append((output, meta))
+    return out
