@@ -381,3 +381,20 @@ def test_bundle_validated_against_the_scrnaseq_schemas() -> None:
         ("samplesheet.csv", 2, "sample"),
         ("params.yaml", 1, "aligner"),
     ]
+
+
+@pytest.mark.parametrize(
+    ("file", "text"),
+    [
+        ("run.yaml", "pipeline: arc/demo\nname: 2024-13-45\n"),
+        ("params.yaml", "when: 2024-13-45\n"),
+        ("params.yaml", "at: 2024-01-01 25:61:99\n"),
+        ("params.yaml", "big: " + "9" * 5000 + "\n"),
+    ],
+)
+def test_values_python_cannot_build_are_problems_naming_the_file(file: str, text: str) -> None:
+    """PyYAML raises ValueError, not YAMLError, for these: a rejection, never a crash."""
+    files: dict[str, bytes | None] = {"run.yaml": b"pipeline: arc/demo\n", "samplesheet.csv": SHEET}
+    files[file] = text.encode()
+    problem = only(bundle_problems(files, max_file_bytes=65536))
+    assert (problem.file, problem.message.split(":")[0]) == (file, "invalid value")

@@ -15,6 +15,7 @@ import yaml
 from arc_reactor.adapters import runs_repo
 from arc_reactor.api.http import ApiError, Call, bad_request, json_response
 from arc_reactor.api.views import run_view
+from arc_reactor.core.bundle import manifest_mapping
 from arc_reactor.errors import Problem
 from arc_reactor.services.submit import RunSource, SubmitResult, submit_files
 
@@ -141,11 +142,7 @@ def _known_part(name: str) -> bool:
 
 def _no_parent(files: Mapping[str, bytes | None]) -> None:
     """A recovery goes through POST /runs/{id}:recover, where its preconditions and rights are checked."""
-    try:
-        doc = yaml.safe_load(files.get("run.yaml") or b"")
-    except yaml.YAMLError:
-        return  # reported by the bundle validation with its line
-    if isinstance(doc, dict) and doc.get("parent_run_id") is not None:
+    if manifest_mapping(files.get("run.yaml")).get("parent_run_id") is not None:
         problem = Problem("run.yaml", "use POST /runs/{parent_run_id}:recover", field="parent_run_id")
         raise bad_request("recoveries are not submitted through POST /runs", [problem])
 

@@ -240,6 +240,14 @@ def parse_manifest(
     return manifest, problems
 
 
+def manifest_mapping(data: bytes | None) -> dict[str, Any]:
+    """A manifest's top-level mapping, best effort and unvalidated ({} when it is not one): for labelling a
+    rejected run with what the user meant, or spotting a field before validation runs."""
+    text, _ = decode_text(data or b"", "run.yaml")
+    doc, _, problems = load_yaml(text or "", "run.yaml")
+    return doc if not problems and isinstance(doc, dict) else {}
+
+
 @dataclass
 class _Check:
     """One validation pass over a bundle: decoded texts in, problems and parsed parts out."""

@@ -93,6 +93,11 @@ def load_yaml(text: str, file: str) -> tuple[Any, dict[str, int], list[Problem]]
             loader.dispose()
     except yaml.YAMLError as exc:
         return None, {}, [_yaml_problem(exc, text, file)]
+    except (ValueError, OverflowError, RecursionError) as exc:
+        # PyYAML builds scalars with Python's own constructors, which raise plain errors for values the YAML
+        # grammar allows: an impossible date (2024-13-45), a time of 25:61:99, an integer past Python's
+        # 4,300-digit limit, nesting deeper than the interpreter's stack. Each is a problem with the file.
+        return None, {}, [Problem(file, f"invalid value: {type(exc).__name__}: {exc}"[:500])]
     lines: dict[str, int] = {}
     if isinstance(node, MappingNode):
         for key_node, _ in node.value:

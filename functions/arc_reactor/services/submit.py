@@ -20,7 +20,7 @@ import yaml
 
 from arc_reactor.adapters import runs_repo
 from arc_reactor.adapters.storage import ObjectTooLarge
-from arc_reactor.core.bundle import ValidBundle, check_object_name, validate_bundle
+from arc_reactor.core.bundle import ValidBundle, check_object_name, manifest_mapping, validate_bundle
 from arc_reactor.core.events import StorageObjectEvent, event_age_seconds
 from arc_reactor.core.ids import new_run_id
 from arc_reactor.core.labels import label_changes, run_labels
@@ -187,12 +187,7 @@ def _reject(
 
 def _loose_manifest(data: bytes | None) -> dict[str, str]:
     """Best-effort read of a rejected manifest, to label the failed run with what the user meant."""
-    try:
-        doc = yaml.safe_load(data or b"")
-    except yaml.YAMLError:
-        return {}
-    if not isinstance(doc, dict):
-        return {}
+    doc = manifest_mapping(data)
     return {
         k: str(doc[k])[:200] for k in ("pipeline", "revision", "name", "submitter") if doc.get(k) is not None
     }
