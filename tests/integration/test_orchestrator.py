@@ -403,3 +403,23 @@ def test_update_status_database_unreachable_is_exit_5():
     code = update_status.main(["r0abc", "running"], engine=unreachable, attempts=3, sleep=sleeps.append)
     assert code == 5
     assert len(sleeps) == 2  # bounded: 3 attempts, 2 waits
+
+
+def test_engine_text_cannot_forge_or_break_the_outcome_arguments(engine, update_status):
+    """A log line carrying NULs and option-like text, through the outcome step's arguments (NUL-terminated,
+    as entrypoint.sh reads them with mapfile -d '') and the real update_status.py."""
+    from arc_reactor.core.run_outcome import Failure, outcome_args
+
+    run_id, _ = new_run(engine)
+    message = "--help\x00--exit_code\x00 0\x00--error_code\x00forged"
+    wire = b"".join(
+        a.encode() + b"\0"
+        for a in outcome_args(7, Failure("pipeline_error", message, "--x"), "2026-01-01T00:00:00+00:00")
+    )
+    argv = wire.split(b"\0")[:-1]  # what mapfile -d '' gives the script
+    done = update_status(run_id, *[a.decode() for a in argv])
+    assert done.returncode == 0, done.stderr
+    run = runs_repo.get_run(engine, run_id)
+    assert (run["status"], run["exit_code"], run["error_code"]) == ("failed", 7, "pipeline_error")
+    assert run["error_message"] == "--help--exit_code 0--error_codeforged"
+    assert run["error_task"] == "--x"

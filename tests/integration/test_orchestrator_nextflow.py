@@ -72,8 +72,8 @@ def hook(name, args):
 
 def failure_args():
     args = ["--exit_code", os.environ.get("NXF_DOUBLE_TASK_EXIT", "1"), "--error_code", "pipeline_error",
-            "--error_message", message or "the pipeline failed"]
-    return args + (["--error_task", task] if task else [])
+            "--error_message=" + (message or "the pipeline failed")]
+    return args + (["--error_task=" + task] if task else [])
 
 now = lambda: datetime.now(timezone.utc).isoformat()
 if os.environ.get("NXF_DOUBLE_WAIT") == "1":

@@ -426,9 +426,9 @@ def test_hooks_are_argument_lists_not_shell_strings():
         )
         assert "def cmd = ['/usr/bin/python3', '/opt/arc/orchestrator/update_status.py', 'r0abc'," in body
         assert "'--session_id', String.valueOf(workflow.sessionId)" in body
-        assert "'--error_message', String.valueOf(workflow.errorMessage" in body
+        assert "'--error_message=' + String.valueOf(workflow.errorMessage" in body
         assert "'--exit_code', String.valueOf(workflow.exitStatus" in body
-        assert "cmd += ['--error_task', task.group(1)]" in body
+        assert "cmd += ['--error_task=' + task.group(1)]" in body
         assert "cmd.collect { String.valueOf(it) }.execute()" in body
         assert '".execute()' not in body and "'.execute()" not in body  # never a string executed by a shell
         assert "waitFor(120" in body  # bounded wait
@@ -517,8 +517,8 @@ def test_outcome_completed():
 def test_outcome_failed_carries_code_message_and_task():
     args = outcome_args(1, Failure("pipeline_error", "boom", "stats"), "T")
     assert args == [
-        "failed", "--failed_at", "T", "--exit_code", "1", "--error_code", "pipeline_error",
-        "--error_message", "boom", "--error_task", "stats",
+        "failed", "--failed_at", "T", "--exit_code", "1", "--error_code=pipeline_error",
+        "--error_message=boom", "--error_task=stats",
     ]  # fmt: skip
 
 

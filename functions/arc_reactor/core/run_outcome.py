@@ -8,6 +8,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from arc_reactor.core.status import MAX_ERROR_TASK, clean_message
+
 MAX_ERROR_MESSAGE = 2000
 
 
@@ -71,7 +73,12 @@ def outcome_args(exit_code: int, failure: Failure | None, now: str) -> list[str]
         return ["completed", "--completed_at", now]
     args = ["failed", "--failed_at", now, "--exit_code", str(exit_code if exit_code else 1)]
     if failure is not None:
-        args += ["--error_code", failure.code, "--error_message", failure.message[:MAX_ERROR_MESSAGE]]
+        # Text from the engine's output goes in `--name=value` form with control characters removed: a NUL
+        # cannot split it into extra arguments and a value starting with `--` cannot read as an option.
+        args += [
+            f"--error_code={clean_message(failure.code, 64)}",
+            f"--error_message={clean_message(failure.message, MAX_ERROR_MESSAGE)}",
+        ]
         if failure.task:
-            args += ["--error_task", failure.task]
+            args.append(f"--error_task={clean_message(failure.task, MAX_ERROR_TASK)}")
     return args
