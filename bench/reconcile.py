@@ -96,13 +96,15 @@ def make_runs(parts: Parts, service, engine) -> dict[str, str]:
 def requests_for(inbox: NotificationLog) -> list[tuple[str, dict[str, str], str]]:
     """Every notification twice (same message id, as a Pub/Sub redelivery), shuffled: (job, headers, body)."""
     from arc_reactor.core.events import pubsub_cloudevent
+    from arc_reactor.core.ids import notification_job
 
     out = []
     for n, (attributes, data) in enumerate(inbox.items):
         attrs, body = pubsub_cloudevent(TOPIC, f"m{n}", attributes, data, datetime.now(UTC))
         headers = {f"ce-{k}": v for k, v in attrs.items() if k != "datacontenttype"}
         headers["Content-Type"] = "application/json"
-        out += [(attributes["JobName"], headers, json.dumps(body))] * 2
+        job, _uid = notification_job(attributes)  # task messages name the job in TaskName only
+        out += [(job or "", headers, json.dumps(body))] * 2
     random.Random(SEED).shuffle(out)
     return out
 
