@@ -41,115 +41,116 @@ locals {
   } : null
 }
 
-module "submit_bundle" {
-  source = "./modules/function"
+# One entry per function: what differs between them. Every entry has the same attributes (null or {} where
+# a function has none), so Terraform can iterate the map.
+locals {
+  functions = {
+    submit_bundle = {
+      description     = "Submits a run when a bundle's run.yaml lands in the inbox bucket."
+      max_instances   = var.function_max_instances.submit_bundle
+      concurrency     = 1
+      timeout_seconds = 300
+      ingress         = "ALLOW_INTERNAL_ONLY"
+      event_trigger = {
+        event_type            = "google.cloud.storage.object.v1.finalized"
+        service_account_email = google_service_account.eventarc.email
+        pubsub_topic          = null
+        event_filters         = { bucket = google_storage_bucket.inbox.name }
+      }
+      invoker_members = { eventarc = local.members.eventarc }
+      dead_letter     = local.dead_letter
+    }
+    runs_api = {
+      description   = "HTTP API: submit, list, watch (SSE), cancel and recover runs. IAM invokers only."
+      max_instances = var.function_max_instances.runs_api
+      concurrency   = var.runs_api_concurrency
+      # SSE streams stay open; Cloud Run cuts a request at the timeout and the client reconnects.
+      timeout_seconds = 3600
+      # Reachable from users' machines, but Cloud Run rejects any caller without run.invoker.
+      ingress         = "ALLOW_ALL"
+      event_trigger   = null
+      invoker_members = { for m in var.api_invoker_members : m => m }
+      dead_letter     = null
+    }
+    reconcile_batch_event = {
+      description     = "Brings a run in line with its Batch job on every Batch state-change notification."
+      max_instances   = var.function_max_instances.reconcile_batch_event
+      concurrency     = 1
+      timeout_seconds = 120
+      ingress         = "ALLOW_INTERNAL_ONLY"
+      event_trigger = {
+        event_type            = "google.cloud.pubsub.topic.v1.messagePublished"
+        service_account_email = google_service_account.eventarc.email
+        pubsub_topic          = google_pubsub_topic.batch_notifications.id
+        event_filters         = {}
+      }
+      invoker_members = { eventarc = local.members.eventarc }
+      dead_letter     = local.dead_letter
+    }
+    sweep_stale_runs = {
+      description     = "Every 10 minutes: reconciles runs stuck in submitted or running with Batch."
+      max_instances   = var.function_max_instances.sweep_stale_runs
+      concurrency     = 1
+      timeout_seconds = 540
+      ingress         = "ALLOW_INTERNAL_ONLY"
+      event_trigger = {
+        event_type            = "google.cloud.pubsub.topic.v1.messagePublished"
+        service_account_email = google_service_account.eventarc.email
+        pubsub_topic          = google_pubsub_topic.sweep.id
+        event_filters         = {}
+      }
+      invoker_members = { eventarc = local.members.eventarc }
+      dead_letter     = local.dead_letter
+    }
+  }
+}
+
+module "functions" {
+  for_each = local.functions
+  source   = "./modules/function"
 
   project_id            = var.project_id
   region                = var.region
-  name                  = "${var.name_prefix}-submit-bundle"
-  description           = "Submits a run when a bundle's run.yaml lands in the inbox bucket."
-  entry_point           = "submit_bundle"
-  service_account_email = google_service_account.functions["submit_bundle"].email
+  name                  = "${var.name_prefix}-${replace(each.key, "_", "-")}"
+  description           = each.value.description
+  entry_point           = each.key
+  service_account_email = google_service_account.functions[each.key].email
   source_bucket         = local.function_defaults.source_bucket
   source_object         = local.function_defaults.source_object
   build_service_account = local.function_defaults.build_service_account
   docker_repository     = local.function_defaults.docker_repository
   vpc_connector         = local.function_defaults.vpc_connector
   environment           = local.function_environment
-  max_instances         = var.function_max_instances.submit_bundle
-  timeout_seconds       = 300
-
-  event_trigger = {
-    event_type            = "google.cloud.storage.object.v1.finalized"
-    service_account_email = google_service_account.eventarc.email
-    event_filters         = { bucket = google_storage_bucket.inbox.name }
-  }
-  invoker_members = { eventarc = local.members.eventarc }
-  dead_letter     = local.dead_letter
+  max_instances         = each.value.max_instances
+  concurrency           = each.value.concurrency
+  timeout_seconds       = each.value.timeout_seconds
+  ingress               = each.value.ingress
+  event_trigger         = each.value.event_trigger
+  invoker_members       = each.value.invoker_members
+  dead_letter           = each.value.dead_letter
 
   # Eventarc checks the trigger identity's eventReceiver role and, for storage triggers, that the
-  # GCS service agent can publish, when it creates the trigger.
+  # GCS service agent can publish, when it creates a trigger.
   depends_on = [google_project_iam_member.project_roles]
 }
 
-module "runs_api" {
-  source = "./modules/function"
-
-  project_id            = var.project_id
-  region                = var.region
-  name                  = "${var.name_prefix}-runs-api"
-  description           = "HTTP API: submit, list, watch (SSE), cancel and recover runs. IAM invokers only."
-  entry_point           = "runs_api"
-  service_account_email = google_service_account.functions["runs_api"].email
-  source_bucket         = local.function_defaults.source_bucket
-  source_object         = local.function_defaults.source_object
-  build_service_account = local.function_defaults.build_service_account
-  docker_repository     = local.function_defaults.docker_repository
-  vpc_connector         = local.function_defaults.vpc_connector
-  environment           = local.function_environment
-  max_instances         = var.function_max_instances.runs_api
-  concurrency           = var.runs_api_concurrency
-  # SSE streams stay open; Cloud Run cuts a request at the timeout and the client reconnects.
-  timeout_seconds = 3600
-  # Reachable from users' machines, but Cloud Run rejects any caller without run.invoker.
-  ingress         = "ALLOW_ALL"
-  invoker_members = { for m in var.api_invoker_members : m => m }
+# The four calls were separate modules before: keep their state.
+moved {
+  from = module.submit_bundle
+  to   = module.functions["submit_bundle"]
 }
 
-module "reconcile_batch_event" {
-  source = "./modules/function"
-
-  project_id            = var.project_id
-  region                = var.region
-  name                  = "${var.name_prefix}-reconcile-batch-event"
-  description           = "Brings a run in line with its Batch job on every Batch state-change notification."
-  entry_point           = "reconcile_batch_event"
-  service_account_email = google_service_account.functions["reconcile_batch_event"].email
-  source_bucket         = local.function_defaults.source_bucket
-  source_object         = local.function_defaults.source_object
-  build_service_account = local.function_defaults.build_service_account
-  docker_repository     = local.function_defaults.docker_repository
-  vpc_connector         = local.function_defaults.vpc_connector
-  environment           = local.function_environment
-  max_instances         = var.function_max_instances.reconcile_batch_event
-  timeout_seconds       = 120
-
-  event_trigger = {
-    event_type            = "google.cloud.pubsub.topic.v1.messagePublished"
-    service_account_email = google_service_account.eventarc.email
-    pubsub_topic          = google_pubsub_topic.batch_notifications.id
-  }
-  invoker_members = { eventarc = local.members.eventarc }
-  dead_letter     = local.dead_letter
-
-  depends_on = [google_project_iam_member.project_roles]
+moved {
+  from = module.runs_api
+  to   = module.functions["runs_api"]
 }
 
-module "sweep_stale_runs" {
-  source = "./modules/function"
+moved {
+  from = module.reconcile_batch_event
+  to   = module.functions["reconcile_batch_event"]
+}
 
-  project_id            = var.project_id
-  region                = var.region
-  name                  = "${var.name_prefix}-sweep-stale-runs"
-  description           = "Every 10 minutes: reconciles runs stuck in submitted or running with Batch."
-  entry_point           = "sweep_stale_runs"
-  service_account_email = google_service_account.functions["sweep_stale_runs"].email
-  source_bucket         = local.function_defaults.source_bucket
-  source_object         = local.function_defaults.source_object
-  build_service_account = local.function_defaults.build_service_account
-  docker_repository     = local.function_defaults.docker_repository
-  vpc_connector         = local.function_defaults.vpc_connector
-  environment           = local.function_environment
-  max_instances         = var.function_max_instances.sweep_stale_runs
-  timeout_seconds       = 540
-
-  event_trigger = {
-    event_type            = "google.cloud.pubsub.topic.v1.messagePublished"
-    service_account_email = google_service_account.eventarc.email
-    pubsub_topic          = google_pubsub_topic.sweep.id
-  }
-  invoker_members = { eventarc = local.members.eventarc }
-  dead_letter     = local.dead_letter
-
-  depends_on = [google_project_iam_member.project_roles]
+moved {
+  from = module.sweep_stale_runs
+  to   = module.functions["sweep_stale_runs"]
 }

@@ -10,7 +10,7 @@ output "runs_bucket" {
 
 output "runs_api_url" {
   description = "URL of the runs API (call it with an identity token: gcloud auth print-identity-token)."
-  value       = module.runs_api.uri
+  value       = module.functions["runs_api"].uri
 }
 
 output "orchestrator_image" {
@@ -56,9 +56,9 @@ output "dead_letter_subscription" {
 output "eventarc_triggers" {
   description = "Eventarc trigger of each event function (their subscriptions carry the dead-letter policy)."
   value = {
-    submit_bundle         = module.submit_bundle.trigger
-    reconcile_batch_event = module.reconcile_batch_event.trigger
-    sweep_stale_runs      = module.sweep_stale_runs.trigger
+    submit_bundle         = module.functions["submit_bundle"].trigger
+    reconcile_batch_event = module.functions["reconcile_batch_event"].trigger
+    sweep_stale_runs      = module.functions["sweep_stale_runs"].trigger
   }
 }
 

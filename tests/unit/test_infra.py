@@ -162,6 +162,28 @@ def _named(doc, kind):
     return {name: body for block in doc.get(kind, []) for name, body in block.items()}
 
 
+def _function_calls(root):
+    """{function: its module arguments}: the one for_each call of modules/function with each.key and
+    each.value.<x> filled in from local.functions, as Terraform expands it (a null value is no argument)."""
+    (call,) = _named(root, "module").values()
+    out = {}
+    for name, values in _locals(root)["functions"].items():
+        args = {}
+        for key, value in call.items():
+            if key == "for_each":
+                continue
+            each = re.fullmatch(r"\$\{each\.value\.(\w+)\}", value) if isinstance(value, str) else None
+            if each:
+                if values.get(each.group(1)) is not None:
+                    args[key] = values[each.group(1)]
+            elif isinstance(value, str):
+                args[key] = value.replace("${each.key}", name).replace("[each.key]", f'["{name}"]')
+            else:
+                args[key] = value
+        out[name] = args
+    return out
+
+
 def _locals(doc):
     merged = {}
     for block in doc.get("locals", []):
@@ -249,7 +271,7 @@ def _granted(root, module):
     # run.invoker, granted by the function module from each call's invoker_members
     (invoker,) = [b for (t, _), b in _resources(module).items() if t.endswith("_iam_member")]
     assert invoker["role"] == "roles/run.invoker"
-    for name, call in _named(root, "module").items():
+    for name, call in _function_calls(root).items():
         members = call.get("invoker_members", {})
         if isinstance(members, str):
             assert members == "${{for m in var.api_invoker_members : m => m}}", members
@@ -300,7 +322,7 @@ def test_nothing_uses_the_default_compute_service_account(root, module):
     assert _one(fn["build_config"])["service_account"] == "${var.build_service_account}"
     trigger = _one(_one(fn["dynamic"])["event_trigger"]["content"])
     assert trigger["service_account_email"] == "${event_trigger.value.service_account_email}"
-    calls = _named(root, "module")
+    calls = _function_calls(root)
     runtime_accounts = {call["service_account_email"] for call in calls.values()}
     assert runtime_accounts == {f'${{google_service_account.functions["{name}"].email}}' for name in calls}
     assert {call["build_service_account"] for call in calls.values()} == {
@@ -380,7 +402,7 @@ def test_function_source_object_is_named_by_the_archive_hash(root, module):
 
 
 def test_four_functions_with_their_entry_points_and_environment(root, module):
-    calls = _named(root, "module")
+    calls = _function_calls(root)
     assert set(calls) == {*EVENT_FUNCTIONS, "runs_api"}
     for name, call in calls.items():
         assert call["source"] == "./modules/function"
@@ -398,7 +420,7 @@ def test_event_triggers_always_retry(root, module):
     assert "event_trigger" not in fn, "the trigger must come from the dynamic block that sets retry"
     trigger = _one(_one(fn["dynamic"])["event_trigger"]["content"])
     assert trigger["retry_policy"] == "RETRY_POLICY_RETRY"
-    calls = _named(root, "module")
+    calls = _function_calls(root)
     for name, event_type in EVENT_FUNCTIONS.items():
         assert calls[name]["event_trigger"]["event_type"] == event_type, name
         assert calls[name]["dead_letter"] == "${local.dead_letter}", name
@@ -417,7 +439,7 @@ def test_event_triggers_always_retry(root, module):
 
 
 def test_runs_api_is_not_public(root):
-    call = _named(root, "module")["runs_api"]
+    call = _function_calls(root)["runs_api"]
     assert call["ingress"] == "ALLOW_ALL"  # reachable, but only by IAM invokers
     for name in ("api_invoker_members", "inbox_uploader_members"):
         validation = _one(_named(root, "variable")[name]["validation"])
@@ -551,8 +573,14 @@ def test_module_calls_match_the_module_variables(root, module):
     meta = {"source", "depends_on", "for_each", "count", "providers"}
     for name, call in _named(root, "module").items():
         arguments = set(call) - meta
+        assert name == "functions" and call["for_each"] == "${local.functions}"
         assert arguments <= set(variables), (name, sorted(arguments - set(variables)))
         assert required <= arguments, (name, sorted(required - arguments))
+    entries = _locals(root)["functions"]
+    shapes = {name: sorted(entry) for name, entry in entries.items()}
+    assert len({tuple(v) for v in shapes.values()}) == 1, shapes  # Terraform iterates one type only
+    triggers = [sorted(e["event_trigger"]) for e in entries.values() if e["event_trigger"] is not None]
+    assert all(t == triggers[0] for t in triggers), triggers
 
 
 def test_terraform_fmt():
