@@ -27,3 +27,12 @@ def test_upgrade_is_idempotent_and_records_the_head(database_url):
         assert version
         assert {"runs", "run_events"} <= set(inspect(conn).get_table_names())
     engine.dispose()
+
+
+def test_the_run_record_has_every_column_of_runs():
+    from dataclasses import fields
+
+    from arc_reactor.adapters.tables import runs
+    from arc_reactor.core.run_record import RunRecord
+
+    assert {f.name for f in fields(RunRecord)} == set(runs.c.keys())

@@ -15,6 +15,7 @@ from arc_reactor.api.auth import (
     require_manager,
 )
 from arc_reactor.api.http import ApiError
+from arc_reactor.core.run_record import RunRecord
 from arc_reactor.settings import Settings
 
 AUD = "https://runs-api-abc.a.run.app"
@@ -139,7 +140,11 @@ def test_unreachable_certificates_are_503(keys):
 
 
 def test_who_may_cancel_or_recover():
-    run = {"id": "r1", "submitter": "Ada@Example.org"}
+    def record(run_id: str, submitter: str | None = None) -> RunRecord:
+        return RunRecord(run_id, "p", "1", "snakemake", run_id, "gs://w/", "gs://c/", "gs://i/", "gs://r/", "gs://l/",
+                         submitter=submitter)  # fmt: skip
+
+    run = record("r1", "Ada@Example.org")
     plain = Settings(admin_group="")
     admins = Settings(admin_group="ops@example.org, root@example.org")
     require_manager(plain, Caller("ada@example.org", authenticated=True), run, "cancel")
@@ -155,5 +160,5 @@ def test_who_may_cancel_or_recover():
             require_manager(settings, caller, run, "cancel")
         assert err.value.status == 403
     with pytest.raises(ApiError):
-        require_manager(plain, Caller("ada@example.org", authenticated=True), {"id": "r2"}, "cancel")
+        require_manager(plain, Caller("ada@example.org", authenticated=True), record("r2"), "cancel")
     assert not is_admin(plain, Caller("", authenticated=True))

@@ -5,18 +5,19 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from arc_reactor.core.recovery import WORK_RETENTION_DAYS, refusal
+from arc_reactor.core.run_record import RunRecord
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 
 
 def parent(**kw):
-    row = {
-        "id": "r1", "status": "failed", "batch_job_name": "projects/p/locations/r/jobs/arc-r1",
-        "created_at": NOW - timedelta(days=1), "lineage_id": "r1", "engine": "nextflow",
-        "work_dir": "gs://b/work/r1/", "cache_dir": "gs://b/cache/r1/",
-    }  # fmt: skip
-    row.update(kw)
-    return row
+    row = RunRecord(
+        id="r1", pipeline="nf-core/scrnaseq", revision="4.0.0", engine="nextflow", lineage_id="r1",
+        work_dir="gs://b/work/r1/", cache_dir="gs://b/cache/r1/", inputs_uri="gs://b/runs/r1/inputs/",
+        results_uri="gs://b/runs/r1/results/", logs_uri="gs://b/runs/r1/logs/", status="failed",
+        batch_job_name="projects/p/locations/r/jobs/arc-r1", created_at=NOW - timedelta(days=1),
+    )  # fmt: skip
+    return row.with_changes(**kw)
 
 
 def check(row, active=(), present=("gs://b/work/r1/", "gs://b/cache/r1/")):

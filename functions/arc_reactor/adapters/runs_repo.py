@@ -18,6 +18,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, Operation
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from arc_reactor.adapters.tables import run_events, runs
+from arc_reactor.core.run_record import RunRecord
 from arc_reactor.core.status import PREDECESSORS, TERMINAL, TIMESTAMP_COLUMN, RunStatus, is_terminal_conflict
 from arc_reactor.errors import NotFound, TransientError
 
@@ -39,7 +40,7 @@ TRANSITION_FIELDS = frozenset(
 _JSON_FIELDS = frozenset({"metrics"})
 
 
-Row = dict[str, Any]  # a runs or run_events row, column name -> value
+Row = dict[str, Any]  # a run_events row (or a few columns of runs), column name -> value
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ def _reading(engine: Engine) -> Iterator[Connection]:
         yield conn
 
 
-def insert_run(engine: Engine, values: Mapping[str, Any], source: str = "submit") -> tuple[Row, bool]:
+def insert_run(engine: Engine, values: Mapping[str, Any], source: str = "submit") -> tuple[RunRecord, bool]:
     """Insert a pending run; return (row, created). A run with the same source object generation or
     idempotency key already there is returned with created=False: at-least-once delivery is a no-op."""
     vals = dict(values)
@@ -91,11 +92,11 @@ def insert_run(engine: Engine, values: Mapping[str, Any], source: str = "submit"
                     detail={"reason": "created"},
                 )
             )
-            return dict(row), True
+            return RunRecord.from_row(row), True
         existing = conn.execute(select(runs).where(_same_source(vals))).mappings().first()
     if existing is None:  # the conflict was on the primary key: a caller bug, not a duplicate
         raise IntegrityError("run id collision", params=None, orig=Exception(vals.get("id")))
-    return dict(existing), False
+    return RunRecord.from_row(existing), False
 
 
 def _same_source(vals: Mapping[str, Any]) -> Any:
@@ -216,13 +217,13 @@ def _record_conflict(
     )
 
 
-def get_run(engine: Engine, run_id: str) -> Row:
-    """The run row, or NotFound."""
+def get_run(engine: Engine, run_id: str) -> RunRecord:
+    """The run, or NotFound."""
     with _reading(engine) as conn:
         row = conn.execute(select(runs).where(runs.c.id == run_id)).mappings().first()
     if row is None:
         raise NotFound(f"run {run_id} does not exist")
-    return dict(row)
+    return RunRecord.from_row(row)
 
 
 @dataclass(frozen=True)
@@ -262,7 +263,7 @@ def list_runs(
     before: tuple[datetime, str] | None = None,
     where: RunFilter | None = None,
     offset: int = 0,
-) -> list[Row]:
+) -> list[RunRecord]:
     """Newest first, keyset-paginated by (created_at, id) strictly before `before`.
 
     `offset` exists only to compare with keyset paging (bench/list_runs.py); the API never uses it."""
@@ -279,14 +280,14 @@ def list_runs(
     if offset:
         stmt = stmt.offset(offset)
     with _reading(engine) as conn:
-        return [dict(r) for r in conn.execute(stmt).mappings()]
+        return [RunRecord.from_row(r) for r in conn.execute(stmt).mappings()]
 
 
-def list_children(engine: Engine, run_id: str, limit: int = 100) -> list[Row]:
+def list_children(engine: Engine, run_id: str, limit: int = 100) -> list[RunRecord]:
     """Runs whose parent is `run_id` (its recoveries), oldest first."""
     stmt = select(runs).where(runs.c.parent_run_id == run_id).order_by(runs.c.created_at).limit(limit)
     with _reading(engine) as conn:
-        return [dict(r) for r in conn.execute(stmt).mappings()]
+        return [RunRecord.from_row(r) for r in conn.execute(stmt).mappings()]
 
 
 def active_in_lineage(engine: Engine, lineage_id: str) -> list[Row]:
@@ -298,11 +299,11 @@ def active_in_lineage(engine: Engine, lineage_id: str) -> list[Row]:
         return [dict(r) for r in conn.execute(stmt).mappings()]
 
 
-def find_by_idempotency_key(engine: Engine, key: str) -> Row | None:
+def find_by_idempotency_key(engine: Engine, key: str) -> RunRecord | None:
     """The run created with this idempotency key, if any."""
     with _db_errors(), engine.connect() as conn:
         row = conn.execute(select(runs).where(runs.c.idempotency_key == key)).mappings().first()
-    return dict(row) if row is not None else None
+    return RunRecord.from_row(row) if row is not None else None
 
 
 def recent_events(engine: Engine, run_id: str, limit: int = 50) -> list[Row]:
@@ -394,7 +395,7 @@ def run_id_for_job_uid(engine: Engine, job_uid: str) -> str | None:
         return conn.execute(select(runs.c.id).where(runs.c.batch_job_uid == job_uid)).scalar()
 
 
-def stale_runs(engine: Engine, older_than: datetime, limit: int) -> list[Row]:
+def stale_runs(engine: Engine, older_than: datetime, limit: int) -> list[RunRecord]:
     """Runs in submitted/running/cancelling not updated since `older_than`, oldest first, at most `limit`."""
     stmt = (
         select(runs)
@@ -406,4 +407,4 @@ def stale_runs(engine: Engine, older_than: datetime, limit: int) -> list[Row]:
         .limit(limit)
     )
     with _db_errors(), engine.connect() as conn:
-        return [dict(r) for r in conn.execute(stmt).mappings()]
+        return [RunRecord.from_row(r) for r in conn.execute(stmt).mappings()]

@@ -24,6 +24,7 @@ from arc_reactor.api.http import ApiError
 if TYPE_CHECKING:
     import flask
 
+    from arc_reactor.core.run_record import RunRecord
     from arc_reactor.settings import Settings
 
 GOOGLE_CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"
@@ -187,16 +188,16 @@ def is_admin(settings: Settings, caller: Caller) -> bool:
     return bool(admins) and (caller.email in admins or bool(caller.groups & admins))
 
 
-def require_manager(settings: Settings, caller: Caller, run: Mapping[str, Any], action: str) -> None:
+def require_manager(settings: Settings, caller: Caller, run: RunRecord, action: str) -> None:
     """ApiError 403 unless the caller may `action` (cancel, recover) this run: local stack, the run's
     submitter, or an admin."""
     if caller.local or is_admin(settings, caller):
         return
-    submitter = str(run.get("submitter") or "").lower()
+    submitter = str(run.submitter or "").lower()
     if caller.email is not None and submitter and caller.email == submitter:
         return
     raise ApiError(
         403,
         "forbidden",
-        f"only the run's submitter ({run.get('submitter') or 'unknown'}) or an admin may {action} it",
+        f"only the run's submitter ({run.submitter or 'unknown'}) or an admin may {action} it",
     )

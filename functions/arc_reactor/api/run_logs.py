@@ -27,6 +27,7 @@ from arc_reactor.errors import BatchError, Problem
 if TYPE_CHECKING:
     from arc_reactor.adapters.batch import BatchService
     from arc_reactor.adapters.cloud_logging import CloudLogs
+    from arc_reactor.core.run_record import RunRecord
 
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 200
@@ -121,7 +122,7 @@ class RunLogSource(Protocol):
         """What the API reports as the lines' source."""
         ...
 
-    def page(self, run: dict[str, Any], size: int, token: dict[str, Any] | None) -> LogPage:
+    def page(self, run: RunRecord, size: int, token: dict[str, Any] | None) -> LogPage:
         """Up to `size` lines of the run from `token` on (None: the start)."""
         ...
 
@@ -133,14 +134,14 @@ class LocalJobLogs:
     jobs_dir: Path
     name: str = "local"
 
-    def page(self, run: dict[str, Any], size: int, token: dict[str, Any] | None) -> LogPage:
+    def page(self, run: RunRecord, size: int, token: dict[str, Any] | None) -> LogPage:
         """Lines from the attempt files; the token is (attempt, byte offset)."""
         token = token or {"a": 0, "o": 0}
         attempt, offset = token.get("a"), token.get("o")
         if not isinstance(attempt, int) or not isinstance(offset, int) or attempt < 0 or offset < 0:
             raise bad_request("page_token is not a page token from this API")
-        follow = not is_terminal(run["status"])
-        return read_local(self.jobs_dir / job_id_for(run["id"]), size, attempt, offset, follow)
+        follow = not is_terminal(run.status)
+        return read_local(self.jobs_dir / job_id_for(run.id), size, attempt, offset, follow)
 
 
 @dataclass(frozen=True)
@@ -152,16 +153,16 @@ class CloudJobLogs:
     project: str
     name: str = "cloud_logging"
 
-    def page(self, run: dict[str, Any], size: int, token: dict[str, Any] | None) -> LogPage:
+    def page(self, run: RunRecord, size: int, token: dict[str, Any] | None) -> LogPage:
         """Lines from Cloud Logging; the token wraps Cloud Logging's own."""
         uid = None
-        if run.get("batch_job_name"):
+        if run.batch_job_name:
             try:
-                uid = self.batch.get_job(run["batch_job_name"]).uid or None
+                uid = self.batch.get_job(run.batch_job_name).uid or None
             except BatchError:
                 uid = None  # job gone or Batch down: the run-id label still finds the lines
         cloud_token = str((token or {}).get("c", ""))
-        filter_ = job_log_filter(self.project, run["id"], uid, run.get("created_at"))
+        filter_ = job_log_filter(self.project, run.id, uid, run.created_at)
         try:
             page = self.cloud_logs.read(filter_, size, cloud_token)
         except ValueError as exc:

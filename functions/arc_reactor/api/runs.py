@@ -25,9 +25,9 @@ def get_run(call: Call) -> Any:
     row = runs_repo.get_run(engine, run_id)
     view = run_view(row)
     parent = None
-    if row.get("parent_run_id"):
+    if row.parent_run_id:
         try:
-            parent = summary_view(runs_repo.get_run(engine, row["parent_run_id"]))
+            parent = summary_view(runs_repo.get_run(engine, row.parent_run_id))
         except NotFound:
             parent = None
     view["parent"] = parent
@@ -83,7 +83,7 @@ def recover(call: Call) -> Any:
     source = RunSource(
         "api",
         idempotency_key=idempotency_key(call, namespace=f"recover:{run_id}:"),
-        submitter=call.caller.email or parent.get("submitter"),
+        submitter=call.caller.email or parent.submitter,
     )
     try:
         result = recover_run(call.deps, run_id, overrides, source)

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from arc_reactor.core.labels import label_changes
+from arc_reactor.core.run_record import RunRecord
 
 RUN_FIELDS = (
     "id",
@@ -45,7 +46,7 @@ SUMMARY_FIELDS = ("id", "name", "pipeline", "revision", "status", "submitter", "
 EVENT_FIELDS = ("id", "run_id", "created_at", "kind", "source", "from_status", "to_status", "detail")
 
 
-def run_view(row: Mapping[str, Any]) -> dict[str, Any]:
+def run_view(row: RunRecord) -> dict[str, Any]:
     """A run as the API shows it."""
     view = {k: row.get(k) for k in RUN_FIELDS}
     view["is_recovery"] = bool(row.get("is_recovery"))
@@ -56,7 +57,7 @@ def run_view(row: Mapping[str, Any]) -> dict[str, Any]:
     return view
 
 
-def locations(row: Mapping[str, Any]) -> dict[str, Any]:
+def locations(row: RunRecord) -> dict[str, Any]:
     """Where a run's files are: inputs, results and logs (permanent), work dir and resume cache."""
     return {
         "inputs": row.get("inputs_uri"),
@@ -67,7 +68,7 @@ def locations(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def summary_view(row: Mapping[str, Any]) -> dict[str, Any]:
+def summary_view(row: RunRecord) -> dict[str, Any]:
     """The few fields that identify a related run (parent, children)."""
     return {k: row.get(k) for k in SUMMARY_FIELDS}
 

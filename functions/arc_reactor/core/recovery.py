@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from arc_reactor.core.engines import ENGINES
+from arc_reactor.core.run_record import RunRecord
 from arc_reactor.core.status import TERMINAL, RunStatus
 
 WORK_RETENTION_DAYS = 30  # the age of the Delete rule on work/ in infra/storage.tf (a unit test checks it)
@@ -34,7 +35,7 @@ class Refusal:
 
 
 def refusal(
-    parent: Mapping[str, Any],
+    parent: RunRecord,
     *,
     active_in_lineage: Callable[[str], Sequence[Mapping[str, Any]]],
     has_objects: Callable[[str], bool],
@@ -42,33 +43,32 @@ def refusal(
 ) -> Refusal | None:
     """Why `parent` cannot be recovered now, or None when it can. The cheap checks come first, so the
     lookups run only for a run that could otherwise be recovered."""
-    rid, status = parent["id"], RunStatus(parent["status"])
+    rid, status = parent.id, RunStatus(parent.status)
     if status not in TERMINAL:
         return Refusal("run_not_finished", f"run {rid} is {status}: wait for it to end, or cancel it first")
     if status == RunStatus.COMPLETED:
         return Refusal("run_completed", f"run {rid} completed: there is nothing to recover")
-    if not parent.get("batch_job_name") and not parent.get("started_at"):
-        why = parent.get("error_code") or "no Batch job"
+    if not parent.batch_job_name and not parent.started_at:
+        why = parent.error_code or "no Batch job"
         return Refusal("run_never_started", f"run {rid} never ran ({why}): submit a corrected run instead")
-    age = (now or datetime.now(UTC)) - parent["created_at"]
+    now = now or datetime.now(UTC)
+    age = now - (parent.created_at or now)
     if age > timedelta(days=WORK_RETENTION_DAYS):
         return Refusal(
             "recovery_expired",
             f"run {rid} is {age.days} days old: its work dir is deleted after {WORK_RETENTION_DAYS} days",
         )
-    active = active_in_lineage(parent["lineage_id"])
+    active = active_in_lineage(parent.lineage_id)
     if active:
         busy = ", ".join(f"{r['id']} ({r['status']})" for r in active)
         return Refusal(
             "recovery_in_progress", f"run {rid} shares its work dir with {busy}: wait for it to end"
         )
-    if not has_objects(parent["work_dir"]):
+    if not has_objects(parent.work_dir):
+        return Refusal("work_dir_missing", f"the work dir of run {rid} ({parent.work_dir}) is empty or gone")
+    if _keeps_cache(parent.engine) and not has_objects(parent.cache_dir):
         return Refusal(
-            "work_dir_missing", f"the work dir of run {rid} ({parent['work_dir']}) is empty or gone"
-        )
-    if _keeps_cache(parent["engine"]) and not has_objects(parent["cache_dir"]):
-        return Refusal(
-            "cache_missing", f"the resume cache of run {rid} ({parent['cache_dir']}) is empty or gone"
+            "cache_missing", f"the resume cache of run {rid} ({parent.cache_dir}) is empty or gone"
         )
     return None
 

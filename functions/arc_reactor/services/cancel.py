@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from arc_reactor.adapters import runs_repo
+from arc_reactor.core.run_record import RunRecord
 from arc_reactor.core.status import TERMINAL, RunStatus
 from arc_reactor.errors import Conflict
 from arc_reactor.services.status_change import change_status
@@ -28,7 +29,7 @@ SOURCE = "api"
 class CancelResult:
     """The run after the request, what happened, and what Batch said (None when it was not asked)."""
 
-    run: dict[str, Any]
+    run: RunRecord
     outcome: Literal["cancelling", "cancelled", "already_cancelled"]
     summary: CancelSummary | None = None
 
@@ -46,13 +47,13 @@ def _refuse(run_id: str, status: RunStatus) -> Conflict:
 def cancel_run(deps: Deps, run_id: str, requested_by: str | None = None) -> CancelResult:
     """Cancel a run (see the module docstring). NotFound for an unknown run, Conflict for a finished one."""
     run = runs_repo.get_run(deps.engine, run_id)
-    status = RunStatus(run["status"])
+    status = RunStatus(run.status)
     if status == RunStatus.CANCELLED:
         return CancelResult(run, "already_cancelled")
     if status in TERMINAL:
         raise _refuse(run_id, status)
     detail = {"requested_by": requested_by}
-    if status == RunStatus.PENDING and not run.get("batch_job_name"):
+    if status == RunStatus.PENDING and not run.batch_job_name:
         res = change_status(
             deps.engine,
             run_id,

@@ -21,6 +21,7 @@ from arc_reactor.adapters import runs_repo
 from arc_reactor.core.layout import split_gs_uri
 from arc_reactor.core.recovery import Refusal
 from arc_reactor.core.recovery import refusal as recovery_refusal
+from arc_reactor.core.run_record import RunRecord
 from arc_reactor.errors import Conflict
 from arc_reactor.services.submit import RunSource, SubmitResult, submit_files
 from arc_reactor.wiring import Deps
@@ -44,7 +45,7 @@ class Overrides:
     name: str | None = None
 
 
-def refusal(deps: Deps, parent: Mapping[str, Any], now: datetime | None = None) -> Refusal | None:
+def refusal(deps: Deps, parent: RunRecord, now: datetime | None = None) -> Refusal | None:
     """Why `parent` cannot be recovered now (core/recovery.py's rules, with this deployment's lookups)."""
     return recovery_refusal(
         parent,
@@ -54,24 +55,24 @@ def refusal(deps: Deps, parent: Mapping[str, Any], now: datetime | None = None) 
     )
 
 
-def _read_input(deps: Deps, parent: Mapping[str, Any], name: str) -> bytes | None:
-    bucket, prefix = split_gs_uri(str(parent["inputs_uri"]))
+def _read_input(deps: Deps, parent: RunRecord, name: str) -> bytes | None:
+    bucket, prefix = split_gs_uri(str(parent.inputs_uri))
     return deps.storage.read_bytes(bucket, prefix + name, max_bytes=deps.settings.max_file_bytes)
 
 
-def recovery_files(deps: Deps, parent: Mapping[str, Any], overrides: Overrides) -> dict[str, bytes | None]:
+def recovery_files(deps: Deps, parent: RunRecord, overrides: Overrides) -> dict[str, bytes | None]:
     """The bundle of the recovery run: the parent's inputs, with the overrides applied."""
     manifest: dict[str, Any] = {
-        "pipeline": parent["pipeline"],
-        "revision": parent["revision"],
-        "parent_run_id": parent["id"],
-        "labels": dict(parent.get("labels") or {}),
+        "pipeline": parent.pipeline,
+        "revision": parent.revision,
+        "parent_run_id": parent.id,
+        "labels": dict(parent.labels or {}),
     }
-    name = overrides.name if overrides.name is not None else parent.get("name")
-    for key, value in (("name", name), ("profile", parent.get("profile"))):
+    name = overrides.name if overrides.name is not None else parent.name
+    for key, value in (("name", name), ("profile", parent.profile)):
         if value is not None:
             manifest[key] = value
-    params = dict(parent.get("params") or {})
+    params = dict(parent.params or {})
     for key, value in (overrides.params or {}).items():
         if value is None:
             params.pop(key, None)
@@ -79,7 +80,7 @@ def recovery_files(deps: Deps, parent: Mapping[str, Any], overrides: Overrides) 
             params[key] = value
     samplesheet = _read_input(deps, parent, "samplesheet.csv")
     if samplesheet is None:
-        raise RecoveryRefused(Refusal("inputs_missing", f"the samplesheet of run {parent['id']} is gone"))
+        raise RecoveryRefused(Refusal("inputs_missing", f"the samplesheet of run {parent.id} is gone"))
     config = overrides.config.encode() if overrides.config is not None else None
     return {
         deps.settings.manifest_name: yaml.safe_dump(manifest, sort_keys=False).encode(),
@@ -98,7 +99,7 @@ def recover_run(
     if source.idempotency_key:
         earlier = runs_repo.find_by_idempotency_key(deps.engine, source.idempotency_key)
         if earlier is not None:  # a retried request: answer with the recovery it already made
-            return SubmitResult("duplicate", run_id=earlier["id"])
+            return SubmitResult("duplicate", run_id=earlier.id)
     why = refusal(deps, parent, now)
     if why is not None:
         raise RecoveryRefused(why)

@@ -26,6 +26,7 @@ from arc_reactor.core.ids import new_run_id
 from arc_reactor.core.labels import label_changes, run_labels
 from arc_reactor.core.layout import INPUT_FILES, RunLocations, run_locations
 from arc_reactor.core.recovery import refusal as recovery_refusal
+from arc_reactor.core.run_record import RunRecord
 from arc_reactor.core.status import RunStatus
 from arc_reactor.errors import BundleInvalid, NotFound, PermanentError, Problem
 from arc_reactor.services.exists import missing_objects
@@ -172,7 +173,7 @@ def _reject(
     row, _created = runs_repo.insert_run(deps.engine, values)
     change_status(
         deps.engine,
-        row["id"],
+        row.id,
         RunStatus.FAILED,
         "submit",
         why="invalid bundle",
@@ -182,7 +183,7 @@ def _reject(
             "metrics": {"problems": [p.as_dict() for p in problems]},
         },
     )
-    return SubmitResult("rejected", run_id=row["id"], problems=problems)
+    return SubmitResult("rejected", run_id=row.id, problems=problems)
 
 
 def _loose_manifest(data: bytes | None) -> dict[str, str]:
@@ -230,7 +231,7 @@ def create_and_launch(deps: Deps, bundle: ValidBundle, source: RunSource) -> Sub
         problem = Problem(deps.settings.manifest_name, refused, field="parent_run_id")
         return SubmitResult("rejected", problems=[problem])
     run_id = new_run_id()
-    lineage = str(parent["lineage_id"]) if parent is not None else run_id
+    lineage = str(parent.lineage_id) if parent is not None else run_id
     locs = run_locations(deps.settings.runs_bucket, run_id, lineage)
     values = _run_values(
         run_id,
@@ -252,12 +253,12 @@ def create_and_launch(deps: Deps, bundle: ValidBundle, source: RunSource) -> Sub
         is_recovery=1 if parent is not None else 0,
     )
     row, created = runs_repo.insert_run(deps.engine, values)
-    if not created and row["status"] != RunStatus.PENDING:
-        return SubmitResult("duplicate", run_id=row["id"], reason=f"already {row['status']}")
-    return _launch(deps, row, bundle, parent_session=parent["session_id"] if parent is not None else None)
+    if not created and row.status != RunStatus.PENDING:
+        return SubmitResult("duplicate", run_id=row.id, reason=f"already {row.status}")
+    return _launch(deps, row, bundle, parent_session=parent.session_id if parent is not None else None)
 
 
-def _parent_of(deps: Deps, bundle: ValidBundle) -> tuple[Mapping[str, Any] | None, str]:
+def _parent_of(deps: Deps, bundle: ValidBundle) -> tuple[RunRecord | None, str]:
     """The run a recovery resumes, or why it cannot be resumed (core/recovery.py's preconditions, so an
     inbox manifest with parent_run_id obeys the same rules as POST /runs/{id}:recover)."""
 
@@ -268,8 +269,8 @@ def _parent_of(deps: Deps, bundle: ValidBundle) -> tuple[Mapping[str, Any] | Non
         parent = runs_repo.get_run(deps.engine, m.parent_run_id)
     except NotFound:
         return None, f"parent run {m.parent_run_id} does not exist"
-    if (parent["pipeline"], parent["revision"]) != (m.pipeline, m.revision):
-        was = f"{parent['pipeline']} {parent['revision']}"
+    if (parent.pipeline, parent.revision) != (m.pipeline, m.revision):
+        was = f"{parent.pipeline} {parent.revision}"
         return (
             None,
             f"a recovery runs its parent's pipeline and revision ({was}), not {m.pipeline} {m.revision}",
@@ -282,34 +283,32 @@ def _parent_of(deps: Deps, bundle: ValidBundle) -> tuple[Mapping[str, Any] | Non
     return (None, why.message) if why else (parent, "")
 
 
-def _launch(
-    deps: Deps, run: Mapping[str, Any], bundle: ValidBundle, parent_session: str | None
-) -> SubmitResult:
+def _launch(deps: Deps, run: RunRecord, bundle: ValidBundle, parent_session: str | None) -> SubmitResult:
     from arc_reactor.core.job_env import JobEnv
     from arc_reactor.core.jobspec import OrchestratorJob
 
-    run_id = str(run["id"])
+    run_id = str(run.id)
     params_uri, config_uri = _copy_inputs(deps, run, bundle)
     env = JobEnv(
         run_id=run_id,
-        pipeline=run["pipeline"],
-        pipeline_version=run["revision"],
-        engine=run["engine"],
+        pipeline=run.pipeline,
+        pipeline_version=run.revision,
+        engine=run.engine,
         config_uri=config_uri,
         params_uri=params_uri,
-        work_dir=run["work_dir"],
-        is_recovery=bool(run["is_recovery"]),
+        work_dir=run.work_dir,
+        is_recovery=bool(run.is_recovery),
         parent_session_id=parent_session or "",
-        profile=run["profile"] or "",
-        cache_dir=run["cache_dir"],
-        logs_dir=run["logs_uri"],
-        results_dir=run["results_uri"],
+        profile=run.profile or "",
+        cache_dir=run.cache_dir,
+        logs_dir=run.logs_uri,
+        results_dir=run.results_uri,
     )
     spec = OrchestratorJob(
         env,
-        submitter_email=run["submitter"],
+        submitter_email=run.submitter,
         head_job=bundle.pipeline.head_job,
-        extra_labels=dict(run["labels"] or {}),
+        extra_labels=dict(run.labels or {}),
     )
     try:
         job = deps.batch.create_orchestrator_job(spec)
@@ -339,7 +338,7 @@ def _launch(
         "run %s submitted as %s",
         run_id,
         job_name,
-        extra={"run_id": run_id, "job_name": job_name, "pipeline": run["pipeline"], "event": "run_submitted"},
+        extra={"run_id": run_id, "job_name": job_name, "pipeline": run.pipeline, "event": "run_submitted"},
     )
     if not res.applied:
         # The job already ran ahead (a hook or Batch marked the run running first): keep its name anyway.
@@ -347,13 +346,13 @@ def _launch(
     return SubmitResult("submitted", run_id=run_id)
 
 
-def _copy_inputs(deps: Deps, run: Mapping[str, Any], bundle: ValidBundle) -> tuple[str, str]:
+def _copy_inputs(deps: Deps, run: RunRecord, bundle: ValidBundle) -> tuple[str, str]:
     """Write the accepted files to the run's inputs/; params get `input` and `outdir` pointed at the run."""
-    inputs = str(run["inputs_uri"])
+    inputs = str(run.inputs_uri)
     bucket, prefix = inputs[5:].split("/", 1)
     params = dict(bundle.params)
     params["input"] = inputs + "samplesheet.csv"
-    params["outdir"] = str(run["results_uri"]).rstrip("/")
+    params["outdir"] = str(run.results_uri).rstrip("/")
     st = deps.storage
     st.write_bytes(bucket, prefix + "samplesheet.csv", bundle.samplesheet, "text/csv")
     st.write_bytes(
@@ -375,14 +374,14 @@ def _write_feedback(deps: Deps, bucket: str, manifest: str, result: SubmitResult
     if result.run_id:
         run = runs_repo.get_run(deps.engine, result.run_id)
         body.update(
-            status=run["status"],
-            pipeline=run["pipeline"],
-            revision=run["revision"],
-            inputs=run["inputs_uri"],
-            results=run["results_uri"],
-            logs=run["logs_uri"],
+            status=run.status,
+            pipeline=run.pipeline,
+            revision=run.revision,
+            inputs=run.inputs_uri,
+            results=run.results_uri,
+            logs=run.logs_uri,
         )
-        if changes := label_changes(run["labels"]):
+        if changes := label_changes(run.labels):
             body["labels_changed"] = changes
     if result.problems:
         body["problems"] = [p.as_dict() for p in result.problems]

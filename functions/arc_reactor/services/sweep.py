@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from arc_reactor.adapters import runs_repo
 from arc_reactor.core.batch_policy import LONGEST_RUN, MAX_QUEUED
+from arc_reactor.core.run_record import RunRecord
 from arc_reactor.core.status import RunStatus
 from arc_reactor.errors import BatchError, TransientError
 from arc_reactor.services.reconcile import ReconcileResult, reconcile_run
@@ -60,8 +60,8 @@ def sweep(
             report.deferred += 1
             continue
         report.checked += 1
-        run_id = str(run["id"])
-        job_name = run["batch_job_name"] or deps.batch.job_name(run_id)
+        run_id = str(run.id)
+        job_name = run.batch_job_name or deps.batch.job_name(run_id)
         try:
             result = reconcile_run(deps, run_id, job_name, source="sweeper")
             if result.outcome == "unchanged":
@@ -94,24 +94,24 @@ def sweep(
     return report
 
 
-def _follow_up(deps: Deps, row: Mapping[str, Any], now: datetime) -> ReconcileResult | None:
+def _follow_up(deps: Deps, row: RunRecord, now: datetime) -> ReconcileResult | None:
     """For a run Batch had no news of: cancel again when it is being cancelled (task jobs launched after the
     first cancel, or a cancel that did not take), else apply Batch's queue and run-time limits."""
-    if row["status"] == RunStatus.CANCELLING:
-        deps.batch.cancel_run_jobs(str(row["id"]))  # bounded; reports its own failures
+    if row.status == RunStatus.CANCELLING:
+        deps.batch.cancel_run_jobs(str(row.id))  # bounded; reports its own failures
         return None
     return _enforce_limits(deps, row, now)
 
 
-def _enforce_limits(deps: Deps, row: Mapping[str, Any], now: datetime) -> ReconcileResult | None:
+def _enforce_limits(deps: Deps, row: RunRecord, now: datetime) -> ReconcileResult | None:
     """Fail runs past Batch's queue limit or past the longest run their orchestrator job allows."""
-    status = RunStatus(row["status"])
-    since = row.get("started_at") if status == RunStatus.RUNNING else row.get("submitted_at")
+    status = RunStatus(row.status)
+    since = row.started_at if status == RunStatus.RUNNING else row.submitted_at
     limit = LONGEST_RUN if status == RunStatus.RUNNING else MAX_QUEUED
     if not isinstance(since, datetime) or now - since <= limit:
         return None
     code = "max_runtime_exceeded" if status == RunStatus.RUNNING else "queued_too_long"
-    run_id = str(row["id"])
+    run_id = str(row.id)
     res = change_status(
         deps.engine,
         run_id,
