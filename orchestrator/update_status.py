@@ -111,17 +111,18 @@ def apply(engine: Engine, args: argparse.Namespace, attempts: int, sleep: Callab
     from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
     from arc_reactor.adapters.retry import retry_call
-    from arc_reactor.adapters.runs_repo import TransitionResult
+    from arc_reactor.adapters.runs_repo import PostgresRunStore, TransitionResult
     from arc_reactor.core.status import RunStatus
     from arc_reactor.errors import NotFound, TransientError
     from arc_reactor.services.status_change import change_status
 
     target = RunStatus(args.status)
     fields, detail, at = change_of(args)
+    runs = PostgresRunStore(engine)
 
     def attempt() -> TransitionResult:
         return change_status(
-            engine, args.run_id, target, "hook", why="orchestrator", fields=fields, detail=detail, at=at
+            runs, args.run_id, target, "hook", why="orchestrator", fields=fields, detail=detail, at=at
         )
 
     try:

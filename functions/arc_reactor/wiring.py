@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from arc_reactor.api.sse import EventHub
     from arc_reactor.core.registry import Registry
     from arc_reactor.core.schemas import SchemaSource
+    from arc_reactor.services.run_store import RunStore
 
 
 @dataclass
@@ -35,6 +36,7 @@ class Deps:
     engine_override: Engine | None = None
     storage_override: Storage | None = None
     batch_override: BatchService | None = None
+    runs_override: RunStore | None = None
 
     @cached_property
     def engine(self) -> Engine:
@@ -44,6 +46,15 @@ class Deps:
         from arc_reactor.adapters.db import get_engine
 
         return get_engine(self.settings)
+
+    @cached_property
+    def runs(self) -> RunStore:
+        """The run store (PostgreSQL); unit tests pass an in-memory one as runs_override."""
+        if self.runs_override is not None:
+            return self.runs_override
+        from arc_reactor.adapters.runs_repo import PostgresRunStore
+
+        return PostgresRunStore(self.engine)
 
     @cached_property
     def storage(self) -> Storage:

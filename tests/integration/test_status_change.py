@@ -7,6 +7,7 @@ import pytest
 from flow import run_row
 
 from arc_reactor.adapters import runs_repo
+from arc_reactor.adapters.runs_repo import PostgresRunStore
 from arc_reactor.core.status import MAX_ERROR_MESSAGE, RunStatus
 from arc_reactor.services.status_change import change_status
 
@@ -21,7 +22,7 @@ def test_engine_text_is_stored_without_control_characters_and_bounded(engine, ar
     runs_repo.insert_run(engine, run_row("r0000000000000000c1"))
     message = "boom\x00--exit_code\x00 0\x1b[31m red\x7f\n" + "x" * (2 * MAX_ERROR_MESSAGE)
     res = change_status(
-        engine, "r0000000000000000c1", RunStatus.FAILED, "hook",
+        PostgresRunStore(engine), "r0000000000000000c1", RunStatus.FAILED, "hook",
         fields={"error_code": "pipeline\x00_error", "error_message": message, "error_task": "ALIGN\x1b (1)"},
     )  # fmt: skip
     assert res.applied
@@ -35,8 +36,10 @@ def test_engine_text_is_stored_without_control_characters_and_bounded(engine, ar
 
 def test_a_duplicate_change_logs_nothing(engine, arc_logs):
     runs_repo.insert_run(engine, run_row("r0000000000000000c2"))
-    assert change_status(engine, "r0000000000000000c2", RunStatus.RUNNING, "batch").applied
-    assert not change_status(engine, "r0000000000000000c2", RunStatus.RUNNING, "hook").applied
+    assert change_status(PostgresRunStore(engine), "r0000000000000000c2", RunStatus.RUNNING, "batch").applied
+    assert not change_status(
+        PostgresRunStore(engine), "r0000000000000000c2", RunStatus.RUNNING, "hook"
+    ).applied
     assert len(_changes(arc_logs)) == 1
 
 

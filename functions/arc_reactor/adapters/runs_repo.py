@@ -408,3 +408,64 @@ def stale_runs(engine: Engine, older_than: datetime, limit: int) -> list[RunReco
     )
     with _db_errors(), engine.connect() as conn:
         return [RunRecord.from_row(r) for r in conn.execute(stmt).mappings()]
+
+
+class PostgresRunStore:
+    """The run store on PostgreSQL: this module's functions bound to one engine (services/run_store.py is
+    the port; tests have an in-memory store of the same behaviour, held to it by a shared contract test)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def insert_run(self, values: Mapping[str, Any], source: str = "submit") -> tuple[RunRecord, bool]:
+        """See insert_run."""
+        return insert_run(self.engine, values, source)
+
+    def get_run(self, run_id: str) -> RunRecord:
+        """See get_run."""
+        return get_run(self.engine, run_id)
+
+    def transition(
+        self,
+        run_id: str,
+        target: RunStatus,
+        source: str,
+        *,
+        fields: Mapping[str, Any] | None = None,
+        detail: Mapping[str, Any] | None = None,
+        at: datetime | None = None,
+    ) -> TransitionResult:
+        """See transition."""
+        return transition(self.engine, run_id, target, source, fields=fields, detail=detail, at=at)
+
+    def add_note(self, run_id: str, source: str, detail: Mapping[str, Any]) -> None:
+        """See add_note."""
+        add_note(self.engine, run_id, source, detail)
+
+    def add_note_once(self, run_id: str, source: str, key: str, detail: Mapping[str, Any]) -> bool:
+        """See add_note_once."""
+        return add_note_once(self.engine, run_id, source, key, detail)
+
+    def record_job_name(self, run_id: str, job_name: str, job_uid: str | None = None) -> None:
+        """See record_job_name."""
+        record_job_name(self.engine, run_id, job_name, job_uid)
+
+    def run_id_for_job_uid(self, job_uid: str) -> str | None:
+        """See run_id_for_job_uid."""
+        return run_id_for_job_uid(self.engine, job_uid)
+
+    def active_in_lineage(self, lineage_id: str) -> list[Row]:
+        """See active_in_lineage."""
+        return active_in_lineage(self.engine, lineage_id)
+
+    def find_by_idempotency_key(self, key: str) -> RunRecord | None:
+        """See find_by_idempotency_key."""
+        return find_by_idempotency_key(self.engine, key)
+
+    def stale_runs(self, older_than: datetime, limit: int) -> list[RunRecord]:
+        """See stale_runs."""
+        return stale_runs(self.engine, older_than, limit)
+
+    def list_events(self, run_id: str, after_id: int = 0, limit: int = 500) -> list[Row]:
+        """See list_events."""
+        return list_events(self.engine, run_id, after_id, limit)

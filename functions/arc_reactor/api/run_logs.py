@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from arc_reactor.adapters import runs_repo
 from arc_reactor.adapters.cloud_logging import LogLine, LogPage, job_log_filter
 from arc_reactor.api.http import Call, bad_request, json_response
 from arc_reactor.core.ids import job_id_for
@@ -175,7 +174,7 @@ def logs(call: Call) -> Any:
     """GET /runs/{id}/logs?page_size=&page_token=."""
     run_id = call.run_id
     size, token = _query(call)
-    run = runs_repo.get_run(call.deps.engine, run_id)
+    run = call.deps.runs.get_run(run_id)
     source = call.deps.run_logs
     page = source.page(run, size, token)
     body = {

@@ -40,7 +40,7 @@ def get_run(call: Call) -> Any:
 def cancel(call: Call) -> Any:
     """POST /runs/{id}:cancel: 202 while Batch cancels, 200 once cancelled, 409 for a finished run."""
     run_id = call.run_id
-    require_manager(call.deps.settings, call.caller, runs_repo.get_run(call.deps.engine, run_id), "cancel")
+    require_manager(call.deps.settings, call.caller, call.deps.runs.get_run(run_id), "cancel")
     result = cancel_run(call.deps, run_id, requested_by=call.caller.email)
     view = run_view(result.run)
     view["cancellation"] = None
@@ -77,7 +77,7 @@ def recover(call: Call) -> Any:
     """POST /runs/{id}:recover: 201 with the new run; 409 when the run cannot be recovered; 422 when the
     overrides make an invalid bundle."""
     run_id = call.run_id
-    parent = runs_repo.get_run(call.deps.engine, run_id)
+    parent = call.deps.runs.get_run(run_id)
     require_manager(call.deps.settings, call.caller, parent, "recover")
     overrides = _overrides(call)
     source = RunSource(

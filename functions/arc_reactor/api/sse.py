@@ -24,7 +24,6 @@ from typing import Any
 
 import flask
 
-from arc_reactor.adapters import runs_repo
 from arc_reactor.api.http import Call, bad_request, dumps
 from arc_reactor.api.views import event_view
 from arc_reactor.core.status import is_terminal
@@ -163,7 +162,7 @@ def stream(
 def _finished(call: Call, run_id: str, after_id: int, status: str) -> Iterator[str]:
     """A run that had already ended when the client connected: what it has not seen, then `end`."""
     yield f"retry: {RETRY_MS}\n\n"
-    while rows := runs_repo.list_events(call.deps.engine, run_id, after_id=after_id, limit=POLL_LIMIT):
+    while rows := call.deps.runs.list_events(run_id, after_id=after_id, limit=POLL_LIMIT):
         for row in rows:
             yield sse_event(row)
         after_id = int(rows[-1]["id"])
@@ -185,7 +184,7 @@ def events(call: Call) -> Any:
     """GET /runs/{id}/events."""
     run_id = call.run_id
     after = last_event_id(call)
-    run = runs_repo.get_run(call.deps.engine, run_id)
+    run = call.deps.runs.get_run(run_id)
     if is_terminal(run["status"]):
         body = _finished(call, run_id, after, str(run["status"]))
     else:

@@ -12,7 +12,6 @@ from typing import Any
 
 import yaml
 
-from arc_reactor.adapters import runs_repo
 from arc_reactor.api.http import ApiError, Call, bad_request, json_response
 from arc_reactor.api.views import run_view
 from arc_reactor.core.bundle import manifest_mapping
@@ -172,6 +171,6 @@ def created(call: Call, result: SubmitResult) -> Any:
         raise ApiError(422, "invalid_bundle", "the submission is invalid", result.problems)
     if result.run_id is None:
         raise ApiError(500, "internal", result.reason or "the submission failed")
-    run = runs_repo.get_run(call.deps.engine, result.run_id)
+    run = call.deps.runs.get_run(result.run_id)
     status = 200 if result.outcome == "duplicate" else 201
     return json_response(run_view(run), status, {"Location": f"/runs/{run['id']}"})

@@ -11,7 +11,6 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from arc_reactor.adapters import runs_repo
 from arc_reactor.core.run_record import RunRecord
 from arc_reactor.core.status import TERMINAL, RunStatus
 from arc_reactor.errors import Conflict
@@ -46,7 +45,7 @@ def _refuse(run_id: str, status: RunStatus) -> Conflict:
 
 def cancel_run(deps: Deps, run_id: str, requested_by: str | None = None) -> CancelResult:
     """Cancel a run (see the module docstring). NotFound for an unknown run, Conflict for a finished one."""
-    run = runs_repo.get_run(deps.engine, run_id)
+    run = deps.runs.get_run(run_id)
     status = RunStatus(run.status)
     if status == RunStatus.CANCELLED:
         return CancelResult(run, "already_cancelled")
@@ -55,7 +54,7 @@ def cancel_run(deps: Deps, run_id: str, requested_by: str | None = None) -> Canc
     detail = {"requested_by": requested_by}
     if status == RunStatus.PENDING and not run.batch_job_name:
         res = change_status(
-            deps.engine,
+            deps.runs,
             run_id,
             RunStatus.CANCELLED,
             SOURCE,
@@ -65,16 +64,15 @@ def cancel_run(deps: Deps, run_id: str, requested_by: str | None = None) -> Canc
         if res.applied:
             # A submission racing with us may have created the job a moment ago: cancel whatever exists.
             summary = deps.batch.cancel_run_jobs(run_id)
-            return CancelResult(runs_repo.get_run(deps.engine, run_id), "cancelled", summary)
+            return CancelResult(deps.runs.get_run(run_id), "cancelled", summary)
     why = f"cancel requested by {requested_by or 'anonymous'}"
-    res = change_status(deps.engine, run_id, RunStatus.CANCELLING, SOURCE, why=why, detail=detail)
+    res = change_status(deps.runs, run_id, RunStatus.CANCELLING, SOURCE, why=why, detail=detail)
     if not res.applied and res.current == RunStatus.CANCELLED:
-        return CancelResult(runs_repo.get_run(deps.engine, run_id), "already_cancelled")
+        return CancelResult(deps.runs.get_run(run_id), "already_cancelled")
     if not res.applied and res.current in TERMINAL:
         raise _refuse(run_id, res.current)  # it finished while we were asking
     summary = deps.batch.cancel_run_jobs(run_id)
-    runs_repo.add_note(
-        deps.engine,
+    deps.runs.add_note(
         run_id,
         SOURCE,
         {
@@ -91,4 +89,4 @@ def cancel_run(deps: Deps, run_id: str, requested_by: str | None = None) -> Canc
         requested_by or "anonymous",
         extra={"run_id": run_id, "event": "run_cancel_requested"},
     )
-    return CancelResult(runs_repo.get_run(deps.engine, run_id), "cancelling", summary)
+    return CancelResult(deps.runs.get_run(run_id), "cancelling", summary)

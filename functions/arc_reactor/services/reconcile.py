@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from arc_reactor.adapters import runs_repo
 from arc_reactor.core.batch_policy import MAX_RETRY_COUNT
 from arc_reactor.core.events import PubSubMessage, event_age_seconds
 from arc_reactor.core.ids import notification_job, run_id_from_job
@@ -69,7 +68,7 @@ def handle_batch_notification(deps: Deps, msg: PubSubMessage, now: datetime | No
         return ReconcileResult("ignored")
     run_id = run_id_from_job(job_ref) if job_ref else None
     if run_id is None and job_ref is None and job_uid:
-        run_id = runs_repo.run_id_for_job_uid(deps.engine, job_uid)
+        run_id = deps.runs.run_id_for_job_uid(job_uid)
     if run_id is None:
         return ReconcileResult("ignored")  # not one of our jobs (task jobs Nextflow launched, other tools)
     # Our own form of the name: a notification's may carry the project number instead of its id.
@@ -92,7 +91,7 @@ def reconcile_run(
         detail["notification"] = {k: hint[k] for k in ("Type", "NewJobState", "NewTaskState") if k in hint}
     try:
         why = f"Batch {job.state}"
-        res = change_status(deps.engine, run_id, target, source, why=why, fields=fields, detail=detail)
+        res = change_status(deps.runs, run_id, target, source, why=why, fields=fields, detail=detail)
     except NotFound:
         log.warning(
             "Batch job %s has no run in the database",
@@ -121,7 +120,7 @@ def _note_retries(deps: Deps, run_id: str, retries: list[TaskRetry], source: str
             "cause": retry.cause,
             "message": message,
         }
-        if not runs_repo.add_note_once(deps.engine, run_id, source, f"{RETRY_NOTE}:{retry.attempt}", detail):
+        if not deps.runs.add_note_once(run_id, source, f"{RETRY_NOTE}:{retry.attempt}", detail):
             continue
         log.warning(
             "run %s: %s", run_id, message, extra={"run_id": run_id, "event": "task_retried", "detail": detail}
@@ -146,7 +145,7 @@ def _job_missing(deps: Deps, run_id: str, job_name: str, source: str) -> Reconci
     """The job is gone: a run being cancelled is cancelled (Batch deletes where it cannot cancel); any
     other run still waiting on it can never finish, so it fails with job_missing."""
     try:
-        cancelling = runs_repo.get_run(deps.engine, run_id)["status"] == RunStatus.CANCELLING
+        cancelling = deps.runs.get_run(run_id)["status"] == RunStatus.CANCELLING
         if cancelling:
             target, fields = RunStatus.CANCELLED, {}
         else:
@@ -154,7 +153,7 @@ def _job_missing(deps: Deps, run_id: str, job_name: str, source: str) -> Reconci
             target, fields = RunStatus.FAILED, {"error_code": "job_missing", "error_message": message}
         detail = {"batch_job_name": job_name, "reason": "job_missing"}
         why = f"Batch job {job_name} is gone"
-        res = change_status(deps.engine, run_id, target, source, why=why, fields=fields, detail=detail)
+        res = change_status(deps.runs, run_id, target, source, why=why, fields=fields, detail=detail)
     except NotFound:
         return ReconcileResult("ignored", run_id)
     return ReconcileResult("job_missing", run_id, res.current.value)

@@ -12,12 +12,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from functools import partial
 from typing import Any
 
 import yaml
 
-from arc_reactor.adapters import runs_repo
 from arc_reactor.core.layout import split_gs_uri
 from arc_reactor.core.recovery import Refusal
 from arc_reactor.core.recovery import refusal as recovery_refusal
@@ -49,7 +47,7 @@ def refusal(deps: Deps, parent: RunRecord, now: datetime | None = None) -> Refus
     """Why `parent` cannot be recovered now (core/recovery.py's rules, with this deployment's lookups)."""
     return recovery_refusal(
         parent,
-        active_in_lineage=partial(runs_repo.active_in_lineage, deps.engine),
+        active_in_lineage=deps.runs.active_in_lineage,
         has_objects=deps.storage.has_objects,
         now=now,
     )
@@ -95,9 +93,9 @@ def recover_run(
 ) -> SubmitResult:
     """Create and launch the recovery of `parent_id`. NotFound for an unknown run; RecoveryRefused when a
     precondition fails; a `rejected` result listing every problem when the overrides are invalid."""
-    parent = runs_repo.get_run(deps.engine, parent_id)
+    parent = deps.runs.get_run(parent_id)
     if source.idempotency_key:
-        earlier = runs_repo.find_by_idempotency_key(deps.engine, source.idempotency_key)
+        earlier = deps.runs.find_by_idempotency_key(source.idempotency_key)
         if earlier is not None:  # a retried request: answer with the recovery it already made
             return SubmitResult("duplicate", run_id=earlier.id)
     why = refusal(deps, parent, now)

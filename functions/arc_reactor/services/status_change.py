@@ -1,8 +1,9 @@
 """The one status-change use case. Every writer calls it: submit, reconcile, the sweeper, cancel and the
 orchestrator's update_status.py. It owns what every change needs, so no writer can forget a part:
 
-- the transition itself (runs_repo.transition: one conditional UPDATE plus its run_events row; the
-  terminal-conflict rule, first terminal state wins, is core/status.py's `is_terminal_conflict`);
+- the transition itself (the run store's `transition`; on PostgreSQL one statement: the conditional UPDATE
+  and its run_events row), with the terminal-conflict rule, first terminal state wins, from core/status.py
+  `is_terminal_conflict`;
 - clean stored text: control characters stripped and messages truncated (core/status.py `clean_message`),
   whatever wrote them (an engine's log line can hold anything);
 - the one `status_changed` log line of an applied change (run_id as a label, ERROR with its error_code for
@@ -16,18 +17,17 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from arc_reactor.adapters import runs_repo
 from arc_reactor.adapters.runs_repo import TransitionResult
 from arc_reactor.core.status import MAX_ERROR_MESSAGE, MAX_ERROR_TASK, RunStatus, clean_message
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Engine
+    from arc_reactor.services.run_store import RunStore
 
 log = logging.getLogger("arc_reactor.services.status_change")
 
 
 def change_status(
-    engine: Engine,
+    runs: RunStore,
     run_id: str,
     target: RunStatus,
     source: str,
@@ -40,7 +40,7 @@ def change_status(
     """Move the run to `target` if the status machine allows it, record it, and log it once when applied.
     NotFound for an unknown run, TransientError when the database is unavailable."""
     clean = clean_fields(fields or {})
-    res = runs_repo.transition(engine, run_id, target, source, fields=clean, detail=detail, at=at)
+    res = runs.transition(run_id, target, source, fields=clean, detail=detail, at=at)
     if res.applied:
         log_status_changed(run_id, res, source, why, clean.get("error_code"))
     return res

@@ -13,12 +13,10 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import partial
 from typing import Any, Literal
 
 import yaml
 
-from arc_reactor.adapters import runs_repo
 from arc_reactor.adapters.storage import ObjectTooLarge
 from arc_reactor.core.bundle import ValidBundle, check_object_name, manifest_mapping, validate_bundle
 from arc_reactor.core.events import StorageObjectEvent, event_age_seconds
@@ -170,9 +168,9 @@ def _reject(
     )
     # Recorded like every run (pending, then one status change), so the rejection has its events and log line;
     # a redelivery finds the same row (same manifest generation) and the change is a no-op.
-    row, _created = runs_repo.insert_run(deps.engine, values)
+    row, _created = deps.runs.insert_run(values)
     change_status(
-        deps.engine,
+        deps.runs,
         row.id,
         RunStatus.FAILED,
         "submit",
@@ -252,7 +250,7 @@ def create_and_launch(deps: Deps, bundle: ValidBundle, source: RunSource) -> Sub
         parent_run_id=m.parent_run_id,
         is_recovery=1 if parent is not None else 0,
     )
-    row, created = runs_repo.insert_run(deps.engine, values)
+    row, created = deps.runs.insert_run(values)
     if not created and row.status != RunStatus.PENDING:
         return SubmitResult("duplicate", run_id=row.id, reason=f"already {row.status}")
     return _launch(deps, row, bundle, parent_session=parent.session_id if parent is not None else None)
@@ -266,7 +264,7 @@ def _parent_of(deps: Deps, bundle: ValidBundle) -> tuple[RunRecord | None, str]:
     if not m.parent_run_id:
         return None, ""
     try:
-        parent = runs_repo.get_run(deps.engine, m.parent_run_id)
+        parent = deps.runs.get_run(m.parent_run_id)
     except NotFound:
         return None, f"parent run {m.parent_run_id} does not exist"
     if (parent.pipeline, parent.revision) != (m.pipeline, m.revision):
@@ -277,7 +275,7 @@ def _parent_of(deps: Deps, bundle: ValidBundle) -> tuple[RunRecord | None, str]:
         )
     why = recovery_refusal(
         parent,
-        active_in_lineage=partial(runs_repo.active_in_lineage, deps.engine),
+        active_in_lineage=deps.runs.active_in_lineage,
         has_objects=deps.storage.has_objects,
     )
     return (None, why.message) if why else (parent, "")
@@ -316,7 +314,7 @@ def _launch(deps: Deps, run: RunRecord, bundle: ValidBundle, parent_session: str
         # Quota, permission and spec refusals are final and were not retried: record them on the run and
         # acknowledge the event. The adapter logged the refusal and cancelled any job a racing create made.
         change_status(
-            deps.engine,
+            deps.runs,
             run_id,
             RunStatus.FAILED,
             "submit",
@@ -326,7 +324,7 @@ def _launch(deps: Deps, run: RunRecord, bundle: ValidBundle, parent_session: str
         return SubmitResult("failed", run_id=run_id, reason=str(exc))
     job_name = job.name
     res = change_status(
-        deps.engine,
+        deps.runs,
         run_id,
         RunStatus.SUBMITTED,
         "submit",
@@ -342,7 +340,7 @@ def _launch(deps: Deps, run: RunRecord, bundle: ValidBundle, parent_session: str
     )
     if not res.applied:
         # The job already ran ahead (a hook or Batch marked the run running first): keep its name anyway.
-        runs_repo.record_job_name(deps.engine, run_id, job_name, job.uid)
+        deps.runs.record_job_name(run_id, job_name, job.uid)
     return SubmitResult("submitted", run_id=run_id)
 
 
@@ -372,7 +370,7 @@ def _write_feedback(deps: Deps, bucket: str, manifest: str, result: SubmitResult
     accepted = result.outcome in ("submitted", "duplicate")
     body: dict[str, Any] = {"run_id": result.run_id, "outcome": result.outcome}
     if result.run_id:
-        run = runs_repo.get_run(deps.engine, result.run_id)
+        run = deps.runs.get_run(result.run_id)
         body.update(
             status=run.status,
             pipeline=run.pipeline,

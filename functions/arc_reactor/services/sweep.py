@@ -17,7 +17,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from arc_reactor.adapters import runs_repo
 from arc_reactor.core.batch_policy import LONGEST_RUN, MAX_QUEUED
 from arc_reactor.core.run_record import RunRecord
 from arc_reactor.core.status import RunStatus
@@ -55,7 +54,7 @@ def sweep(
     cutoff = now - timedelta(seconds=deps.settings.stale_after_seconds)
     report = SweepReport()
     stop_at = clock() + budget_s
-    for run in runs_repo.stale_runs(deps.engine, cutoff, deps.settings.sweep_batch_size):
+    for run in deps.runs.stale_runs(cutoff, deps.settings.sweep_batch_size):
         if clock() >= stop_at:
             report.deferred += 1
             continue
@@ -113,7 +112,7 @@ def _enforce_limits(deps: Deps, row: RunRecord, now: datetime) -> ReconcileResul
     code = "max_runtime_exceeded" if status == RunStatus.RUNNING else "queued_too_long"
     run_id = str(row.id)
     res = change_status(
-        deps.engine,
+        deps.runs,
         run_id,
         RunStatus.FAILED,
         "sweeper",
