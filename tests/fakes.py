@@ -56,6 +56,8 @@ class InMemoryRunStore:
             existing = self._same_source(values)
             if existing is not None:
                 return existing, False
+            if values.get("status", RunStatus.PENDING.value) != RunStatus.PENDING.value:
+                raise ValueError(f"a run is inserted pending, not {values['status']}")
             if values["id"] in self.runs:
                 raise ValueError(f"run id collision: {values['id']}")
             now = datetime.now(UTC)

@@ -53,6 +53,8 @@ def test_the_status_machine_is_the_same_in_both_stores(store):
         store.transition(run.id, RunStatus.FAILED, "x", fields={"status": "pending"})
     with pytest.raises(NotFound):
         store.transition("r0000000000000000zz", RunStatus.RUNNING, "batch")
+    with pytest.raises(ValueError, match="inserted pending"):
+        store.insert_run(run_row("r0000000000000000zy", status="failed"))
 
 
 def test_notes_job_names_lineage_and_staleness_are_the_same_in_both_stores(store):

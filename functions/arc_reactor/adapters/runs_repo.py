@@ -77,7 +77,10 @@ def insert_run(engine: Engine, values: Mapping[str, Any], source: str = "submit"
     """Insert a pending run; return (row, created). A run with the same source object generation or
     idempotency key already there is returned with created=False: at-least-once delivery is a no-op."""
     vals = dict(values)
-    vals.setdefault("status", RunStatus.PENDING.value)
+    if vals.setdefault("status", RunStatus.PENDING.value) != RunStatus.PENDING.value:
+        # Every other status is reached through the status machine (services/status_change.py), with its
+        # event row and log line; a run is never born failed or running.
+        raise ValueError(f"a run is inserted pending, not {vals['status']}")
     with _db_errors(), engine.begin() as conn:
         stmt = pg_insert(runs).values(**vals).on_conflict_do_nothing().returning(*runs.c)
         row = conn.execute(stmt).mappings().first()
