@@ -73,6 +73,11 @@ class NotFound(ArcError):
     """A run that does not exist."""
 
 
+class DependencyRefused(ArcError):
+    """A service we depend on refused us (permission denied, no credentials): not the caller's fault and not
+    fixed by retrying; the API answers 502 naming the service."""
+
+
 class StorageObjectMissing(ArcError):
     """A Cloud Storage object that does not exist (the adapter's translation of NOT_FOUND)."""
 

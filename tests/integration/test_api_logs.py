@@ -66,6 +66,7 @@ class FakeLogging:
         from google.cloud.logging_v2.types import ListLogEntriesRequest, ListLogEntriesResponse
 
         self.requests = []
+        self.deny = False
         handler = grpc.method_handlers_generic_handler(
             "google.logging.v2.LoggingServiceV2",
             {
@@ -82,10 +83,13 @@ class FakeLogging:
         self.server.start()
 
     def list_entries(self, request, context):
+        import grpc
         from google.cloud.logging_v2.types import ListLogEntriesResponse, LogEntry
         from google.protobuf import struct_pb2, timestamp_pb2
 
         self.requests.append(request)
+        if self.deny:
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, "logging.logEntries.list denied")
         ts = timestamp_pb2.Timestamp(seconds=1_800_000_000)
         if not request.page_token:
             payload = struct_pb2.Struct()
@@ -144,3 +148,28 @@ def test_cloud_logs_come_from_cloud_logging_by_the_job(api, monkeypatch):
     assert 'logName="projects/arc-test/logs/batch_task_logs"' in request.filter
     assert "labels.job_uid=" in request.filter and f'labels."run-id"="{run["id"]}"' in request.filter
     assert fake.requests[1].page_token == "page-2"
+
+
+def test_cloud_logging_that_refuses_us_is_a_502_naming_it_not_a_500(api, monkeypatch):
+    from arc_reactor.adapters.cloud_logging import CloudLogs
+    from arc_reactor.settings import get_settings
+    from arc_reactor.wiring import get_deps, reset_deps
+
+    run = api.post("/runs", json=demo_body()).get_json()
+    fake = FakeLogging()
+    fake.deny = True
+    try:
+        monkeypatch.delenv("ARC_LOCAL")
+        get_settings.cache_clear()
+        reset_deps()
+        deps = get_deps()
+        deps.token_verifier = type(
+            "Anyone", (), {"verify": lambda self, t, a: {"email": "ada@example.org"}}
+        )()
+        deps.cloud_logs = CloudLogs("arc-test", client=fake.client())
+        resp = api.get(f"/runs/{run['id']}/logs", headers={"Authorization": "Bearer x"})
+    finally:
+        fake.server.stop(0)
+    assert resp.status_code == 502
+    error = resp.get_json()["error"]
+    assert error["code"] == "dependency_refused" and "Cloud Logging refused" in error["message"]

@@ -97,6 +97,9 @@ def test_a_valid_token_gives_its_claims(keys, verifier):
         ({"exp": int(time.time()) - 3600, "iat": int(time.time()) - 7200}, "not valid"),
         ({"email": None}, "no email"),
         ({"email_verified": False}, "not verified"),
+        ({"email_verified": "false"}, "not verified"),
+        ({"email_verified": "true"}, "not verified"),
+        ({"email_verified": None}, "not verified"),
     ],
 )
 def test_invalid_tokens_are_401(keys, verifier, claims, why):

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from arc_reactor.errors import TransientError
+from arc_reactor.errors import DependencyRefused, TransientError
 
 if TYPE_CHECKING:
     from google.cloud.logging_v2.services.logging_service_v2 import LoggingServiceV2Client
@@ -89,6 +89,7 @@ class CloudLogs:
         """One page of entries matching `filter_`, oldest first. ValueError for a page token Logging
         refuses; TransientError when Logging is unavailable."""
         from google.api_core import exceptions as gexc
+        from google.auth import exceptions as auth_exc
 
         request = {
             "resource_names": [f"projects/{self.project}"],
@@ -104,6 +105,12 @@ class CloudLogs:
             raise ValueError(f"Cloud Logging refused the request: {exc.message}") from exc
         except (gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.InternalServerError) as exc:
             raise TransientError(f"Cloud Logging unavailable: {exc}") from exc
+        except (gexc.PermissionDenied, gexc.Unauthenticated) as exc:
+            raise DependencyRefused(f"Cloud Logging refused to read the run's logs: {exc.message}") from exc
+        except gexc.GoogleAPICallError as exc:
+            raise TransientError(f"Cloud Logging failed: {exc}") from exc
+        except auth_exc.GoogleAuthError as exc:
+            raise DependencyRefused(f"no credentials to read Cloud Logging: {exc}") from exc
         lines = [
             LogLine(
                 timestamp=e.timestamp.isoformat() if e.timestamp else None,

@@ -20,7 +20,7 @@ from arc_reactor.api import listing, run_logs, runs, sse, submission
 from arc_reactor.api.auth import Caller
 from arc_reactor.api.http import ApiError, Call, error_response, json_response
 from arc_reactor.api.openapi import openapi_document
-from arc_reactor.errors import Conflict, NotFound, TransientError
+from arc_reactor.errors import Conflict, DependencyRefused, NotFound, TransientError
 from arc_reactor.logs import setup_logging
 from arc_reactor.wiring import Deps
 
@@ -97,6 +97,9 @@ def handle(deps: Deps, request: flask.Request) -> Any:
         return error_response(ApiError(404, "not_found", str(exc)))
     except Conflict as exc:
         return error_response(ApiError(409, getattr(exc, "code", "conflict"), str(exc)))
+    except DependencyRefused as exc:
+        log.error("runs_api: %s", exc, extra={"event": "api_dependency_refused"})
+        return error_response(ApiError(502, "dependency_refused", str(exc)))
     except TransientError as exc:
         log.warning("runs_api: %s", exc, extra={"event": "api_unavailable"})
         err = ApiError(503, "unavailable", f"try again shortly: {exc}", headers={"Retry-After": "5"})

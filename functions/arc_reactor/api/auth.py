@@ -126,7 +126,7 @@ def _check_claims(claims: Mapping[str, Any], audience_base: str) -> None:
         raise unauthenticated(f"the ID token is for {aud!r}, not for {audience_base}")
     if not claims.get("email"):
         raise unauthenticated("the ID token has no email claim (request it with the email scope)")
-    if claims.get("email_verified") is False:
+    if claims.get("email_verified") is not True:  # only the JSON boolean: "false", "true", 1 are not
         raise unauthenticated("the ID token's email is not verified")
 
 
