@@ -21,7 +21,11 @@ locals {
     ARC_DB_MAX_OVERFLOW              = tostring(var.db_max_overflow)
     ARC_ADMIN_GROUP                  = var.admin_group
     ARC_MAX_EVENT_AGE_SECONDS        = tostring(var.max_event_age_seconds)
+    # The audience runs_api checks ID tokens against (never the request's Host header): its deterministic
+    # Cloud Run URL, known before the function exists.
+    ARC_SERVICE_URL = local.runs_api_url
   }
+  runs_api_url = "https://${var.name_prefix}-runs-api-${data.google_project.this.number}.${var.region}.run.app"
 
   # Shared by every function module call.
   function_defaults = {

@@ -9,8 +9,9 @@ output "runs_bucket" {
 }
 
 output "runs_api_url" {
-  description = "URL of the runs API (call it with an identity token: gcloud auth print-identity-token)."
-  value       = module.functions["runs_api"].uri
+  description = "URL of the runs API (call it with an identity token for this URL: gcloud auth print-identity-token)."
+  # The deterministic Cloud Run URL, which is also the audience the API checks (ARC_SERVICE_URL).
+  value = local.runs_api_url
 }
 
 output "orchestrator_image" {

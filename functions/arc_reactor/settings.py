@@ -94,6 +94,11 @@ class Settings(BaseSettings):
         Path(__file__).resolve().parents[2],
         description="Folder that registry `path:` sources are relative to (ARC_PIPELINES_ROOT).",
     )
+    service_url: str = Field(
+        "",
+        description="The runs API's own https URL(s), comma-separated: the audience its callers' ID tokens "
+        "must carry (ARC_SERVICE_URL). Never taken from a request's Host header.",
+    )
     schema_cache_dir: Path | None = Field(
         None,
         description="Folder of pipeline schemas, <dir>/<pipeline with / as ->/[<revision>/]<file>, read "
@@ -123,6 +128,11 @@ class Settings(BaseSettings):
     local: bool = Field(
         False, description="Running on the embedded local stack: anonymous credentials, no auth (ARC_LOCAL)."
     )
+
+    @property
+    def service_urls(self) -> tuple[str, ...]:
+        """ARC_SERVICE_URL as a tuple of URLs without a trailing slash."""
+        return tuple(u.strip().rstrip("/") for u in self.service_url.split(",") if u.strip())
 
     @model_validator(mode="after")
     def _no_local_parts_when_deployed(self) -> Settings:

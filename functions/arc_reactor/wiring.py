@@ -124,7 +124,7 @@ class Deps:
 
         if self.settings.local:
             return LocalStackAuthenticator()
-        return IdTokenAuthenticator(self.token_verifier)
+        return IdTokenAuthenticator(self.token_verifier, self.settings.service_urls)
 
     @cached_property
     def run_logs(self) -> RunLogSource:

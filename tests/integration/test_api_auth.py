@@ -10,7 +10,7 @@ from test_runs_api import demo_body, transition
 
 pytestmark = pytest.mark.integration
 
-AUD = "https://localhost"  # the test client's host: the service URL a token must be for
+AUD = "https://runs-api-123456.europe-west4.run.app"  # ARC_SERVICE_URL: the URL a token must be for
 
 
 class _Keys:
@@ -56,6 +56,7 @@ def api(app_env, gcs, keys, monkeypatch):
 
     monkeypatch.delenv("ARC_LOCAL")
     monkeypatch.setenv("ARC_ADMIN_GROUP", "ops@example.org")
+    monkeypatch.setenv("ARC_SERVICE_URL", AUD)
     get_settings.cache_clear()
     reset_deps()
     get_deps().token_verifier = TokenVerifier(request=keys.request)
@@ -100,3 +101,29 @@ def test_only_the_submitter_or_an_admin_may_cancel_or_recover(api, keys, engine,
     assert resp.get_json()["submitter"] == "bob@example.org"
     other = api.post("/runs", json=demo_body(), headers=bob).get_json()
     assert api.post(f"/runs/{other['id']}:cancel", headers=keys.headers("ops@example.org")).status_code == 202
+
+
+def test_the_audience_comes_from_configuration_never_from_the_host_header(api, keys):
+    """A token minted for another service is refused even when the request names that service's host."""
+    evil = keys.headers("eve@example.org", aud="https://evil.example")
+    resp = api.get("/runs", headers={**evil, "Host": "evil.example"})
+    assert resp.status_code == 401
+    assert "not for https://runs-api-123456.europe-west4.run.app" in resp.get_json()["error"]["message"]
+    assert (
+        api.get("/runs", headers={**keys.headers("ada@example.org"), "Host": "evil.example"}).status_code
+        == 200
+    )
+
+
+def test_without_its_own_url_the_deployed_api_refuses_every_token(api, keys, monkeypatch):
+    from arc_reactor.api.auth import TokenVerifier
+    from arc_reactor.settings import get_settings
+    from arc_reactor.wiring import get_deps, reset_deps
+
+    monkeypatch.delenv("ARC_SERVICE_URL")
+    get_settings.cache_clear()
+    reset_deps()
+    get_deps().token_verifier = TokenVerifier(request=keys.request)
+    resp = api.get("/runs", headers=keys.headers("ada@example.org"))
+    assert resp.status_code == 503
+    assert "ARC_SERVICE_URL is not set" in resp.get_json()["error"]["message"]

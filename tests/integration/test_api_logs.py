@@ -121,6 +121,7 @@ def test_cloud_logs_come_from_cloud_logging_by_the_job(api, monkeypatch):
     fake = FakeLogging()
     try:
         monkeypatch.delenv("ARC_LOCAL")
+        monkeypatch.setenv("ARC_SERVICE_URL", "https://runs-api-1.us-central1.run.app")
         get_settings.cache_clear()
         reset_deps()
         deps = get_deps()
@@ -160,6 +161,7 @@ def test_cloud_logging_that_refuses_us_is_a_502_naming_it_not_a_500(api, monkeyp
     fake.deny = True
     try:
         monkeypatch.delenv("ARC_LOCAL")
+        monkeypatch.setenv("ARC_SERVICE_URL", "https://runs-api-1.us-central1.run.app")
         get_settings.cache_clear()
         reset_deps()
         deps = get_deps()

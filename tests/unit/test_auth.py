@@ -82,10 +82,10 @@ def verifier(keys):
 
 
 def test_a_valid_token_gives_its_claims(keys, verifier):
-    claims = verifier.verify(keys.token(), AUD)
+    claims = verifier.verify(keys.token(), (AUD,))
     assert claims["email"] == "ada@example.org"
-    assert verifier.verify(keys.token(aud=AUD + "/runs"), AUD)["email"] == "ada@example.org"
-    assert verifier.verify(keys.token(aud=GCLOUD_CLIENT_ID), AUD)["email"] == "ada@example.org"
+    assert verifier.verify(keys.token(aud=AUD + "/runs"), (AUD,))["email"] == "ada@example.org"
+    assert verifier.verify(keys.token(aud=GCLOUD_CLIENT_ID), (AUD,))["email"] == "ada@example.org"
 
 
 @pytest.mark.parametrize(
@@ -104,7 +104,7 @@ def test_a_valid_token_gives_its_claims(keys, verifier):
 )
 def test_invalid_tokens_are_401(keys, verifier, claims, why):
     with pytest.raises(ApiError) as err:
-        verifier.verify(keys.token(**claims), AUD)
+        verifier.verify(keys.token(**claims), (AUD,))
     assert err.value.status == 401
     assert why in err.value.message
     assert err.value.headers["WWW-Authenticate"].startswith("Bearer")
@@ -114,7 +114,7 @@ def test_a_token_signed_by_another_key_or_garbled_is_401(keys, verifier):
     other = Keys(kid=keys.kid)
     for token in (other.token(), keys.token()[:-4] + "AAAA", "not.a.jwt"):
         with pytest.raises(ApiError) as err:
-            verifier.verify(token, AUD)
+            verifier.verify(token, (AUD,))
         assert err.value.status == 401
 
 
@@ -124,10 +124,10 @@ def test_certificates_are_fetched_once_and_kept_for_their_max_age(keys):
     request = CachingRequest(certs, clock=lambda: now[0])
     verifier = TokenVerifier(request=request)
     for _ in range(5):
-        verifier.verify(keys.token(), AUD)
+        verifier.verify(keys.token(), (AUD,))
     assert certs.fetches == 1
     now[0] += 601
-    verifier.verify(keys.token(), AUD)
+    verifier.verify(keys.token(), (AUD,))
     assert certs.fetches == 2
 
 
@@ -138,7 +138,7 @@ def test_unreachable_certificates_are_503(keys):
         raise TransportError("connection refused")
 
     with pytest.raises(ApiError) as err:
-        TokenVerifier(request=down).verify(keys.token(), AUD)
+        TokenVerifier(request=down).verify(keys.token(), (AUD,))
     assert err.value.status == 503
 
 

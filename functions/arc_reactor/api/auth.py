@@ -95,7 +95,7 @@ class TokenVerifier:
         self._request = request or CachingRequest()
         self._certs_url = certs_url
 
-    def verify(self, token: str, audience_base: str) -> Mapping[str, Any]:
+    def verify(self, token: str, audiences: tuple[str, ...]) -> Mapping[str, Any]:
         """The token's claims; ApiError 401 when it is not a valid token for this service, 503 when
         Google's certificates cannot be fetched."""
         from google.auth import exceptions as auth_exc
@@ -113,17 +113,17 @@ class TokenVerifier:
             raise ApiError(503, "unavailable", f"cannot fetch Google's token certificates: {exc}") from exc
         except (ValueError, auth_exc.GoogleAuthError) as exc:
             raise unauthenticated(f"the ID token is not valid: {exc}") from exc
-        _check_claims(claims, audience_base)
+        _check_claims(claims, audiences)
         return claims
 
 
-def _check_claims(claims: Mapping[str, Any], audience_base: str) -> None:
+def _check_claims(claims: Mapping[str, Any], audiences: tuple[str, ...]) -> None:
     if claims.get("iss") not in GOOGLE_ISSUERS:
         raise unauthenticated(f"the ID token was not issued by Google (iss={claims.get('iss')!r})")
     aud = str(claims.get("aud") or "")
-    for_us = aud.rstrip("/") == audience_base or aud.startswith(audience_base + "/")
+    for_us = any(aud.rstrip("/") == base or aud.startswith(base + "/") for base in audiences)
     if not for_us and aud != GCLOUD_CLIENT_ID:
-        raise unauthenticated(f"the ID token is for {aud!r}, not for {audience_base}")
+        raise unauthenticated(f"the ID token is for {aud!r}, not for {' or '.join(audiences)}")
     if not claims.get("email"):
         raise unauthenticated("the ID token has no email claim (request it with the email scope)")
     if claims.get("email_verified") is not True:  # only the JSON boolean: "false", "true", 1 are not
@@ -133,11 +133,6 @@ def _check_claims(claims: Mapping[str, Any], audience_base: str) -> None:
 def unauthenticated(message: str) -> ApiError:
     """A 401 with a Bearer challenge."""
     return ApiError(401, "unauthenticated", message, headers=_CHALLENGE)
-
-
-def audience_base(request: flask.Request) -> str:
-    """The audience a token must be for: this service's https URL, e.g. https://runs-api-xyz.a.run.app."""
-    return f"https://{request.host}"
 
 
 class Authenticator(Protocol):
@@ -153,13 +148,21 @@ class IdTokenAuthenticator:
     """The deployed service's: a valid Google ID token for this service, with a verified email."""
 
     verifier: TokenVerifier
+    # The service's own URL(s) from configuration (ARC_SERVICE_URL), never from the request: a Host header
+    # is the caller's to choose, so a token minted for another service must not pass by naming it.
+    audiences: tuple[str, ...]
 
     def __call__(self, request: flask.Request) -> Caller:
-        """The caller of `request`; ApiError 401 without a valid ID token."""
+        """The caller of `request`; ApiError 401 without a valid ID token, 503 when the deployment does not
+        say what this service's URL is (it fails closed)."""
+        if not self.audiences:
+            raise ApiError(
+                503, "misconfigured", "ARC_SERVICE_URL is not set: the API cannot tell whom ID tokens are for"
+            )
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise unauthenticated("send a Google ID token for this service: Authorization: Bearer <token>")
-        claims = self.verifier.verify(token.strip(), audience_base(request))
+        claims = self.verifier.verify(token.strip(), self.audiences)
         groups = claims.get("groups")
         return Caller(
             email=str(claims["email"]).lower(),
