@@ -116,8 +116,11 @@ def test_recover_makes_a_resuming_run_in_the_same_work_dir(api, engine, gcs, bat
     assert env["IS_RECOVERY"] == "true"
     assert env["WORK_DIR"] == parent["work_dir"]
     assert env["PARENT_SESSION_ID"] == "sess-1"
-    again = api.post(f"/runs/{parent['id']}:recover", json={}, headers={"Idempotency-Key": "retry-1"})
+    body = {"params": {"min_quality": 30}, "name": "second try"}
+    again = api.post(f"/runs/{parent['id']}:recover", json=body, headers={"Idempotency-Key": "retry-1"})
     assert again.status_code == 200 and again.get_json()["id"] == child["id"]
+    other = api.post(f"/runs/{parent['id']}:recover", json={}, headers={"Idempotency-Key": "retry-1"})
+    assert other.status_code == 422 and other.get_json()["error"]["code"] == "idempotency_key_reused"
     busy = api.post(f"/runs/{parent['id']}:recover")
     assert busy.status_code == 409
     assert busy.get_json()["error"]["code"] == "recovery_in_progress"

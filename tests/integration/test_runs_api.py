@@ -58,6 +58,22 @@ def test_post_runs_with_the_same_idempotency_key_returns_the_same_run(api, batch
     assert len(batch_server.jobs()) == 1
 
 
+def test_an_idempotency_key_is_the_callers_own_and_names_one_request(api, batch_server):
+    ada, bob = {"X-Arc-Submitter": "ada@example.org"}, {"X-Arc-Submitter": "bob@example.org"}
+    first = api.post("/runs", json=_demo_body(), headers={"Idempotency-Key": "k-2", **ada})
+    theirs = api.post("/runs", json=_demo_body(name="bob's"), headers={"Idempotency-Key": "k-2", **bob})
+    assert (first.status_code, theirs.status_code) == (
+        201,
+        201,
+    )  # bob's key is bob's: his body is not dropped
+    assert theirs.get_json()["name"] == "bob's" and theirs.get_json()["id"] != first.get_json()["id"]
+    changed = api.post("/runs", json=_demo_body(name="other"), headers={"Idempotency-Key": "k-2", **ada})
+    assert changed.status_code == 422
+    error = changed.get_json()["error"]
+    assert error["code"] == "idempotency_key_reused" and first.get_json()["id"] in error["message"]
+    assert len(batch_server.jobs()) == 2
+
+
 def test_post_runs_invalid_lists_every_problem_and_records_nothing(api, engine, batch_server):
     resp = api.post(
         "/runs",

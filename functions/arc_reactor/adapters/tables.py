@@ -48,7 +48,8 @@ runs = Table(
     Column("source_bucket", Text),
     Column("source_object", Text),
     Column("source_generation", BigInteger),
-    Column("idempotency_key", Text),
+    Column("idempotency_key", Text),  # scoped to the caller: <caller digest>:<namespace><key> (0004)
+    Column("idempotency_fingerprint", Text),  # what the key was used for (0004)
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("submitted_at", DateTime(timezone=True)),

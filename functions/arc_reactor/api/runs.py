@@ -7,7 +7,7 @@ from typing import Any
 from arc_reactor.adapters import runs_repo
 from arc_reactor.api.auth import require_manager
 from arc_reactor.api.http import ApiError, Call, bad_request, json_response
-from arc_reactor.api.submission import created, idempotency_key
+from arc_reactor.api.submission import created, fingerprint, idempotency_key
 from arc_reactor.api.views import event_view, locations, run_view, summary_view
 from arc_reactor.errors import NotFound, Problem
 from arc_reactor.services.cancel import cancel_run
@@ -84,6 +84,9 @@ def recover(call: Call) -> Any:
         "api",
         idempotency_key=idempotency_key(call, namespace=f"recover:{run_id}:"),
         submitter=call.caller.email or parent.submitter,
+        fingerprint=fingerprint(
+            {"params": overrides.params, "config": overrides.config, "name": overrides.name}
+        ),
     )
     try:
         result = recover_run(call.deps, run_id, overrides, source)

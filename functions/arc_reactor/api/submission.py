@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import json
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -36,13 +38,26 @@ FORM_SLACK_BYTES = 64 * 1024
 
 
 def idempotency_key(call: Call, namespace: str = "") -> str | None:
-    """The Idempotency-Key header (1-200 visible ASCII characters), prefixed by `namespace`."""
+    """The Idempotency-Key header (1-200 visible ASCII characters), scoped to the caller and prefixed by
+    `namespace`: another caller's same key is another key."""
     key = call.request.headers.get("Idempotency-Key")
     if key is None or key == "":
         return None
     if not _KEY_RE.match(key):
         raise bad_request("Idempotency-Key must be 1 to 200 visible ASCII characters")
-    return namespace + key
+    caller = hashlib.sha256((call.caller.email or "").encode()).hexdigest()[:16]
+    return f"{caller}:{namespace}{key}"
+
+
+def fingerprint(parts: Mapping[str, Any]) -> str:
+    """A digest of what a request asked for (bundle files, recovery overrides), to tell a retry from a new
+    request that reuses an Idempotency-Key."""
+    digest = hashlib.sha256()
+    for name in sorted(parts):
+        value = parts[name]
+        data = value if isinstance(value, bytes) else json.dumps(value, sort_keys=True, default=str).encode()
+        digest.update(f"{name}\0{len(data)}\0".encode() + data)
+    return digest.hexdigest()
 
 
 def _text(value: Any, field: str, problems: list[Problem]) -> bytes | None:
@@ -161,7 +176,12 @@ def create_run(call: Call) -> Any:
     else:
         raise ApiError(415, "unsupported_media_type", "send application/json or multipart/form-data")
     _no_parent(files)
-    source = RunSource("api", idempotency_key=idempotency_key(call), submitter=call.caller.email)
+    source = RunSource(
+        "api",
+        idempotency_key=idempotency_key(call),
+        submitter=call.caller.email,
+        fingerprint=fingerprint(files),
+    )
     return created(call, submit_files(call.deps, files, source))
 
 
@@ -169,6 +189,8 @@ def created(call: Call, result: SubmitResult) -> Any:
     """The answer to a submission: 201 with a new run, 200 with the run an idempotency key named, or 422."""
     if result.outcome == "rejected":
         raise ApiError(422, "invalid_bundle", "the submission is invalid", result.problems)
+    if result.outcome == "key_reused":
+        raise ApiError(422, "idempotency_key_reused", result.reason)
     if result.run_id is None:
         raise ApiError(500, "internal", result.reason or "the submission failed")
     run = call.deps.runs.get_run(result.run_id)

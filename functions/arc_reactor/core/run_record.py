@@ -45,6 +45,7 @@ class RunRecord:
     source_object: str | None = None
     source_generation: int | None = None
     idempotency_key: str | None = None
+    idempotency_fingerprint: str | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
     submitted_at: datetime | None = None

@@ -21,7 +21,7 @@ from arc_reactor.core.recovery import Refusal
 from arc_reactor.core.recovery import refusal as recovery_refusal
 from arc_reactor.core.run_record import RunRecord
 from arc_reactor.errors import Conflict
-from arc_reactor.services.submit import RunSource, SubmitResult, submit_files
+from arc_reactor.services.submit import RunSource, SubmitResult, key_reused, submit_files
 from arc_reactor.wiring import Deps
 
 
@@ -97,7 +97,7 @@ def recover_run(
     if source.idempotency_key:
         earlier = deps.runs.find_by_idempotency_key(source.idempotency_key)
         if earlier is not None:  # a retried request: answer with the recovery it already made
-            return SubmitResult("duplicate", run_id=earlier.id)
+            return key_reused(earlier, source) or SubmitResult("duplicate", run_id=earlier.id)
     why = refusal(deps, parent, now)
     if why is not None:
         raise RecoveryRefused(why)

@@ -33,7 +33,7 @@ from arc_reactor.wiring import Deps
 
 log = logging.getLogger(__name__)
 
-Outcome = Literal["submitted", "duplicate", "rejected", "failed", "ignored"]
+Outcome = Literal["submitted", "duplicate", "rejected", "failed", "ignored", "key_reused"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,7 @@ class RunSource:
     generation: int | None = None
     idempotency_key: str | None = None
     submitter: str | None = None
+    fingerprint: str | None = None  # of the request the idempotency key was sent with
 
 
 @dataclass(frozen=True)
@@ -218,6 +219,7 @@ def _run_values(
         "source_object": source.object,
         "source_generation": source.generation,
         "idempotency_key": source.idempotency_key,
+        "idempotency_fingerprint": source.fingerprint if source.idempotency_key else None,
     }
 
 
@@ -251,9 +253,23 @@ def create_and_launch(deps: Deps, bundle: ValidBundle, source: RunSource) -> Sub
         is_recovery=1 if parent is not None else 0,
     )
     row, created = deps.runs.insert_run(values)
+    if not created and (reused := key_reused(row, source)) is not None:
+        return reused
     if not created and row.status != RunStatus.PENDING:
         return SubmitResult("duplicate", run_id=row.id, reason=f"already {row.status}")
     return _launch(deps, row, bundle, parent_session=parent.session_id if parent is not None else None)
+
+
+def key_reused(earlier: RunRecord, source: RunSource) -> SubmitResult | None:
+    """The refusal of an Idempotency-Key its caller already used for a different request, else None."""
+    if source.idempotency_key is None or earlier.idempotency_fingerprint == source.fingerprint:
+        return None
+    return SubmitResult(
+        "key_reused",
+        run_id=earlier.id,
+        reason=f"this Idempotency-Key already made run {earlier.id} from a different request; "
+        "use a new key for a new request",
+    )
 
 
 def _parent_of(deps: Deps, bundle: ValidBundle) -> tuple[RunRecord | None, str]:
