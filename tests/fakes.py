@@ -16,7 +16,7 @@ from arc_reactor.core.run_record import RunRecord
 from arc_reactor.core.status import PREDECESSORS, TERMINAL, TIMESTAMP_COLUMN, RunStatus, is_terminal_conflict
 from arc_reactor.errors import NotFound
 
-_STALE = (RunStatus.SUBMITTED, RunStatus.RUNNING, RunStatus.CANCELLING)
+_STALE = (RunStatus.PENDING, RunStatus.SUBMITTED, RunStatus.RUNNING, RunStatus.CANCELLING)
 
 
 class InMemoryRunStore:

@@ -235,3 +235,55 @@ def test_a_stuck_cancelling_run_has_its_jobs_cancelled_again(deps, quiet_batch):
     assert {j.status.state.name for j in quiet_batch.jobs()} == {"CANCELLED"}
     sweep(deps)  # the next sweep sees the job cancelled
     assert runs_repo.get_run(deps.engine, run_id)["status"] == "cancelled"
+
+
+def _pending(deps, run_id, age=timedelta(hours=1), inputs=True):
+    values = run_row(run_id, inputs_uri=f"gs://arc-runs/runs/{run_id}/inputs/")
+    runs_repo.insert_run(deps.engine, values)
+    if inputs:
+        deps.storage.write_bytes("arc-runs", f"runs/{run_id}/inputs/params.yaml", b"input: x\n")
+    with deps.engine.begin() as conn:
+        conn.execute(
+            text("UPDATE runs SET updated_at = :t, created_at = :t WHERE id = :id"),
+            {"t": datetime.now(UTC) - age, "id": run_id},
+        )
+
+
+def test_a_run_left_pending_without_a_job_is_submitted_by_the_sweeper(deps, quiet_batch):
+    """Its submit delivery was dropped after the inputs were written: the same job (same id) is created."""
+    from arc_reactor.services.sweep import sweep
+
+    _pending(deps, "r0000000000000000p1")
+    report = sweep(deps)
+    run = runs_repo.get_run(deps.engine, "r0000000000000000p1")
+    assert (report.changed, run.status) == (1, "submitted")
+    assert run.batch_job_name == deps.batch.job_name("r0000000000000000p1")
+    env = dict(quiet_batch.jobs()[0].task_groups[0].task_spec.environment.variables)
+    assert env["PARAMS_GCS_PATH"] == "gs://arc-runs/runs/r0000000000000000p1/inputs/params.yaml"
+    assert "CONFIG_GCS_PATH" not in env
+    sweep(deps)  # again: the run is submitted now, nothing is created twice
+    assert len(quiet_batch.jobs()) == 1
+
+
+def test_a_pending_run_whose_inputs_were_never_written_fails_saying_so(deps, quiet_batch):
+    from arc_reactor.services.sweep import sweep
+
+    _pending(deps, "r0000000000000000p2", inputs=False)
+    sweep(deps)
+    run = runs_repo.get_run(deps.engine, "r0000000000000000p2")
+    assert (run.status, run.error_code) == ("failed", "submission_incomplete")
+    assert "submit the bundle again" in run.error_message
+    assert quiet_batch.jobs() == []
+
+
+def test_a_pending_run_whose_job_exists_takes_the_jobs_state(deps, quiet_batch):
+    """The job was created but the run was never marked submitted: Batch's truth applies, no new job."""
+    from arc_reactor.services.sweep import sweep
+
+    name = _run_with_job(deps, quiet_batch, "r0000000000000000p3", RunStatus.SUBMITTED, timedelta(hours=1))
+    with deps.engine.begin() as conn:
+        conn.execute(text("UPDATE runs SET status = 'pending' WHERE id = 'r0000000000000000p3'"))
+    quiet_batch.set_job_state(name, "RUNNING")
+    sweep(deps)
+    assert runs_repo.get_run(deps.engine, "r0000000000000000p3").status == "running"
+    assert len(quiet_batch.jobs()) == 1

@@ -399,11 +399,14 @@ def run_id_for_job_uid(engine: Engine, job_uid: str) -> str | None:
 
 
 def stale_runs(engine: Engine, older_than: datetime, limit: int) -> list[RunRecord]:
-    """Runs in submitted/running/cancelling not updated since `older_than`, oldest first, at most `limit`."""
+    """Runs in pending/submitted/running/cancelling not updated since `older_than`, oldest first, at most
+    `limit` (a pending run that old lost its submission: the sweeper finishes it)."""
     stmt = (
         select(runs)
         .where(
-            runs.c.status.in_([RunStatus.SUBMITTED, RunStatus.RUNNING, RunStatus.CANCELLING]),
+            runs.c.status.in_(
+                [RunStatus.PENDING, RunStatus.SUBMITTED, RunStatus.RUNNING, RunStatus.CANCELLING]
+            ),
             runs.c.updated_at < older_than,
         )
         .order_by(runs.c.updated_at)

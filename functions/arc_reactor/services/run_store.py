@@ -62,7 +62,7 @@ class RunStore(Protocol):
         ...
 
     def stale_runs(self, older_than: datetime, limit: int) -> list[RunRecord]:
-        """Runs in submitted/running/cancelling unchanged since `older_than`, oldest first."""
+        """Runs in pending/submitted/running/cancelling unchanged since `older_than`, oldest first."""
         ...
 
     def list_events(self, run_id: str, after_id: int = 0, limit: int = 500) -> list[dict[str, Any]]:

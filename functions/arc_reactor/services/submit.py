@@ -22,8 +22,9 @@ from arc_reactor.core.bundle import ValidBundle, check_object_name, manifest_map
 from arc_reactor.core.events import StorageObjectEvent, event_age_seconds
 from arc_reactor.core.ids import new_run_id
 from arc_reactor.core.labels import label_changes, run_labels
-from arc_reactor.core.layout import INPUT_FILES, RunLocations, run_locations
+from arc_reactor.core.layout import INPUT_FILES, RunLocations, run_locations, split_gs_uri
 from arc_reactor.core.recovery import refusal as recovery_refusal
+from arc_reactor.core.registry import HeadJob
 from arc_reactor.core.run_record import RunRecord
 from arc_reactor.core.status import RunStatus
 from arc_reactor.errors import BundleInvalid, NotFound, PermanentError, Problem
@@ -298,11 +299,29 @@ def _parent_of(deps: Deps, bundle: ValidBundle) -> tuple[RunRecord | None, str]:
 
 
 def _launch(deps: Deps, run: RunRecord, bundle: ValidBundle, parent_session: str | None) -> SubmitResult:
+    params_uri, config_uri = _copy_inputs(deps, run, bundle)
+    return submit_job(
+        deps, run, head_job=bundle.pipeline.head_job, params_uri=params_uri, config_uri=config_uri,
+        parent_session=parent_session, source="submit",
+    )  # fmt: skip
+
+
+def submit_job(
+    deps: Deps,
+    run: RunRecord,
+    *,
+    head_job: HeadJob,
+    params_uri: str,
+    config_uri: str,
+    parent_session: str | None,
+    source: str,
+) -> SubmitResult:
+    """Create the run's orchestrator job (its id is the run's: a repeat is ALREADY_EXISTS, success) and mark
+    the run submitted; a refusal Batch will not change its mind on fails the run."""
     from arc_reactor.core.job_env import JobEnv
     from arc_reactor.core.jobspec import OrchestratorJob
 
     run_id = str(run.id)
-    params_uri, config_uri = _copy_inputs(deps, run, bundle)
     env = JobEnv(
         run_id=run_id,
         pipeline=run.pipeline,
@@ -319,10 +338,7 @@ def _launch(deps: Deps, run: RunRecord, bundle: ValidBundle, parent_session: str
         results_dir=run.results_uri,
     )
     spec = OrchestratorJob(
-        env,
-        submitter_email=run.submitter,
-        head_job=bundle.pipeline.head_job,
-        extra_labels=dict(run.labels or {}),
+        env, submitter_email=run.submitter, head_job=head_job, extra_labels=dict(run.labels or {})
     )
     try:
         job = deps.batch.create_orchestrator_job(spec)
@@ -333,7 +349,7 @@ def _launch(deps: Deps, run: RunRecord, bundle: ValidBundle, parent_session: str
             deps.runs,
             run_id,
             RunStatus.FAILED,
-            "submit",
+            source,
             why="Batch refused the job",
             fields={"error_code": exc.code, "error_message": str(exc)},
         )
@@ -343,7 +359,7 @@ def _launch(deps: Deps, run: RunRecord, bundle: ValidBundle, parent_session: str
         deps.runs,
         run_id,
         RunStatus.SUBMITTED,
-        "submit",
+        source,
         why=f"Batch job {job_name}",
         fields={"batch_job_name": job_name, "batch_job_uid": job.uid},
         detail={"batch_job_name": job_name, "batch_job_uid": job.uid},
@@ -358,6 +374,35 @@ def _launch(deps: Deps, run: RunRecord, bundle: ValidBundle, parent_session: str
         # The job already ran ahead (a hook or Batch marked the run running first): keep its name anyway.
         deps.runs.record_job_name(run_id, job_name, job.uid)
     return SubmitResult("submitted", run_id=run_id)
+
+
+def relaunch_pending(deps: Deps, run: RunRecord, source: str = "sweeper") -> SubmitResult:
+    """Finish the submission of a run left pending (its submit delivery was dropped before the job existed):
+    from the inputs it already wrote, create the same job (same id). A run whose inputs were never written,
+    or whose pipeline the registry no longer allows, cannot be finished: it fails with a code saying so."""
+    bucket, prefix = split_gs_uri(run.inputs_uri)
+    spec = deps.registry.get(run.pipeline)
+    why = ""
+    if spec is None or run.revision not in spec.revisions:
+        code, why = (
+            "pipeline_not_allowed",
+            f"{run.pipeline} {run.revision} is no longer in the pipeline registry",
+        )
+    elif deps.storage.stat(bucket, prefix + "params.yaml") is None:
+        code, why = "submission_incomplete", "the submission stopped before the run's inputs were written"
+    if why or spec is None:
+        change_status(
+            deps.runs, run.id, RunStatus.FAILED, source, why=why,
+            fields={"error_code": code, "error_message": f"{why}; submit the bundle again"},
+        )  # fmt: skip
+        return SubmitResult("failed", run_id=run.id, reason=why)
+    has_config = deps.storage.stat(bucket, prefix + "nextflow.config") is not None
+    parent_session = deps.runs.get_run(run.parent_run_id).session_id if run.parent_run_id else None
+    return submit_job(
+        deps, run, head_job=spec.head_job, params_uri=run.inputs_uri + "params.yaml",
+        config_uri=run.inputs_uri + "nextflow.config" if has_config else "",
+        parent_session=parent_session, source=source,
+    )  # fmt: skip
 
 
 def _copy_inputs(deps: Deps, run: RunRecord, bundle: ValidBundle) -> tuple[str, str]:
