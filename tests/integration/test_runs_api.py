@@ -347,3 +347,10 @@ def test_the_api_says_what_became_of_each_label(api, batch_server):
         {"key": "Project", "value": "Atlas Team!", "became": "project=atlas_team_"}
     ]
     assert api.get(f"/runs/{run['id']}").get_json()["labels_changed"] == run["labels_changed"]
+
+
+def test_a_json_body_nested_100000_deep_is_a_400_not_a_500(api, batch_server):
+    body = '{"pipeline": "arc/fastq-stats", "params": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    resp = api.post("/runs", data=body, content_type="application/json")
+    assert resp.status_code == 400
+    assert batch_server.jobs() == []

@@ -398,3 +398,21 @@ def test_values_python_cannot_build_are_problems_naming_the_file(file: str, text
     files[file] = text.encode()
     problem = only(bundle_problems(files, max_file_bytes=65536))
     assert (problem.file, problem.message.split(":")[0]) == (file, "invalid value")
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("when: 2024-01-02\n", "a YAML date value"),
+        ("at: 2024-01-02 03:04:05\n", "a YAML datetime value"),
+        ("blob: !!binary aGVsbG8=\n", "a YAML bytes value"),
+        ("deep: {a: [1, 2024-01-02]}\n", "a YAML date value"),
+        ("odd: {1: x}\n", "a mapping key that is not a string"),
+    ],
+)
+def test_params_yaml_cannot_build_is_refused_naming_the_parameter(text: str, why: str) -> None:
+    files: dict[str, bytes | None] = {"run.yaml": b"pipeline: arc/demo\n", "samplesheet.csv": SHEET}
+    files["params.yaml"] = text.encode()
+    problem = only(bundle_problems(files))
+    assert (problem.file, problem.line) == ("params.yaml", 1)
+    assert problem.message.startswith(why) and "quote it" in problem.message

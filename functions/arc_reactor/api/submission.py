@@ -161,6 +161,14 @@ def _no_parent(files: Mapping[str, bytes | None]) -> None:
         raise bad_request("recoveries are not submitted through POST /runs", [problem])
 
 
+def _json_body(call: Call) -> Any:
+    """The JSON body; a body nested too deeply for the parser is a 400, never a 500."""
+    try:
+        return call.request.get_json(silent=True)
+    except RecursionError as exc:
+        raise bad_request("the JSON body is nested too deeply") from exc
+
+
 def create_run(call: Call) -> Any:
     """POST /runs."""
     limit = 4 * call.deps.settings.max_file_bytes + FORM_SLACK_BYTES
@@ -170,7 +178,7 @@ def create_run(call: Call) -> Any:
         raise ApiError(413, "request_entity_too_large", f"the request body is over {limit} bytes")
     mimetype = call.request.mimetype
     if mimetype == "application/json":
-        files = files_from_json(call.request.get_json(silent=True))
+        files = files_from_json(_json_body(call))
     elif mimetype == "multipart/form-data":
         files = files_from_form(call)
     else:

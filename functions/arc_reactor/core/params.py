@@ -33,7 +33,30 @@ def parse_params(
     bad = [k for k in value if not isinstance(k, str)]
     if bad:
         return None, {}, [Problem(file, f"parameter names must be strings, not {k!r}") for k in bad]
-    return value, lines, []
+    problems = [
+        Problem(
+            file, f"{what}: params are stored and passed on as JSON; quote it", line=lines.get(k), field=k
+        )
+        for k, v in value.items()
+        if (what := not_json(v))
+    ]
+    return (None, {}, problems) if problems else (value, lines, [])
+
+
+def not_json(value: Any, depth: int = 0) -> str:
+    """Why `value` (from YAML) has no JSON form, or "" when it has one: YAML also builds dates, times,
+    binary and sets, which neither the database nor Nextflow's params file can carry."""
+    if depth > 64:
+        return "nested deeper than 64 levels"
+    if value is None or isinstance(value, str | bool | int | float):
+        return ""
+    if isinstance(value, list):
+        return next((why for v in value if (why := not_json(v, depth + 1))), "")
+    if isinstance(value, dict):
+        if any(not isinstance(k, str) for k in value):
+            return "a mapping key that is not a string"
+        return next((why for v in value.values() if (why := not_json(v, depth + 1))), "")
+    return f"a YAML {type(value).__name__} value"
 
 
 def _kind(value: object) -> str:
