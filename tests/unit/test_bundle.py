@@ -27,6 +27,7 @@ REGISTRY = parse_registry(
                 "default_revision": "4.0.0",
                 "params_schema": "nextflow_schema.json",
                 "input_schema": "assets/schema_input.json",
+                "input_url_schemes": ["gs", "https"],
             },
             "arc/demo": {
                 "engine": "snakemake",
@@ -416,3 +417,38 @@ def test_params_yaml_cannot_build_is_refused_naming_the_parameter(text: str, why
     problem = only(bundle_problems(files))
     assert (problem.file, problem.line) == ("params.yaml", 1)
     assert problem.message.startswith(why) and "quote it" in problem.message
+
+
+@pytest.mark.parametrize(
+    ("cell", "pipeline", "message"),
+    [
+        ("http://example.org/a.fastq.gz", "arc/demo", "http:// paths are not accepted"),
+        ("https://example.org/a.fastq.gz", "arc/demo", "https:// paths are not accepted"),
+        ("s3://bucket/a.fastq.gz", "nf-core/scrnaseq", "s3:// paths are not accepted"),
+        ("https://169.254.169.254/computeMetadata/v1/", "nf-core/scrnaseq", "not a public address"),
+        ("https://10.0.0.7/a.fastq.gz", "nf-core/scrnaseq", "not a public address"),
+        ("https://[::1]:8443/a", "nf-core/scrnaseq", "not a public address"),
+        ("https://metadata.google.internal/x", "nf-core/scrnaseq", "not a public host"),
+        ("https://user@localhost/x", "nf-core/scrnaseq", "not a public host"),
+    ],
+)
+def test_samplesheet_urls_are_gs_or_public_https_by_opt_in(cell: str, pipeline: str, message: str) -> None:
+    from arc_reactor.core.samplesheet import check_cells, parse_samplesheet
+
+    sheet, _ = parse_samplesheet(f"sample,fastq_1\nA,{cell}\n", max_rows=10)
+    assert sheet is not None
+    (problem,) = check_cells(sheet, REGISTRY.pipelines[pipeline].input_url_schemes)
+    assert (problem.line, problem.field) == (2, "fastq_1") and message in problem.message
+
+
+def test_public_https_and_gs_pass_and_formula_like_sample_names_do_not() -> None:
+    from arc_reactor.core.samplesheet import check_cells, parse_samplesheet
+
+    text = (
+        "sample,fastq_1\nA,https://raw.githubusercontent.com/x/a.fq.gz\nB,gs://b/a.fq.gz\n=HYPERLINK(1),x\n"
+    )
+    sheet, _ = parse_samplesheet(text, max_rows=10)
+    assert sheet is not None
+    problems = check_cells(sheet, ("gs", "https"))
+    assert [(p.line, p.field) for p in problems] == [(4, "sample")]
+    assert "formula" in problems[0].message

@@ -21,6 +21,7 @@ from arc_reactor.core.samplesheet import (
     SAMPLESHEET,
     Samplesheet,
     check_against_schema,
+    check_cells,
     check_without_schema,
     parse_samplesheet,
 )
@@ -298,6 +299,8 @@ class _Check:
             return None
         sheet, problems = parse_samplesheet(text, max_rows=max_rows)
         self.problems.extend(problems)
+        if sheet is not None:
+            self.problems.extend(check_cells(sheet, spec.input_url_schemes if spec else ("gs",)))
         if sheet is None or spec is None or revision is None:
             return sheet  # which columns a sheet needs depends on the pipeline
         schema = self.schema(spec, revision, spec.input_schema, SAMPLESHEET)

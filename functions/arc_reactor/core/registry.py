@@ -38,6 +38,8 @@ class PipelineSpec:
     input_schema: str | None = None
     schema_base: str | None = None
     head_job: HeadJob = field(default_factory=HeadJob)
+    # URL schemes a samplesheet may name files by: gs:// always; https:// (public hosts only) by opt-in.
+    input_url_schemes: tuple[str, ...] = ("gs",)
 
     @property
     def local_path(self) -> str | None:
@@ -86,8 +88,20 @@ def parse_registry(doc: dict[str, Any]) -> Registry:
             input_schema=entry.get("input_schema"),
             schema_base=entry.get("schema_base"),
             head_job=HeadJob(**(entry.get("head_job") or {})),
+            input_url_schemes=_url_schemes(name, entry.get("input_url_schemes")),
         )
     return Registry(version=int(doc.get("version", 1)), pipelines=out)
+
+
+_KNOWN_SCHEMES = ("gs", "https")
+
+
+def _url_schemes(name: str, value: Any) -> tuple[str, ...]:
+    schemes = tuple(str(s).lower() for s in (value or ["gs"]))
+    unknown = sorted(set(schemes) - set(_KNOWN_SCHEMES))
+    if unknown or "gs" not in schemes:
+        raise ValueError(f"pipeline registry: {name}: input_url_schemes must include gs and may add https")
+    return schemes
 
 
 @lru_cache(maxsize=4)

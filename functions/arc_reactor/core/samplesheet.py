@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import ipaddress
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -130,6 +131,56 @@ def separator_hint(sheet: Samplesheet) -> str:
             if sep in sheet.header[0]:
                 return f" (the header is separated by {name}; samplesheets must be comma-separated)"
     return ""
+
+
+# A value that names a place by URL: `scheme://host...`.
+_URL_RE = re.compile(r"^\s*([A-Za-z][A-Za-z0-9+.-]*)://([^/?#]*)")
+_FORMULA_START = ("=", "+", "-", "@")
+_INTERNAL_NAMES = ("localhost", "metadata", "metadata.google.internal")
+
+
+def _host_problem(netloc: str) -> str:
+    """Why an https URL's host is not a public one we would fetch from, or ""."""
+    host = netloc.rsplit("@", 1)[-1]
+    host = host[1:].split("]", 1)[0] if host.startswith("[") else host.rsplit(":", 1)[0]
+    host = host.lower().rstrip(".")
+    if not host or host in _INTERNAL_NAMES or host.endswith((".internal", ".local", ".localhost")):
+        return f"https://{host or '?'} is not a public host"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return ""  # a name: not resolved here; the pipeline's task VMs fetch it from the public internet
+    return "" if address.is_global else f"https://{host} is not a public address"
+
+
+def check_cells(
+    sheet: Samplesheet, schemes: tuple[str, ...] = ("gs",), file: str = SAMPLESHEET
+) -> list[Problem]:
+    """Rules for every pipeline's samplesheet, schema or not. A path given as a URL must be gs://, or
+    https:// to a public host when the pipeline's registry entry opts in (`input_url_schemes`): any other
+    scheme, or an https URL to a private, loopback or link-local address (a metadata server), could make a
+    task VM fetch what it must not, and nothing checks it exists before the run starts. A sample name may
+    not start like a spreadsheet formula (=, +, -, @): the names come back in CSV files people open."""
+    problems: list[Problem] = []
+    for row, line in zip(sheet.rows, sheet.lines, strict=True):
+        for column, value in row.items():
+            url = _URL_RE.match(value)
+            if url is None:
+                continue
+            scheme = url.group(1).lower()
+            if scheme not in schemes:
+                allowed = " or ".join(f"{s}://" for s in schemes)
+                msg = f"{scheme}:// paths are not accepted for this pipeline: give the file as {allowed}"
+                problems.append(Problem(file, msg, line=line, field=column))
+            elif scheme == "https" and (why := _host_problem(url.group(2))):
+                problems.append(
+                    Problem(file, f"{why}: only public https hosts are accepted", line=line, field=column)
+                )
+        name = row.get("sample", "")
+        if name.startswith(_FORMULA_START):
+            msg = f"a sample name may not start with {name[0]!r} (spreadsheets read it as a formula)"
+            problems.append(Problem(file, msg, line=line, field="sample"))
+    return problems
 
 
 def check_without_schema(sheet: Samplesheet, file: str = SAMPLESHEET) -> list[Problem]:
