@@ -20,6 +20,7 @@ locals {
     ARC_DB_POOL_SIZE                 = tostring(var.db_pool_size)
     ARC_DB_MAX_OVERFLOW              = tostring(var.db_max_overflow)
     ARC_ADMIN_GROUP                  = var.admin_group
+    ARC_READER_MEMBERS               = join(",", var.reader_members)
     ARC_MAX_EVENT_AGE_SECONDS        = tostring(var.max_event_age_seconds)
     # The audience runs_api checks ID tokens against (never the request's Host header): its deterministic
     # Cloud Run URL, known before the function exists.

@@ -209,6 +209,12 @@ variable "admin_group" {
   }
 }
 
+variable "reader_members" {
+  type        = list(string)
+  description = "E-mails of users or groups (as named in their ID tokens) who may read every run; others read only their own (ARC_READER_MEMBERS)."
+  default     = []
+}
+
 variable "max_event_age_seconds" {
   type        = number
   description = "Events older than this are dropped with a warning (ARC_MAX_EVENT_AGE_SECONDS)."

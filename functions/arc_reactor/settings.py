@@ -104,6 +104,11 @@ class Settings(BaseSettings):
         description="Folder of pipeline schemas, <dir>/<pipeline with / as ->/[<revision>/]<file>, read "
         "before any download (ARC_SCHEMA_CACHE_DIR): offline validation of remote pipelines.",
     )
+    reader_members: str = Field(
+        "",
+        description="Comma-separated e-mails (users, or groups named in the token) who may read every run; "
+        "others read only the runs they submitted (ARC_READER_MEMBERS).",
+    )
     admin_group: str = Field(
         "", description="Group email whose members may cancel or recover anyone's runs (ARC_ADMIN_GROUP)."
     )

@@ -81,8 +81,32 @@ def test_the_token_email_is_the_submitter_and_cannot_be_spoofed(api, keys):
     run = api.post("/runs", json=demo_body(), headers=headers)
     assert run.status_code == 201, run.get_json()
     assert run.get_json()["submitter"] == "ada@example.org"
-    listed = api.get("/runs?submitter=ada@example.org", headers=keys.headers("bob@example.org")).get_json()
+    listed = api.get("/runs?submitter=ada@example.org", headers=keys.headers("ada@example.org")).get_json()
     assert [r["id"] for r in listed["runs"]] == [run.get_json()["id"]]
+
+
+def test_a_caller_reads_their_own_runs_and_readers_and_admins_read_all(api, keys, monkeypatch):
+    from arc_reactor.api.auth import TokenVerifier
+    from arc_reactor.settings import get_settings
+    from arc_reactor.wiring import get_deps, reset_deps
+
+    ada, bob = keys.headers("ada@example.org"), keys.headers("bob@example.org")
+    mine = api.post("/runs", json=demo_body(), headers=ada).get_json()["id"]
+    theirs = api.post("/runs", json=demo_body(), headers=bob).get_json()["id"]
+    assert [r["id"] for r in api.get("/runs", headers=ada).get_json()["runs"]] == [mine]
+    assert api.get("/runs?submitter=bob@example.org", headers=ada).status_code == 403
+    for path in (f"/runs/{theirs}", f"/runs/{theirs}/events", f"/runs/{theirs}/logs"):
+        resp = api.get(path, headers=ada)
+        assert (resp.status_code, resp.get_json()["error"]["code"]) == (404, "not_found"), path
+    admin = keys.headers("carol@example.org", groups=["ops@example.org"])
+    assert {r["id"] for r in api.get("/runs", headers=admin).get_json()["runs"]} == {mine, theirs}
+    monkeypatch.setenv("ARC_READER_MEMBERS", "dan@example.org")
+    get_settings.cache_clear()
+    reset_deps()
+    get_deps().token_verifier = TokenVerifier(request=keys.request)
+    dan = keys.headers("dan@example.org")
+    assert {r["id"] for r in api.get("/runs", headers=dan).get_json()["runs"]} == {mine, theirs}
+    assert api.get(f"/runs/{theirs}", headers=dan).status_code == 200
 
 
 def test_only_the_submitter_or_an_admin_may_cancel_or_recover(api, keys, engine, gcs):

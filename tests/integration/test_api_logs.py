@@ -122,6 +122,7 @@ def test_cloud_logs_come_from_cloud_logging_by_the_job(api, monkeypatch):
     try:
         monkeypatch.delenv("ARC_LOCAL")
         monkeypatch.setenv("ARC_SERVICE_URL", "https://runs-api-1.us-central1.run.app")
+        monkeypatch.setenv("ARC_READER_MEMBERS", "ada@example.org")  # the run was made on the local stack
         get_settings.cache_clear()
         reset_deps()
         deps = get_deps()
@@ -162,6 +163,7 @@ def test_cloud_logging_that_refuses_us_is_a_502_naming_it_not_a_500(api, monkeyp
     try:
         monkeypatch.delenv("ARC_LOCAL")
         monkeypatch.setenv("ARC_SERVICE_URL", "https://runs-api-1.us-central1.run.app")
+        monkeypatch.setenv("ARC_READER_MEMBERS", "ada@example.org")  # the run was made on the local stack
         get_settings.cache_clear()
         reset_deps()
         deps = get_deps()

@@ -5,7 +5,9 @@ again ourselves: signature against Google's certificates (fetched once, cached),
 service's URL), expiry and a verified `email`. That email is the caller: it is recorded as the submitter
 of the runs they create. Only the submitter or an admin may cancel or recover a run; admins are the
 principals listed in ARC_ADMIN_GROUP (comma-separated emails, typically one Google group address), matched
-against the caller's email or the token's `groups` claim. The local stack has no authentication: the wiring
+against the caller's email or the token's `groups` claim. Reading is scoped too: a caller sees the runs
+they submitted; admins and ARC_READER_MEMBERS see every run (GET /runs, GET /runs/{id}, its events and
+logs). The local stack has no authentication: the wiring
 gives runs_api LocalStackAuthenticator there (anyone may do anything, the caller is whatever
 X-Arc-Submitter says), and IdTokenAuthenticator everywhere else.
 """
@@ -189,6 +191,26 @@ def is_admin(settings: Settings, caller: Caller) -> bool:
     """True when the caller is listed in ARC_ADMIN_GROUP, or its token says it is in a listed group."""
     admins = admin_principals(settings)
     return bool(admins) and (caller.email in admins or bool(caller.groups & admins))
+
+
+def can_read_all(settings: Settings, caller: Caller) -> bool:
+    """Admins, the configured readers (ARC_READER_MEMBERS) and the local stack read every run."""
+    readers = frozenset(p.strip().lower() for p in settings.reader_members.split(",") if p.strip())
+    return (
+        caller.local
+        or is_admin(settings, caller)
+        or (bool(readers) and (caller.email in readers or bool(caller.groups & readers)))
+    )
+
+
+def require_reader(settings: Settings, caller: Caller, run: RunRecord) -> None:
+    """ApiError 404 unless the caller may see this run (its submitter, or a caller who reads all): a run of
+    someone else's is answered as if it did not exist, so ids cannot be probed."""
+    if can_read_all(settings, caller):
+        return
+    submitter = (run.submitter or "").lower()
+    if caller.email is None or submitter != caller.email:
+        raise ApiError(404, "not_found", f"run {run.id} does not exist")
 
 
 def require_manager(settings: Settings, caller: Caller, run: RunRecord, action: str) -> None:

@@ -12,11 +12,13 @@ import binascii
 import hashlib
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 from arc_reactor.adapters import runs_repo
-from arc_reactor.api.http import Call, bad_request, json_response
+from arc_reactor.api.auth import can_read_all
+from arc_reactor.api.http import ApiError, Call, bad_request, json_response
 from arc_reactor.api.views import run_view
 from arc_reactor.core.status import RunStatus
 from arc_reactor.errors import Problem
@@ -136,6 +138,10 @@ def list_runs(call: Call) -> Any:
     for key in unknown:
         q.add(key, f"unknown parameter; allowed: {', '.join(sorted(QUERY_KEYS))}")
     where = parse_filter(q)
+    if not can_read_all(call.deps.settings, call.caller):
+        if where.submitter is not None and where.submitter.lower() != (call.caller.email or ""):
+            raise ApiError(403, "forbidden", "you may list only the runs you submitted")
+        where = replace(where, submitter=call.caller.email or "")
     size = q.parsed("page_size", _page_size, f"an integer from 1 to {MAX_PAGE_SIZE}") or DEFAULT_PAGE_SIZE
     fp = fingerprint(where)
     before = None

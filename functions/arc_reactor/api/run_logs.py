@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from arc_reactor.adapters.cloud_logging import LogLine, LogPage, job_log_filter
+from arc_reactor.api.auth import require_reader
 from arc_reactor.api.http import Call, bad_request, json_response
 from arc_reactor.core.ids import job_id_for
 from arc_reactor.core.status import is_terminal
@@ -175,6 +176,7 @@ def logs(call: Call) -> Any:
     run_id = call.run_id
     size, token = _query(call)
     run = call.deps.runs.get_run(run_id)
+    require_reader(call.deps.settings, call.caller, run)
     source = call.deps.run_logs
     page = source.page(run, size, token)
     body = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from arc_reactor.adapters import runs_repo
-from arc_reactor.api.auth import require_manager
+from arc_reactor.api.auth import require_manager, require_reader
 from arc_reactor.api.http import ApiError, Call, bad_request, json_response
 from arc_reactor.api.submission import created, fingerprint, idempotency_key
 from arc_reactor.api.views import event_view, locations, run_view, summary_view
@@ -23,6 +23,7 @@ def get_run(call: Call) -> Any:
     run_id = call.run_id
     engine = call.deps.engine
     row = runs_repo.get_run(engine, run_id)
+    require_reader(call.deps.settings, call.caller, row)
     view = run_view(row)
     parent = None
     if row.parent_run_id:

@@ -24,6 +24,7 @@ from typing import Any
 
 import flask
 
+from arc_reactor.api.auth import require_reader
 from arc_reactor.api.http import Call, bad_request, dumps
 from arc_reactor.api.views import event_view
 from arc_reactor.core.status import is_terminal
@@ -185,6 +186,7 @@ def events(call: Call) -> Any:
     run_id = call.run_id
     after = last_event_id(call)
     run = call.deps.runs.get_run(run_id)
+    require_reader(call.deps.settings, call.caller, run)
     if is_terminal(run["status"]):
         body = _finished(call, run_id, after, str(run["status"]))
     else:
