@@ -423,3 +423,17 @@ def test_engine_text_cannot_forge_or_break_the_outcome_arguments(engine, update_
     assert (run["status"], run["exit_code"], run["error_code"]) == ("failed", 7, "pipeline_error")
     assert run["error_message"] == "--help--exit_code 0--error_codeforged"
     assert run["error_task"] == "--x"
+
+
+def test_logs_that_could_not_be_uploaded_are_recorded_on_the_run(engine, gcs, demo):
+    """The run still completes (its results are there), but it says which logs are missing, and why."""
+    upload_fastqs(gcs, FASTQS)
+    proc = demo.run(LOGS_DIR="gs://arc-no-such-bucket/logs/")
+    assert proc.returncode == 0, proc.stderr
+    run = runs_repo.get_run(engine, demo.run_id)
+    assert run.status == "completed" and run.upload_failures >= 2
+    (note,) = [
+        e for e in runs_repo.list_events(engine, demo.run_id) if e["detail"].get("reason") == "upload_failed"
+    ]
+    assert {"console.log", "snakemake.log"} <= {f.rsplit("/", 1)[-1] for f in note["detail"]["files"]}
+    assert note["detail"]["count"] == run.upload_failures

@@ -392,6 +392,26 @@ def record_job_name(engine: Engine, run_id: str, job_name: str, job_uid: str | N
             )
 
 
+def record_upload_failures(engine: Engine, run_id: str, failed: list[str], attempt: int) -> None:
+    """Say on the run that `failed` (names under logs/ or results/) could not be uploaded, with a note event
+    naming them; the count is the latest attempt's, whatever the run's status."""
+    with _db_errors(), engine.begin() as conn:
+        conn.execute(runs.update().where(runs.c.id == run_id).values(upload_failures=len(failed)))
+        conn.execute(
+            insert(run_events).values(
+                run_id=run_id,
+                kind="note",
+                source="hook",
+                detail={
+                    "reason": "upload_failed",
+                    "attempt": attempt,
+                    "files": failed[:50],
+                    "count": len(failed),
+                },
+            )
+        )
+
+
 def run_id_for_job_uid(engine: Engine, job_uid: str) -> str | None:
     """The run whose orchestrator job has this Batch uid (recorded at creation), if any."""
     with _reading(engine) as conn:

@@ -63,6 +63,7 @@ runs = Table(
     Column("exit_code", Integer),
     Column("metrics", JSONB),
     Column("session_id", Text),
+    Column("upload_failures", Integer),  # files the orchestrator could not upload, when any (0005)
     UniqueConstraint("source_bucket", "source_object", "source_generation", name="uq_runs_source"),
     UniqueConstraint("idempotency_key", name="uq_runs_idempotency_key"),
     Index("ix_runs_status_updated", "status", "updated_at"),

@@ -69,6 +69,10 @@ _RUN_TYPES: dict[str, dict[str, Any]] = {
     "created_at": {"type": "string", "format": "date-time"},
     "updated_at": {"type": "string", "format": "date-time"},
     "exit_code": {"type": ["integer", "null"]},
+    "upload_failures": {
+        "type": ["integer", "null"],
+        "description": "Log or result files the orchestrator could not upload (a note event names them)",
+    },
     "metrics": {"type": ["object", "null"]},
     "is_recovery": {"type": "boolean"},
 }

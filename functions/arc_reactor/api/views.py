@@ -39,6 +39,7 @@ RUN_FIELDS = (
     "exit_code",
     "metrics",
     "session_id",
+    "upload_failures",
 )
 # Fields a run view adds to the row's own: derived, not stored.
 DERIVED_FIELDS = ("is_recovery", "labels_changed")

@@ -59,6 +59,7 @@ class RunRecord:
     exit_code: int | None = None
     metrics: Mapping[str, Any] | None = None
     session_id: str | None = None
+    upload_failures: int | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> RunRecord:

@@ -136,7 +136,30 @@ def finish(ctx: Context, exit_code: int) -> tuple[int, int]:
         "engine exited %d; uploaded %d file(s), %d failed", exit_code, done, failed,
         extra={"event": "orchestrator_finish"},
     )  # fmt: skip
+    if ctx.failed_uploads:
+        _record_upload_failures(ctx)
     return done, failed
+
+
+def _record_upload_failures(ctx: Context) -> None:
+    """Say on the run which files are missing from logs/ or results/ (bounded retries; a warning if the
+    database cannot be reached: the files' own warnings are in the job's log either way)."""
+    from arc_reactor.adapters import runs_repo
+    from arc_reactor.adapters.db import get_engine
+    from arc_reactor.adapters.retry import retry_call
+    from arc_reactor.errors import TransientError
+
+    names = [uri.rsplit(f"/{ctx.env.run_id}/", 1)[-1] for uri in ctx.failed_uploads]
+    try:
+        engine = get_engine(ctx.settings)
+        retry_call(
+            lambda: runs_repo.record_upload_failures(engine, ctx.env.run_id, names, ctx.env.retry_attempt),
+            attempts=3, base=0.5, cap=4.0, deadline=20.0, retry_on=(TransientError,), sleep=ctx.sleep,
+        )  # fmt: skip
+    except Exception as exc:  # noqa: BLE001 - recording is best effort; the upload warnings stand
+        log.warning(
+            "could not record the failed uploads on the run: %s", exc, extra={"event": "upload_failed"}
+        )
 
 
 def _tail(path: Path) -> str:

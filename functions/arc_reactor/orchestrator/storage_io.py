@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any, TypeVar
@@ -36,6 +36,7 @@ class Context:
     ws: Workspace
     settings: Settings
     sleep: Callable[[float], None] = time.sleep
+    failed_uploads: list[str] = field(default_factory=list)  # gs:// URIs that upload() gave up on
 
     @cached_property
     def storage(self) -> Storage:
@@ -67,6 +68,7 @@ def upload(ctx: Context, src: Path, uri: str) -> bool:
         ctx.transfer(lambda: ctx.storage.upload_file(src, uri, retry=None))
     except Exception as exc:  # noqa: BLE001 - any upload failure is only a warning
         log.warning("could not upload %s to %s: %s", src.name, uri, exc, extra={"event": "upload_failed"})
+        ctx.failed_uploads.append(uri)
         return False
     return True
 
