@@ -226,3 +226,28 @@ def test_unicode_escapes_are_refused() -> None:
     (problem,) = check_config("params.ok = 1\nparams.x = \"\\u0024{'ls'.execute()}\"\n")
     assert problem.line == 2
     assert problem.message.startswith("unicode escapes")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        "--quiet; touch x",
+        "--x $(id)",
+        "a|b",
+        "`id`",
+        "--o=x>y",
+        "a\\nb",
+        "'quoted'",
+        '"q"',
+        "a*",
+        "--x ${HOME}",
+    ],
+)
+def test_ext_args_that_could_leave_the_argument_list_are_refused(args: str) -> None:
+    text = "process.ext.args = " + repr(args) + "\n"
+    problems = check_config(text)
+    assert problems and "ext.args may hold only options" in problems[0].message, (args, problems)
+
+
+def test_plain_ext_args_pass() -> None:
+    assert check_config("process.ext.args = '--min-qual=20 -k 31 --out ./x,y:z @file +1 50%'\n") == []

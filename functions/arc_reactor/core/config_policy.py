@@ -116,8 +116,27 @@ def value_problem(path: tuple[str, ...], value: object) -> str | None:
         return "time must be a duration such as 2.h or '2h'"
     if key == "errorStrategy" and value not in ERROR_STRATEGIES:
         return f"errorStrategy must be one of the strings {', '.join(sorted(ERROR_STRATEGIES))}"
-    if key == "args" and not isinstance(value, str):
+    if key == "args":
+        return _args_problem(value)
+    return None
+
+
+# One word of process.ext.args: nf-core modules paste `$args` into task shell scripts, so the value must be
+# unable to break out of an argument list. Words of these characters, separated by spaces, cannot: no
+# quotes, `;`, `|`, `&`, `$`, backticks, parentheses, redirections, globs, backslashes or newlines.
+_ARG_WORD = re.compile(r"^[A-Za-z0-9_./:=,+@%-]+$")
+
+
+def _args_problem(value: object) -> str | None:
+    if not isinstance(value, str):
         return "ext.args must be a string"
+    bad = next((w for w in value.split(" ") if w and not _ARG_WORD.match(w)), None)
+    if bad is not None or "\n" in value or "\t" in value:
+        shown = bad if bad is not None else value
+        return (
+            f"ext.args may hold only options and values of letters, digits and _ . / : = , + @ % -, "
+            f"separated by spaces (it is pasted into the task's shell script); {shown!r} is not"
+        )
     return None
 
 
