@@ -174,6 +174,13 @@ resource "google_storage_bucket_iam_member" "runs_api_admin" {
   member = local.members.runs_api
 }
 
+# Reads the outcome an orchestrator hook left when the database was unreachable (runs/<id>/hook-status.json).
+resource "google_storage_bucket_iam_member" "runs_reconcile_viewer" {
+  bucket = google_storage_bucket.runs.name
+  role   = "roles/storage.objectViewer"
+  member = local.members.reconcile_batch_event
+}
+
 resource "google_storage_bucket_iam_member" "runs_orchestrator_admin" {
   bucket = google_storage_bucket.runs.name
   role   = "roles/storage.objectAdmin"

@@ -12,7 +12,8 @@ ARC_DB_IAM_USER). Exit codes:
     2  usage: bad arguments (unknown status, timestamp not ISO 8601, metrics not a JSON object)
     3  refused: the status machine does not allow it (e.g. the run already ended otherwise)
     4  the run does not exist
-    5  the database stayed unreachable (or failing) after bounded retries
+    5  the database stayed unreachable (or failing) after bounded retries; a completed or failed outcome
+       is then left in gs://<runs>/runs/<id>/hook-status.json, which reconcile applies on Batch's FAILED
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -135,6 +136,8 @@ def apply(engine: Engine, args: argparse.Namespace, attempts: int, sleep: Callab
         return EXIT_NOT_FOUND
     except (TransientError, DBAPIError) as exc:
         log.error("database unreachable, status %s not recorded: %s", target.value, exc)
+        if target.value in ("completed", "failed"):
+            leave_marker(args.run_id, target.value, fields)
         return EXIT_UNREACHABLE
     if result.applied:
         log.info("status %s -> %s", result.previous.value if result.previous else "?", target.value)
@@ -147,6 +150,31 @@ def apply(engine: Engine, args: argparse.Namespace, attempts: int, sleep: Callab
         " (conflicting outcome recorded)" if result.conflict else "",
     )  # fmt: skip
     return EXIT_REFUSED
+
+
+def leave_marker(run_id: str, status: str, fields: dict[str, Any]) -> None:
+    """Leave the outcome the database did not take where reconcile reads it when Batch reports the job
+    failed (core/layout.py hook_marker_name), so the engine's own error reaches the run at once instead of
+    Batch's generic one. Best effort: Batch's state still ends the run without it."""
+    from arc_reactor.adapters.storage import Storage, make_client
+    from arc_reactor.core.layout import hook_marker_name
+    from arc_reactor.settings import get_settings
+
+    settings = get_settings()
+    doc = {"status": status, "fields": fields, "at": datetime.now(UTC).isoformat()}
+    try:
+        Storage(make_client(settings)).write_bytes(
+            settings.runs_bucket,
+            hook_marker_name(run_id),
+            json.dumps(doc, default=str).encode(),
+            "application/json",
+        )
+    except Exception as exc:  # noqa: BLE001 - the marker only improves what Batch's state reports
+        log.error("could not leave the outcome for reconcile either: %s", exc)
+        return
+    log.warning(
+        "status %s left for reconcile in gs://%s/%s", status, settings.runs_bucket, hook_marker_name(run_id)
+    )
 
 
 def main(

@@ -317,3 +317,37 @@ def test_sanitized_labels_are_stored_beside_the_raw_ones_and_the_user_is_told(
     assert feedback["labels_changed"] == [
         {"key": "Project", "value": "Atlas Team!", "became": "project=atlas_team_"}
     ]
+
+
+def test_a_failure_the_hook_could_not_record_reaches_the_run_through_reconcile(
+    app_env, gcs, engine, batch_server, exit_codes
+):
+    """The database was down when the orchestrator's hook reported: update_status.py gives up within its
+    bounds and leaves the outcome; Batch's FAILED notification applies the engine's own error at once."""
+    import sys
+
+    from flow import ROOT
+    from sqlalchemy import create_engine
+
+    sys.path.insert(0, str(ROOT / "orchestrator"))
+    try:
+        import update_status
+    finally:
+        sys.path.remove(str(ROOT / "orchestrator"))
+    exit_codes.append(3)
+    job_name = _submit_and_finish(gcs, batch_server, "hook-lost")
+    run_id = job_name.rsplit("/arc-", 1)[1]
+    unreachable = create_engine("postgresql+pg8000://postgres@127.0.0.1:9/postgres", pool_pre_ping=False)
+    argv = [
+        run_id,
+        "failed",
+        "--exit_code",
+        "3",
+        "--error_code=pipeline_error",
+        "--error_message=STAR: out of memory",
+    ]
+    assert update_status.main(argv, engine=unreachable, attempts=2, sleep=lambda s: None) == 5
+    assert gcs.read_bytes("arc-runs", f"runs/{run_id}/hook-status.json") is not None
+    _deliver_notifications(batch_server.notifications, batch_server.notifications.items[-1:])
+    run = _runs(engine)[0]
+    assert (run["status"], run["exit_code"], run["error_message"]) == ("failed", 3, "STAR: out of memory")

@@ -41,7 +41,8 @@ EXPECTED_ROLES = {
         ("roles/storage.objectAdmin", "bucket:runs"),
         ("roles/iam.serviceAccountUser", "sa:orchestrator"),
     },
-    "reconcile_batch_event": CLOUDSQL | {("roles/batch.jobsViewer", "project")},
+    "reconcile_batch_event": CLOUDSQL
+    | {("roles/batch.jobsViewer", "project"), ("roles/storage.objectViewer", "bucket:runs")},
     "sweep_stale_runs": CLOUDSQL | {("roles/batch.jobsViewer", "project")},
     "orchestrator": CLOUDSQL
     | {

@@ -45,6 +45,12 @@ def run_locations(runs_bucket: str, run_id: str, lineage_id: str | None = None) 
     )
 
 
+def hook_marker_name(run_id: str) -> str:
+    """The runs-bucket object where the orchestrator's hook leaves the outcome it could not record (the
+    database was unreachable past its retries); reconcile applies it when Batch reports the job failed."""
+    return f"{RUNS_PREFIX}{run_id}/hook-status.json"
+
+
 def split_gs_uri(uri: str) -> tuple[str, str]:
     """Split gs://bucket/name into (bucket, name); raise ValueError on anything else."""
     if not uri.startswith("gs://"):

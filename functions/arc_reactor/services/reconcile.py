@@ -12,14 +12,17 @@ terminal state wins and the conflict is recorded with both sides (runs_repo.tran
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from arc_reactor.adapters.storage import ObjectTooLarge
 from arc_reactor.core.batch_policy import MAX_RETRY_COUNT
 from arc_reactor.core.events import PubSubMessage, event_age_seconds
 from arc_reactor.core.ids import notification_job, run_id_from_job
+from arc_reactor.core.layout import hook_marker_name
 from arc_reactor.core.status import RunStatus
 from arc_reactor.errors import BatchJobNotFoundError, NotFound
 from arc_reactor.services.status_change import change_status
@@ -87,6 +90,9 @@ def reconcile_run(
     if target is None:
         return ReconcileResult("unchanged", run_id)
     fields, detail = _outcome_fields(job)
+    if target == RunStatus.FAILED and (left := _hook_outcome(deps, run_id)) is not None:
+        fields.update(left)  # the engine's own error, which the hook could not record, beats Batch's
+        detail["hook_marker"] = True
     if hint:
         detail["notification"] = {k: hint[k] for k in ("Type", "NewJobState", "NewTaskState") if k in hint}
     try:
@@ -139,6 +145,25 @@ def _outcome_fields(job: JobStatus) -> tuple[dict[str, Any], dict[str, Any]]:
         fields["error_message"] = last or f"Batch job {job.state}"
         detail["failure"] = job.failure
     return fields, detail
+
+
+_MARKER_FIELDS = frozenset({"error_code", "error_message", "error_task", "exit_code", "session_id"})
+
+
+def _hook_outcome(deps: Deps, run_id: str) -> dict[str, Any] | None:
+    """The failure the orchestrator's hook left in the runs bucket when it could not reach the database,
+    if any (orchestrator/update_status.py leave_marker); unreadable markers are ignored."""
+    try:
+        data = deps.storage.read_bytes(deps.settings.runs_bucket, hook_marker_name(run_id), max_bytes=65536)
+        doc = json.loads(data) if data else None
+    except (ValueError, ObjectTooLarge):
+        return None
+    if not isinstance(doc, dict) or doc.get("status") != RunStatus.FAILED.value:
+        return None
+    fields = doc.get("fields")
+    if not isinstance(fields, dict):
+        return None
+    return {k: v for k, v in fields.items() if k in _MARKER_FIELDS and v is not None}
 
 
 def _job_missing(deps: Deps, run_id: str, job_name: str, source: str) -> ReconcileResult:
