@@ -112,24 +112,27 @@ class FakeLogging:
         return LoggingServiceV2Client(transport=LoggingServiceV2GrpcTransport(channel=channel))
 
 
-def test_cloud_logs_come_from_cloud_logging_by_the_job(api, monkeypatch):
+def as_deployed(monkeypatch, fake):
+    """runs_api as deployed (no ARC_LOCAL), reading Cloud Logging from `fake`; any token is ada's."""
     from arc_reactor.adapters.cloud_logging import CloudLogs
     from arc_reactor.settings import get_settings
     from arc_reactor.wiring import get_deps, reset_deps
 
+    monkeypatch.delenv("ARC_LOCAL")
+    monkeypatch.setenv("ARC_SERVICE_URL", "https://runs-api-1.us-central1.run.app")
+    monkeypatch.setenv("ARC_READER_MEMBERS", "ada@example.org")  # the run was made on the local stack
+    get_settings.cache_clear()
+    reset_deps()
+    deps = get_deps()
+    deps.token_verifier = type("Anyone", (), {"verify": lambda self, t, a: {"email": "ada@example.org"}})()
+    deps.cloud_logs = CloudLogs("arc-test", client=fake.client())
+
+
+def test_cloud_logs_come_from_cloud_logging_by_the_job(api, monkeypatch):
     run = api.post("/runs", json=demo_body()).get_json()
     fake = FakeLogging()
     try:
-        monkeypatch.delenv("ARC_LOCAL")
-        monkeypatch.setenv("ARC_SERVICE_URL", "https://runs-api-1.us-central1.run.app")
-        monkeypatch.setenv("ARC_READER_MEMBERS", "ada@example.org")  # the run was made on the local stack
-        get_settings.cache_clear()
-        reset_deps()
-        deps = get_deps()
-        deps.token_verifier = type(
-            "Anyone", (), {"verify": lambda self, t, a: {"email": "ada@example.org"}}
-        )()
-        deps.cloud_logs = CloudLogs("arc-test", client=fake.client())
+        as_deployed(monkeypatch, fake)
         auth = {"Authorization": "Bearer x"}
         first = api.get(f"/runs/{run['id']}/logs?page_size=2", headers=auth).get_json()
         assert first["source"] == "cloud_logging"
@@ -153,24 +156,11 @@ def test_cloud_logs_come_from_cloud_logging_by_the_job(api, monkeypatch):
 
 
 def test_cloud_logging_that_refuses_us_is_a_502_naming_it_not_a_500(api, monkeypatch):
-    from arc_reactor.adapters.cloud_logging import CloudLogs
-    from arc_reactor.settings import get_settings
-    from arc_reactor.wiring import get_deps, reset_deps
-
     run = api.post("/runs", json=demo_body()).get_json()
     fake = FakeLogging()
     fake.deny = True
     try:
-        monkeypatch.delenv("ARC_LOCAL")
-        monkeypatch.setenv("ARC_SERVICE_URL", "https://runs-api-1.us-central1.run.app")
-        monkeypatch.setenv("ARC_READER_MEMBERS", "ada@example.org")  # the run was made on the local stack
-        get_settings.cache_clear()
-        reset_deps()
-        deps = get_deps()
-        deps.token_verifier = type(
-            "Anyone", (), {"verify": lambda self, t, a: {"email": "ada@example.org"}}
-        )()
-        deps.cloud_logs = CloudLogs("arc-test", client=fake.client())
+        as_deployed(monkeypatch, fake)
         resp = api.get(f"/runs/{run['id']}/logs", headers={"Authorization": "Bearer x"})
     finally:
         fake.server.stop(0)
