@@ -18,10 +18,15 @@ import yaml
 
 from arc_reactor.core.layout import split_gs_uri
 from arc_reactor.core.recovery import Refusal
-from arc_reactor.core.recovery import refusal as recovery_refusal
 from arc_reactor.core.run_record import RunRecord
 from arc_reactor.errors import Conflict
-from arc_reactor.services.submit import RunSource, SubmitResult, key_reused, submit_files
+from arc_reactor.services.submit import (
+    RunSource,
+    SubmitResult,
+    key_reused,
+    recovery_refusal_for,
+    submit_files,
+)
 from arc_reactor.wiring import Deps
 
 
@@ -41,16 +46,6 @@ class Overrides:
     params: Mapping[str, Any] | None = None
     config: str | None = None
     name: str | None = None
-
-
-def refusal(deps: Deps, parent: RunRecord, now: datetime | None = None) -> Refusal | None:
-    """Why `parent` cannot be recovered now (core/recovery.py's rules, with this deployment's lookups)."""
-    return recovery_refusal(
-        parent,
-        active_in_lineage=deps.runs.active_in_lineage,
-        has_objects=deps.storage.has_objects,
-        now=now,
-    )
 
 
 def _read_input(deps: Deps, parent: RunRecord, name: str) -> bytes | None:
@@ -98,7 +93,7 @@ def recover_run(
         earlier = deps.runs.find_by_idempotency_key(source.idempotency_key)
         if earlier is not None:  # a retried request: answer with the recovery it already made
             return key_reused(earlier, source) or SubmitResult("duplicate", run_id=earlier.id)
-    why = refusal(deps, parent, now)
+    why = recovery_refusal_for(deps, parent, now)
     if why is not None:
         raise RecoveryRefused(why)
     return submit_files(deps, recovery_files(deps, parent, overrides), source)

@@ -23,6 +23,7 @@ from arc_reactor.core.events import StorageObjectEvent, event_age_seconds
 from arc_reactor.core.ids import new_run_id
 from arc_reactor.core.labels import label_changes, run_labels
 from arc_reactor.core.layout import INPUT_FILES, RunLocations, run_locations, split_gs_uri
+from arc_reactor.core.recovery import Refusal
 from arc_reactor.core.recovery import refusal as recovery_refusal
 from arc_reactor.core.registry import HeadJob
 from arc_reactor.core.run_record import RunRecord
@@ -290,12 +291,16 @@ def _parent_of(deps: Deps, bundle: ValidBundle) -> tuple[RunRecord | None, str]:
             None,
             f"a recovery runs its parent's pipeline and revision ({was}), not {m.pipeline} {m.revision}",
         )
-    why = recovery_refusal(
-        parent,
-        active_in_lineage=deps.runs.active_in_lineage,
-        has_objects=deps.storage.has_objects,
-    )
+    why = recovery_refusal_for(deps, parent)
     return (None, why.message) if why else (parent, "")
+
+
+def recovery_refusal_for(deps: Deps, parent: RunRecord, now: datetime | None = None) -> Refusal | None:
+    """Why `parent` cannot be recovered now: core/recovery.py's rules with this deployment's lookups (the
+    lineage's runs still going, whether its work dir and cache hold objects)."""
+    return recovery_refusal(
+        parent, active_in_lineage=deps.runs.active_in_lineage, has_objects=deps.storage.has_objects, now=now
+    )
 
 
 def _launch(deps: Deps, run: RunRecord, bundle: ValidBundle, parent_session: str | None) -> SubmitResult:
