@@ -23,6 +23,7 @@ from arc_reactor.core.batch_policy import MAX_RETRY_COUNT
 from arc_reactor.core.events import PubSubMessage, event_age_seconds
 from arc_reactor.core.ids import notification_job, run_id_from_job
 from arc_reactor.core.layout import hook_marker_name
+from arc_reactor.core.run_record import RunRecord
 from arc_reactor.core.status import RunStatus
 from arc_reactor.errors import BatchJobNotFoundError, NotFound
 from arc_reactor.services.status_change import change_status
@@ -147,6 +148,18 @@ def _outcome_fields(job: JobStatus) -> tuple[dict[str, Any], dict[str, Any]]:
     return fields, detail
 
 
+def _finish_submission(deps: Deps, run: RunRecord, source: str) -> ReconcileResult:
+    """A pending run without a job: create it now (same id, idempotent) or fail the run saying why not."""
+    from arc_reactor.services.submit import relaunch_pending  # submit's imports are heavy: only when needed
+
+    log.warning(
+        "run %s was left pending without a Batch job: finishing its submission", run.id,
+        extra={"run_id": run.id, "event": "submission_resumed"},
+    )  # fmt: skip
+    relaunch_pending(deps, run, source)
+    return ReconcileResult("applied", run.id, deps.runs.get_run(run.id).status)
+
+
 _MARKER_FIELDS = frozenset({"error_code", "error_message", "error_task", "exit_code", "session_id"})
 
 
@@ -167,11 +180,14 @@ def _hook_outcome(deps: Deps, run_id: str) -> dict[str, Any] | None:
 
 
 def _job_missing(deps: Deps, run_id: str, job_name: str, source: str) -> ReconcileResult:
-    """The job is gone: a run being cancelled is cancelled (Batch deletes where it cannot cancel); any
-    other run still waiting on it can never finish, so it fails with job_missing."""
+    """The job is gone: a run still pending never got it (its submission was lost), so the submission is
+    finished now; a run being cancelled is cancelled (Batch deletes where it cannot cancel); any other run
+    still waiting on it can never finish, so it fails with job_missing."""
     try:
-        cancelling = deps.runs.get_run(run_id)["status"] == RunStatus.CANCELLING
-        if cancelling:
+        run = deps.runs.get_run(run_id)
+        if run.run_status == RunStatus.PENDING:
+            return _finish_submission(deps, run, source)
+        if run.run_status == RunStatus.CANCELLING:
             target, fields = RunStatus.CANCELLED, {}
         else:
             message = f"Batch job {job_name} no longer exists"

@@ -2,8 +2,8 @@
 
 A run still pending that long lost its submission (the submit delivery was finally dropped, e.g. Batch was
 down past the redelivery window): when Batch has no job for it, its submission is finished from the inputs it
-already wrote, with the same job id (services/submit.py relaunch_pending), or it fails with a code that says
-why it cannot be (`submission_incomplete`, `pipeline_not_allowed`).
+already wrote, with the same job id (reconcile's missing-job case, services/submit.py relaunch_pending), or
+it fails with a code that says why it cannot be (`submission_incomplete`, `pipeline_not_allowed`).
 
 Notifications can be lost; the sweeper is the safety net. Work per call is bounded: at most
 sweep_batch_size runs, and no new check once SWEEP_BUDGET_S has passed (the rest wait for the next call).
@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 from arc_reactor.core.batch_policy import LONGEST_RUN, MAX_QUEUED
 from arc_reactor.core.run_record import RunRecord
 from arc_reactor.core.status import RunStatus
-from arc_reactor.errors import BatchError, BatchJobNotFoundError, TransientError
+from arc_reactor.errors import BatchError, TransientError
 from arc_reactor.services.reconcile import ReconcileResult, reconcile_run
 from arc_reactor.services.status_change import change_status
 from arc_reactor.wiring import Deps
@@ -67,10 +67,6 @@ def sweep(
         run_id = str(run.id)
         job_name = run.batch_job_name or deps.batch.job_name(run_id)
         try:
-            if run.run_status == RunStatus.PENDING and not _job_exists(deps, job_name):
-                report.results.append(_finish_submission(deps, run))
-                report.changed += 1
-                continue
             result = reconcile_run(deps, run_id, job_name, source="sweeper")
             if result.outcome == "unchanged":
                 result = _follow_up(deps, run, now) or result
@@ -100,26 +96,6 @@ def sweep(
         },
     )
     return report
-
-
-def _job_exists(deps: Deps, job_name: str) -> bool:
-    try:
-        deps.batch.get_job(job_name)
-    except BatchJobNotFoundError:
-        return False
-    return True
-
-
-def _finish_submission(deps: Deps, run: RunRecord) -> ReconcileResult:
-    """A pending run without a job: create it now (same id, idempotent) or fail the run saying why not."""
-    from arc_reactor.services.submit import relaunch_pending
-
-    log.warning(
-        "run %s was left pending without a Batch job: finishing its submission", run.id,
-        extra={"run_id": run.id, "event": "submission_resumed"},
-    )  # fmt: skip
-    result = relaunch_pending(deps, run)
-    return ReconcileResult("applied", run.id, deps.runs.get_run(run.id).status if result.run_id else None)
 
 
 def _follow_up(deps: Deps, row: RunRecord, now: datetime) -> ReconcileResult | None:
