@@ -38,7 +38,7 @@ from arc_reactor.core.registry import PipelineSpec
 from arc_reactor.core.run_outcome import snakemake_trace
 from arc_reactor.errors import OrchestrationError
 from arc_reactor.orchestrator import nextflow_session, workdir_sync
-from arc_reactor.orchestrator.storage_io import Context, download, read_params, upload
+from arc_reactor.orchestrator.storage_io import Context, download, read_params, session_id, upload
 
 log = logging.getLogger("arc_reactor.orchestrator.orchestrate")  # one logger name for every step
 
@@ -105,7 +105,7 @@ class Nextflow:
 
     def finish(self, ctx: Context) -> tuple[int, int]:
         """Record the session the run started, when the watcher did not (its work dir is Nextflow's own)."""
-        if not ctx.ws.session_file.is_file() and (session := nextflow_session.from_log(ctx)):
+        if not session_id(ctx.ws) and (session := nextflow_session.from_log(ctx)):
             nextflow_session.record(ctx, session)
         return 0, 0
 

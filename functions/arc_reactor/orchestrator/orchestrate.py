@@ -41,7 +41,7 @@ from arc_reactor.errors import OrchestrationError
 from arc_reactor.logs import JsonFormatter, setup_logging
 from arc_reactor.orchestrator import nextflow_session
 from arc_reactor.orchestrator.engines import engine_for
-from arc_reactor.orchestrator.storage_io import Context, download, upload
+from arc_reactor.orchestrator.storage_io import Context, download, session_id, upload
 from arc_reactor.settings import get_settings
 
 log = logging.getLogger("arc_reactor.orchestrator.orchestrate")  # not __name__: it runs as __main__
@@ -96,13 +96,6 @@ def prepare(ctx: Context, orchestrator_dir: Path) -> None:
     engine_for(env.engine).prepare(ctx, orchestrator_dir)
     ws.argv_file.write_bytes(nul_terminated(command(ctx)))
     ws.started_file.write_bytes(nul_terminated(started(ws)))
-
-
-def session_id(ws: Workspace) -> str | None:
-    """The Nextflow session this attempt resumes (written by prepare), if any."""
-    if not ws.session_file.is_file():
-        return None
-    return ws.session_file.read_text(encoding="utf-8").strip() or None
 
 
 def started(ws: Workspace) -> list[str]:

@@ -85,6 +85,13 @@ def write_object(ctx: Context, uri: str, data: bytes, content_type: str = "appli
     ctx.transfer(lambda: ctx.storage.write_bytes(bucket, name, data, content_type=content_type, retry=None))
 
 
+def session_id(ws: Workspace) -> str | None:
+    """The Nextflow session this attempt resumes or started (written by prepare or finish), if any."""
+    if not ws.session_file.is_file():
+        return None
+    return ws.session_file.read_text(encoding="utf-8").strip() or None
+
+
 def read_params(path: Path) -> dict[str, Any]:
     """The run's params.yaml as a mapping."""
     try:
