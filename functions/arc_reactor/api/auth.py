@@ -182,24 +182,25 @@ class LocalStackAuthenticator:
         return Caller(email=request.headers.get("X-Arc-Submitter") or None, local=True)
 
 
-def admin_principals(settings: Settings) -> frozenset[str]:
-    """The admin entries of ARC_ADMIN_GROUP (comma-separated emails), lowercased."""
-    return frozenset(p.strip().lower() for p in settings.admin_group.split(",") if p.strip())
+def principals(listed: str) -> frozenset[str]:
+    """A comma-separated list of emails (users or groups) from a setting, lowercased."""
+    return frozenset(p.strip().lower() for p in listed.split(",") if p.strip())
+
+
+def _is_listed(caller: Caller, listed: frozenset[str]) -> bool:
+    """True when the caller's email, or a group its token names, is in `listed`."""
+    return bool(listed) and (caller.email in listed or bool(caller.groups & listed))
 
 
 def is_admin(settings: Settings, caller: Caller) -> bool:
     """True when the caller is listed in ARC_ADMIN_GROUP, or its token says it is in a listed group."""
-    admins = admin_principals(settings)
-    return bool(admins) and (caller.email in admins or bool(caller.groups & admins))
+    return _is_listed(caller, principals(settings.admin_group))
 
 
 def can_read_all(settings: Settings, caller: Caller) -> bool:
     """Admins, the configured readers (ARC_READER_MEMBERS) and the local stack read every run."""
-    readers = frozenset(p.strip().lower() for p in settings.reader_members.split(",") if p.strip())
     return (
-        caller.local
-        or is_admin(settings, caller)
-        or (bool(readers) and (caller.email in readers or bool(caller.groups & readers)))
+        caller.local or is_admin(settings, caller) or _is_listed(caller, principals(settings.reader_members))
     )
 
 
