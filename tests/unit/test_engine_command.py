@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from arc_reactor.core.batch_policy import TASK_RETRIED_EXIT_CODES
 from arc_reactor.core.config_policy import check_config
 from arc_reactor.core.config_syntax import Token, tokenize
 from arc_reactor.core.engine_command import (
@@ -27,7 +28,6 @@ from arc_reactor.core.engine_command import (
 )
 from arc_reactor.core.job_env import env_from
 from arc_reactor.core.nextflow_config import (
-    TASK_RETRY_EXIT_CODES,
     TaskPolicy,
     groovy_int,
     groovy_string,
@@ -372,7 +372,7 @@ def test_executor_blocks():
     assert config["process.scratch"] == "true"
     assert config["process.maxRetries"] == "3"
     assert config["process.resourceLimits"] == "[cpus:36,memory:500.GB,time:48.h]"
-    codes = ",".join(str(c) for c in TASK_RETRY_EXIT_CODES)
+    codes = ",".join(str(c) for c in TASK_RETRIED_EXIT_CODES)
     assert config["process.errorStrategy"] == f"{{task.exitStatus in[{codes}]?'retry':'terminate'}}"
     assert codes == "50001,50002,50003,50004,50005,50006"
     assert config["process.resourceLabels"] == (

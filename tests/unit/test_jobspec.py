@@ -10,9 +10,9 @@ from datetime import timedelta
 import pytest
 from google.cloud import batch_v1
 
+from arc_reactor.core.batch_policy import ORCHESTRATOR_RETRIED_EXIT_CODES
 from arc_reactor.core.job_env import JobEnv
 from arc_reactor.core.jobspec import (
-    RETRIED_EXIT_CODES,
     OrchestratorJob,
     build_job,
     create_job_request,
@@ -107,7 +107,7 @@ def test_lifecycle_policy_retries_only_infrastructure_exit_codes() -> None:
     assert len(policies) == 1  # Batch honours one policy
     assert policies[0].action == batch_v1.LifecyclePolicy.Action.RETRY_TASK
     assert list(policies[0].action_condition.exit_codes) == [50001, 50002, 50003, 50004, 50006]
-    assert tuple(policies[0].action_condition.exit_codes) == RETRIED_EXIT_CODES
+    assert tuple(policies[0].action_condition.exit_codes) == ORCHESTRATOR_RETRIED_EXIT_CODES
 
 
 def test_recovery_env() -> None:
@@ -232,7 +232,7 @@ def test_the_job_env_the_spec_writes_is_the_one_the_orchestrator_reads() -> None
         ("FAILED", [50001, 50001, 50001], [(1, 50001), (2, 50001)]),  # the third is the final failure
         ("RUNNING", [50001, 50001, 50001], [(1, 50001), (2, 50001)]),  # past max_retry_count: no retry
         ("RUNNING", [3], []),  # a pipeline's own exit code is never retried
-        ("FAILED", [50005], []),  # max run duration: not retried (RETRIED_EXIT_CODES)
+        ("FAILED", [50005], []),  # max run duration: not retried (ORCHESTRATOR_RETRIED_EXIT_CODES)
         ("SUCCEEDED", [0], []),
         ("QUEUED", [], []),
     ],
@@ -243,7 +243,7 @@ def test_task_retries_follow_the_spec_retry_rule(
     from arc_reactor.adapters.batch_status import task_retries
 
     assert [(r.attempt, r.exit_code) for r in task_retries(state, codes)] == retried
-    assert all(code in RETRIED_EXIT_CODES for _, code in retried)
+    assert all(code in ORCHESTRATOR_RETRIED_EXIT_CODES for _, code in retried)
 
 
 def test_task_job_settings_travel_to_the_orchestrator_and_read_back_the_same():

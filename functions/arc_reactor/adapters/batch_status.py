@@ -12,8 +12,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from arc_reactor.core.batch_policy import MAX_RETRY_COUNT, RESERVED_EXIT_CODES
-from arc_reactor.core.jobspec import RETRIED_EXIT_CODES
+from arc_reactor.core.batch_policy import (
+    MAX_RETRY_COUNT,
+    ORCHESTRATOR_RETRIED_EXIT_CODES,
+    RESERVED_EXIT_CODES,
+)
 from arc_reactor.core.status import RunStatus, status_for_batch_state
 
 if TYPE_CHECKING:
@@ -92,7 +95,7 @@ def task_retries(state: str, exit_codes: list[int]) -> list[TaskRetry]:
     return [
         TaskRetry(attempt=i + 1, exit_code=code, cause=RESERVED_EXIT_CODES.get(code, PIPELINE_ERROR))
         for i, code in enumerate(ended)
-        if code in RETRIED_EXIT_CODES and i < MAX_RETRY_COUNT
+        if code in ORCHESTRATOR_RETRIED_EXIT_CODES and i < MAX_RETRY_COUNT
     ]
 
 

@@ -108,7 +108,7 @@ def env_from(environ: Mapping[str, str]) -> JobEnv:
 
 
 def job_env_vars() -> frozenset[str]:
-    """Every variable name the contract uses (the job spec refuses extra variables that shadow one)."""
+    """Every variable name the contract uses, one per field."""
     return frozenset(f.metadata["var"] for f in fields(JobEnv))
 
 

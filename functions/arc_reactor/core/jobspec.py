@@ -24,8 +24,6 @@ if TYPE_CHECKING:
 
     from arc_reactor.settings import Settings
 
-# Limits and retried exit codes: core/batch_policy.py (one source, shared with the sweeper and the reader).
-RETRIED_EXIT_CODES = ORCHESTRATOR_RETRIED_EXIT_CODES
 # Fixed namespace so the CreateJob request_id is a pure function of the job's resource name.
 REQUEST_ID_NAMESPACE = uuid.UUID("6f1d3c2a-2b8e-5e0f-9a57-1c4a7d3e8b21")
 _CLOUDSQL_SA_SUFFIX = ".gserviceaccount.com"
@@ -127,7 +125,9 @@ def _task_spec(spec: OrchestratorJob, settings: Settings, labels: Mapping[str, s
     # codes are retried and a pipeline's own exit code fails the task at once (Batch takes one policy).
     retry_infra = batch_v1.LifecyclePolicy(
         action=batch_v1.LifecyclePolicy.Action.RETRY_TASK,
-        action_condition=batch_v1.LifecyclePolicy.ActionCondition(exit_codes=list(RETRIED_EXIT_CODES)),
+        action_condition=batch_v1.LifecyclePolicy.ActionCondition(
+            exit_codes=list(ORCHESTRATOR_RETRIED_EXIT_CODES)
+        ),
     )
     return batch_v1.TaskSpec(
         # Only image_uri: the image's own entrypoint (entrypoint.sh) runs the orchestrator.

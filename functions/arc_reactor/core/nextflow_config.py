@@ -19,9 +19,6 @@ from arc_reactor.errors import OrchestrationError
 if TYPE_CHECKING:
     from arc_reactor.settings import Settings
 
-# A task job is retried on every Batch-reserved exit code (core/batch_policy.py).
-TASK_RETRY_EXIT_CODES = TASK_RETRIED_EXIT_CODES
-
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}")
 _ANY_BRACES = re.compile(r"\{\{.*?\}\}", re.DOTALL)
 
@@ -113,7 +110,8 @@ def resource_labels(env: JobEnv) -> dict[str, str]:
 
 def _executor_values(policy: TaskPolicy) -> dict[str, str]:
     return {
-        "RETRY_EXIT_CODES": groovy_int_list(TASK_RETRY_EXIT_CODES),
+        # A task job is retried on every Batch-reserved exit code (core/batch_policy.py).
+        "RETRY_EXIT_CODES": groovy_int_list(TASK_RETRIED_EXIT_CODES),
         "MAX_RETRIES": groovy_int(policy.max_retries),
         "MAX_CPUS": groovy_int(policy.max_cpus),
         "MAX_MEMORY": f"{groovy_int(policy.max_memory_gb)}.GB",
