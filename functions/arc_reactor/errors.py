@@ -49,6 +49,9 @@ class BundleInvalid(PermanentError):
     """A bundle failed validation; `problems` lists every problem found, not just the first."""
 
     problems: list[Problem] = field(default_factory=list)
+    # Exceptions a check raised instead of answering (our faults, not the user's), by file: the caller
+    # logs them with their tracebacks; each is also a problem naming its file.
+    faults: list[tuple[str, BaseException]] = field(default_factory=list)
     code = "invalid_bundle"
 
     def __str__(self) -> str:

@@ -380,6 +380,7 @@ def test_bundle_validated_against_the_scrnaseq_schemas() -> None:
     assert [(p.file, p.line, p.field) for p in problems] == [
         ("samplesheet.csv", 1, None),
         ("samplesheet.csv", 2, "sample"),
+        ("samplesheet.csv", 2, "fastq_1"),  # a bare name: not a URL a run can read
         ("params.yaml", 1, "aligner"),
     ]
 
@@ -452,3 +453,73 @@ def test_public_https_and_gs_pass_and_formula_like_sample_names_do_not() -> None
     problems = check_cells(sheet, ("gs", "https"))
     assert [(p.line, p.field) for p in problems] == [(4, "sample")]
     assert "formula" in problems[0].message
+
+
+@pytest.mark.parametrize(
+    "cell",
+    ["/etc/shadow.fastq.gz", "../../etc/passwd.fq.gz", "~/reads.fq.gz", "data/../../x.fq", "file:/x.fq"],
+)
+def test_local_paths_are_refused_in_any_column(cell: str) -> None:
+    from arc_reactor.core.samplesheet import check_cells, parse_samplesheet
+
+    sheet, _ = parse_samplesheet(f"sample,notes\nA,{cell}\n", max_rows=10)
+    assert sheet is not None
+    (problem,) = check_cells(sheet, ("gs",))
+    assert (problem.line, problem.field) == (2, "notes")
+    assert "is a local path" in problem.message and "gs://" in problem.message
+
+
+def test_in_the_schemas_file_columns_every_value_is_a_url() -> None:
+    from arc_reactor.core.samplesheet import check_cells, parse_samplesheet, path_columns
+
+    schema = {"items": {"properties": {"fastq_1": {"type": "string", "format": "file-path"}, "x": {}}}}
+    sheet, _ = parse_samplesheet("sample,fastq_1,x\nA,r_R1.fastq.gz,plain\nB,gs://b/r.fq.gz,y\n", max_rows=10)
+    assert sheet is not None
+    assert path_columns(schema) == {"fastq_1"}
+    (problem,) = check_cells(sheet, ("gs",), paths=path_columns(schema))
+    assert (problem.line, problem.field) == (2, "fastq_1") and "is not a URL" in problem.message
+
+
+def test_input_and_outdir_in_params_are_refused_naming_where_they_go() -> None:
+    files: dict[str, bytes | None] = {
+        "run.yaml": b"pipeline: arc/demo\n",
+        "samplesheet.csv": SHEET,
+        "params.yaml": b"outdir: gs://mine/results\ninput: gs://mine/sheet.csv\nx: 1\n",
+    }
+    problems = bundle_problems(files)
+    assert [(p.file, p.field, p.line) for p in problems] == [
+        ("params.yaml", "input", 2),
+        ("params.yaml", "outdir", 1),
+    ]
+    assert "results folder" in problems[1].message and "remove it" in problems[1].message
+
+
+class _Broken:
+    """A schema source whose samplesheet schema is not a valid JSON schema (a deployment fault)."""
+
+    def get(self, pipeline: object, revision: str, relpath: str) -> dict[str, Any] | None:
+        return {"type": 12} if relpath == "schema_input.json" else None
+
+
+def test_a_check_that_raises_is_a_problem_naming_its_file_and_the_fault_is_kept() -> None:
+    files: dict[str, bytes | None] = {"run.yaml": b"pipeline: arc/demo\n", "samplesheet.csv": SHEET}
+    with pytest.raises(BundleInvalid) as caught:
+        validate(files, schemas=_Broken())
+    sheet_problems = [p for p in caught.value.problems if p.file == "samplesheet.csv"]
+    assert len(sheet_problems) == 1 and "could not be checked" in sheet_problems[0].message
+    assert "fault in Arc Reactor" in sheet_problems[0].message
+    ((file, fault),) = caught.value.faults
+    assert file == "samplesheet.csv" and isinstance(fault, ValueError)
+
+
+def test_the_same_mistake_on_many_rows_is_reported_a_bounded_number_of_times() -> None:
+    from arc_reactor.core.bundle import MAX_PROBLEMS_PER_FILE
+
+    rows = "".join(f"=bad{i},gs://b/a.fq.gz,\n" for i in range(500))
+    files: dict[str, bytes | None] = {
+        "run.yaml": b"pipeline: arc/demo\n",
+        "samplesheet.csv": b"sample,fastq_1,fastq_2\n" + rows.encode(),
+    }
+    problems = bundle_problems(files, max_rows=1000, max_file_bytes=1 << 20)
+    assert len(problems) == MAX_PROBLEMS_PER_FILE + 1
+    assert problems[-1].message == f"and {500 - MAX_PROBLEMS_PER_FILE} more problem(s) in this file"

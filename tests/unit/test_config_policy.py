@@ -251,3 +251,9 @@ def test_ext_args_that_could_leave_the_argument_list_are_refused(args: str) -> N
 
 def test_plain_ext_args_pass() -> None:
     assert check_config("process.ext.args = '--min-qual=20 -k 31 --out ./x,y:z @file +1 50%'\n") == []
+
+
+def test_a_number_python_cannot_hold_is_a_problem_on_its_line() -> None:
+    (problem,) = check_config("process.cpus = 2\nprocess.memory = " + "9" * 5000 + "\n")
+    assert problem.line == 2
+    assert "(5000 digits) is not a number this config can hold" in problem.message

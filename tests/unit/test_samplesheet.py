@@ -295,3 +295,13 @@ def test_utf16_file_is_named_as_such():
     text, problems = decode_text("sample,fastq_1\n".encode("utf-16"), "samplesheet.csv")
     assert text is None
     assert "UTF-16" in problems[0].message and "UTF-8" in problems[0].message
+
+
+def test_unique_entries_refuses_a_sample_given_twice() -> None:
+    """nf-schema's uniqueEntries, as the demo pipeline's schema uses it (its results are one per sample)."""
+    schema = {"type": "array", "items": {"type": "object"}, "uniqueEntries": ["sample"]}
+    sheet = sheet_of("sample,fastq_1\nA,gs://b/1.fq\nB,gs://b/2.fq\nA,gs://b/3.fq\n")
+    (problem,) = check_against_schema(sheet, schema)
+    assert (problem.line, problem.field) == (4, "sample")
+    assert problem.message == "duplicate entry: sample 'A' is also on line 2"
+    assert check_against_schema(sheet_of("sample,fastq_1\nA,x\nB,x\n"), schema) == []

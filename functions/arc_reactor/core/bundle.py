@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from arc_reactor.core.config_policy import CONFIG, check_config
 from arc_reactor.core.engines import traits
 from arc_reactor.core.ids import RUN_ID_RE
-from arc_reactor.core.params import PARAMS, check_params, parse_params
+from arc_reactor.core.params import PARAMS, SERVICE_PARAM_PLACES, SERVICE_PARAMS, check_params, parse_params
 from arc_reactor.core.registry import PipelineSpec, Registry
 from arc_reactor.core.samplesheet import (
     SAMPLESHEET,
@@ -24,10 +24,14 @@ from arc_reactor.core.samplesheet import (
     check_cells,
     check_without_schema,
     parse_samplesheet,
+    path_columns,
 )
 from arc_reactor.core.schemas import SchemaSource
+from arc_reactor.core.status import clean_message
 from arc_reactor.core.textfile import BOM, decode_text, load_yaml
-from arc_reactor.errors import BundleInvalid, Problem
+from arc_reactor.errors import BundleInvalid, Problem, TransientError
+
+_T = TypeVar("_T")
 
 __all__ = [
     "Manifest",
@@ -40,6 +44,7 @@ __all__ = [
 
 MANIFEST_KEYS = ("pipeline", "revision", "engine", "profile", "labels", "submitter", "name", "parent_run_id")
 MAX_LABELS = 32
+MAX_PROBLEMS_PER_FILE = 50
 MAX_NAME_CHARS = 200
 MAX_OBJECT_NAME_BYTES = 1024
 _PROFILE_RE = re.compile(r"^[A-Za-z0-9_,-]+$")
@@ -260,6 +265,24 @@ class _Check:
 
     def __post_init__(self) -> None:
         self.problems: list[Problem] = []
+        self.faults: list[tuple[str, BaseException]] = []
+
+    def guarded(self, file: str, check: Callable[[], _T], default: _T) -> _T:
+        """Run one file's check; an exception it raises (a fault in a checker or a schema, never the
+        user's) becomes a problem naming the file, so the bundle is refused instead of the delivery
+        crashing. Transient errors (a schema source that is unavailable) still propagate, for a retry."""
+        try:
+            return check()
+        except TransientError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the class of crash the refusal replaces
+            self.faults.append((file, exc))
+            detail = clean_message(f"{type(exc).__name__}: {exc}", 300)
+            msg = (
+                f"could not be checked ({detail}); this is a fault in Arc Reactor, reported to its operators"
+            )
+            self.problems.append(Problem(file, msg))
+            return default
 
     def text(self, file: str, required: bool) -> str | None:
         """The file decoded, or None when absent (a problem if required) or undecodable (a problem)."""
@@ -299,15 +322,18 @@ class _Check:
             return None
         sheet, problems = parse_samplesheet(text, max_rows=max_rows)
         self.problems.extend(problems)
-        if sheet is not None:
-            self.problems.extend(check_cells(sheet, spec.input_url_schemes if spec else ("gs",)))
-        if sheet is None or spec is None or revision is None:
+        if sheet is None:
+            return None
+        schemes = spec.input_url_schemes if spec else ("gs",)
+        if spec is None or revision is None:
+            self.problems.extend(check_cells(sheet, schemes))
             return sheet  # which columns a sheet needs depends on the pipeline
         schema = self.schema(spec, revision, spec.input_schema, SAMPLESHEET)
         if schema is None:
             self.problems.extend(check_without_schema(sheet))
         else:
             self.problems.extend(check_against_schema(sheet, schema))
+        self.problems.extend(check_cells(sheet, schemes, paths=path_columns(schema)))
         return sheet
 
     def params(self, spec: PipelineSpec | None, revision: str | None) -> dict[str, Any]:
@@ -318,6 +344,9 @@ class _Check:
         self.problems.extend(problems)
         if params is None:
             return {}
+        for name in sorted(SERVICE_PARAMS & params.keys()):
+            msg = f"is set by Arc Reactor for every run ({SERVICE_PARAM_PLACES[name]}); remove it"
+            self.problems.append(Problem(PARAMS, msg, line=lines.get(name), field=name))
         schema = self.schema(spec, revision, spec.params_schema if spec else None, PARAMS)
         if schema is not None:
             self.problems.extend(check_params(params, schema, lines))
@@ -332,6 +361,19 @@ class _Check:
             self.problems.append(Problem(CONFIG, msg))
             return
         self.problems.extend(check_config(text))
+
+
+def _capped(problems: list[Problem]) -> list[Problem]:
+    """At most MAX_PROBLEMS_PER_FILE problems of each file, then one saying how many more there are: a
+    sheet with the same mistake on 10,000 rows needs one fix, not a 10,000-line report."""
+    kept: list[Problem] = []
+    extra: dict[str, int] = {}
+    for p in problems:
+        if sum(k.file == p.file for k in kept) < MAX_PROBLEMS_PER_FILE:
+            kept.append(p)
+        else:
+            extra[p.file] = extra.get(p.file, 0) + 1
+    return kept + [Problem(f, f"and {n} more problem(s) in this file") for f, n in extra.items()]
 
 
 def validate_bundle(
@@ -350,20 +392,23 @@ def validate_bundle(
     bytes, or None when absent; other names are ignored. `refused` names files the caller could not read and
     already reported (e.g. too large): their absence is not reported again. With a `schemas` source, a schema
     the registry declares that the source cannot give is a problem (never a silent fallback to weaker
-    checks); without one (unit tests of structure) no schema checks run. A broken schema raises ValueError
-    (our fault).
+    checks); without one (unit tests of structure) no schema checks run. A check that raises (a broken
+    schema, a checker's bug) is a problem naming its file, and the exception is kept in `faults`.
     """
     check = _Check(files, max_file_bytes, schemas, frozenset(refused))
     manifest = spec = revision = None
-    manifest_text = check.text(manifest_name, required=True)
+    manifest_text = check.guarded(manifest_name, lambda: check.text(manifest_name, required=True), None)
     if manifest_text is not None:
-        manifest, spec, revision, problems = _read_manifest(manifest_text, registry, manifest_name)
+        read = check.guarded(
+            manifest_name, lambda: _read_manifest(manifest_text, registry, manifest_name), None
+        )
+        manifest, spec, revision, problems = read or (None, None, None, [])
         check.problems.extend(problems)
-    sheet = check.samplesheet(spec, revision, max_rows)
-    params = check.params(spec, revision)
-    check.config(spec)
+    sheet = check.guarded(SAMPLESHEET, lambda: check.samplesheet(spec, revision, max_rows), None)
+    params: dict[str, Any] = check.guarded(PARAMS, lambda: check.params(spec, revision), {})
+    check.guarded(CONFIG, lambda: check.config(spec), None)
     if check.problems or manifest is None or spec is None or sheet is None:
-        raise BundleInvalid(problems=check.problems)
+        raise BundleInvalid(problems=_capped(check.problems), faults=check.faults)
     return ValidBundle(
         manifest=manifest,
         pipeline=spec,

@@ -151,11 +151,10 @@ def _is_size(value: object, units: frozenset[str], text: re.Pattern[str]) -> boo
 def check_config(text: str, file: str = CONFIG) -> list[Problem]:
     """Every refused construct in a user nextflow.config; an empty list means it is accepted."""
     try:
-        tokens = tokenize(text)
+        parser = _Parser(tokenize(text), file)
+        parser.body((), opened_at=None)
     except ConfigSyntaxError as exc:
         return [Problem(file, str(exc), line=exc.line)]
-    parser = _Parser(tokens, file)
-    parser.body((), opened_at=None)
     return sorted(parser.problems, key=lambda p: p.line or 0)
 
 

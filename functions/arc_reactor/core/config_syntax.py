@@ -56,7 +56,11 @@ class Token:
     def number(self) -> int | float:
         """The value of a num token (Groovy allows `_` separators and type suffixes such as 10L)."""
         digits = self.text.replace("_", "").rstrip("lLgGiIdDfF")
-        return float(digits) if any(c in digits for c in ".eE") else int(digits)
+        try:
+            return float(digits) if any(c in digits for c in ".eE") else int(digits)
+        except ValueError as exc:  # e.g. past Python's 4,300-digit limit: no resource is that big
+            shown = digits if len(digits) <= 24 else f"{digits[:12]}...({len(digits)} digits)"
+            raise ConfigSyntaxError(f"{shown} is not a number this config can hold", self.line) from exc
 
 
 def _string_value(raw: str) -> tuple[str, bool]:

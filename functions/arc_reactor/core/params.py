@@ -15,7 +15,11 @@ from arc_reactor.errors import Problem
 PARAMS = "params.yaml"
 # Filled in by Arc Reactor for every run (input = the run's samplesheet, outdir = its results folder),
 # so a params.yaml without them is complete even though the pipeline's schema marks them required.
-SERVICE_PARAMS = frozenset({"input", "outdir"})
+SERVICE_PARAM_PLACES = {
+    "input": "the run's copy of samplesheet.csv",
+    "outdir": "the run's results folder, gs://<runs bucket>/runs/<run id>/results",
+}
+SERVICE_PARAMS = frozenset(SERVICE_PARAM_PLACES)
 
 
 def parse_params(

@@ -136,6 +136,12 @@ def separator_hint(sheet: Samplesheet) -> str:
 # A value that names a place by URL: `scheme://host...`.
 _URL_RE = re.compile(r"^\s*([A-Za-z][A-Za-z0-9+.-]*)://([^/?#]*)")
 _FORMULA_START = ("=", "+", "-", "@")
+# A value that names a file on some machine's disk: absolute, home-relative, `.`/`..`-relative, a Windows
+# drive, or a `file:` URL without slashes. No run can read those (and on the orchestrator they would be
+# its own files).
+_LOCAL_PATH_RE = re.compile(r"^\s*(/|~|\.\.?(/|\\|$)|[A-Za-z]:[\\/]|file:)|(^|[/\\])\.\.([/\\]|$)")
+# nf-schema formats of values that name files or folders.
+PATH_FORMATS = frozenset({"file-path", "directory-path", "path"})
 _INTERNAL_NAMES = ("localhost", "metadata", "metadata.google.internal")
 
 
@@ -153,23 +159,41 @@ def _host_problem(netloc: str) -> str:
     return "" if address.is_global else f"https://{host} is not a public address"
 
 
+def path_columns(schema: dict[str, Any] | None) -> frozenset[str]:
+    """The columns an nf-schema samplesheet schema declares as files or folders."""
+    items = schema.get("items") if isinstance(schema, dict) else None
+    props = items.get("properties") if isinstance(items, dict) else None
+    if not isinstance(props, dict):
+        return frozenset()
+    return frozenset(k for k, v in props.items() if isinstance(v, dict) and v.get("format") in PATH_FORMATS)
+
+
 def check_cells(
-    sheet: Samplesheet, schemes: tuple[str, ...] = ("gs",), file: str = SAMPLESHEET
+    sheet: Samplesheet,
+    schemes: tuple[str, ...] = ("gs",),
+    file: str = SAMPLESHEET,
+    paths: frozenset[str] = frozenset(),
 ) -> list[Problem]:
     """Rules for every pipeline's samplesheet, schema or not. A path given as a URL must be gs://, or
     https:// to a public host when the pipeline's registry entry opts in (`input_url_schemes`): any other
     scheme, or an https URL to a private, loopback or link-local address (a metadata server), could make a
     task VM fetch what it must not, and nothing checks it exists before the run starts. A sample name may
-    not start like a spreadsheet formula (=, +, -, @): the names come back in CSV files people open."""
+    not start like a spreadsheet formula (=, +, -, @): the names come back in CSV files people open. A
+    local path (/..., ~/..., ../...) is refused in any column, and in the `paths` columns (the schema's
+    files and folders) every value must be such a URL."""
     problems: list[Problem] = []
+    allowed = " or ".join(f"{s}://" for s in schemes)
     for row, line in zip(sheet.rows, sheet.lines, strict=True):
         for column, value in row.items():
             url = _URL_RE.match(value)
             if url is None:
+                if _LOCAL_PATH_RE.search(value) or (column in paths and value.strip()):
+                    what = "a local path" if _LOCAL_PATH_RE.search(value) else "not a URL"
+                    msg = f"{value[:80]!r} is {what}: runs read files from storage only; give it as {allowed}"
+                    problems.append(Problem(file, msg, line=line, field=column))
                 continue
             scheme = url.group(1).lower()
             if scheme not in schemes:
-                allowed = " or ".join(f"{s}://" for s in schemes)
                 msg = f"{scheme}:// paths are not accepted for this pipeline: give the file as {allowed}"
                 problems.append(Problem(file, msg, line=line, field=column))
             elif scheme == "https" and (why := _host_problem(url.group(2))):
@@ -263,7 +287,25 @@ def check_against_schema(
     validator = make_validator(schema)
     for error in validator.iter_errors(_instance(sheet, properties)):
         problems.extend(_row_problems(error, sheet, set(absent), file))
+    problems.extend(_duplicate_entries(sheet, schema.get("uniqueEntries"), file))
     return sorted(problems, key=lambda p: (p.line or 0, _column_index(sheet, p.field)))
+
+
+def _duplicate_entries(sheet: Samplesheet, columns: Any, file: str) -> list[Problem]:
+    """nf-schema's `uniqueEntries`: no two rows may have the same values in all of these columns."""
+    if not isinstance(columns, list) or not columns or not all(isinstance(c, str) for c in columns):
+        return []
+    first: dict[tuple[str, ...], int] = {}
+    problems = []
+    for row, line in zip(sheet.rows, sheet.lines, strict=True):
+        key = tuple(row.get(c, "") for c in columns)
+        if key in first:
+            same = ", ".join(f"{c} {v!r}" for c, v in zip(columns, key, strict=True))
+            msg = f"duplicate entry: {same} is also on line {first[key]}"
+            problems.append(Problem(file, msg, line=line, field=columns[0]))
+        else:
+            first[key] = line
+    return problems
 
 
 def _column_index(sheet: Samplesheet, column: str | None) -> int:

@@ -82,6 +82,14 @@ def _yaml_problem(exc: yaml.YAMLError, text: str, file: str) -> Problem:
     return Problem(file, f"invalid YAML: {exc}")
 
 
+def _plain(exc: Exception) -> str:
+    """What was wrong, in the user's terms rather than Python's."""
+    text = str(exc)
+    if "integer string conversion" in text:
+        return "an integer longer than 4,300 digits; quote it if it is an identifier"
+    return f"{type(exc).__name__}: {text}"
+
+
 def load_yaml(text: str, file: str) -> tuple[Any, dict[str, int], list[Problem]]:
     """Parse one YAML document: (value, line of each top-level key, problems); value is None on error."""
     try:
@@ -97,7 +105,7 @@ def load_yaml(text: str, file: str) -> tuple[Any, dict[str, int], list[Problem]]
         # PyYAML builds scalars with Python's own constructors, which raise plain errors for values the YAML
         # grammar allows: an impossible date (2024-13-45), a time of 25:61:99, an integer past Python's
         # 4,300-digit limit, nesting deeper than the interpreter's stack. Each is a problem with the file.
-        return None, {}, [Problem(file, f"invalid value: {type(exc).__name__}: {exc}"[:500])]
+        return None, {}, [Problem(file, f"invalid value: {_plain(exc)}"[:500])]
     lines: dict[str, int] = {}
     if isinstance(node, MappingNode):
         for key_node, _ in node.value:

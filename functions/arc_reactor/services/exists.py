@@ -12,21 +12,18 @@ from arc_reactor.adapters.storage import Storage
 from arc_reactor.core.bundle import ValidBundle
 from arc_reactor.core.layout import split_gs_uri
 from arc_reactor.core.params import PARAMS, SERVICE_PARAMS, parse_params
-from arc_reactor.core.samplesheet import SAMPLESHEET, parse_samplesheet
+from arc_reactor.core.samplesheet import PATH_FORMATS, SAMPLESHEET, parse_samplesheet
 from arc_reactor.core.textfile import BOM
 from arc_reactor.errors import Problem, StorageForbidden
 from arc_reactor.wiring import Deps
 
-_PATH_FORMATS = frozenset({"file-path", "directory-path", "path"})
 MAX_EXISTS_CHECKS = 1000  # distinct gs:// objects checked per submission
 
 
 def _must_exist(prop: Any) -> bool:
     """An nf-schema property whose value must name an existing file or folder (`exists: true`)."""
     return (
-        isinstance(prop, dict)
-        and prop.get("exists") in (True, "true")
-        and prop.get("format") in _PATH_FORMATS
+        isinstance(prop, dict) and prop.get("exists") in (True, "true") and prop.get("format") in PATH_FORMATS
     )
 
 

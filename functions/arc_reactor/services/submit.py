@@ -138,6 +138,17 @@ def submit_files(
         )
     except BundleInvalid as exc:
         problems.extend(exc.problems)
+        for file, fault in exc.faults:
+            log.error(
+                "checking %s raised instead of answering",
+                file,
+                exc_info=fault,
+                extra={
+                    "event": "validation_fault",
+                    "object": source.object,
+                    "error_code": "validation_fault",
+                },
+            )
     if bundle is not None and not problems:
         problems.extend(missing_objects(deps, bundle))
     if bundle is None or problems:
