@@ -60,6 +60,10 @@ def _db_errors() -> Iterator[None]:
         yield
     except (OperationalError, InterfaceError, PoolTimeout) as exc:
         raise TransientError(f"database unavailable: {exc.__class__.__name__}: {exc}") from exc
+    except OSError as exc:
+        # pg8000 raises socket errors (a reset or broken pipe while connecting) unwrapped: SQLAlchemy only
+        # wraps the driver's own exception classes.
+        raise TransientError(f"database unreachable: {exc.__class__.__name__}: {exc}") from exc
     except DBAPIError as exc:
         if exc.connection_invalidated:
             raise TransientError(f"database connection lost: {exc}") from exc

@@ -24,7 +24,7 @@ from arc_reactor.settings import Settings
 T = TypeVar("T")
 log = logging.getLogger("arc_reactor.orchestrator.orchestrate")  # one logger name for every step
 TRANSFER_RETRY_ON: tuple[type[BaseException], ...] = (TransientError, ConnectionError, TimeoutError)
-TRANSFER_ATTEMPTS = 4
+TRANSFER_ATTEMPTS = 10  # with full jitter from 0.5 s (cap 8 s): rides out an outage of tens of seconds
 TRANSFER_DEADLINE_S = 120.0
 
 
