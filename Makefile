@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo up test lint typecheck unit integration bench clean
+.PHONY: install demo up test lint typecheck unit integration chaos bench clean
 
 $(STAMP): requirements.txt functions/requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Python 3.11 is required")'
@@ -38,6 +38,9 @@ unit: install
 
 integration: install
 	NO_GCE_CHECK=true $(BIN)/pytest -q -m integration
+
+chaos: install  # the attack suite at full scale (make test runs it bounded); one JSON line of figures
+	CHAOS_SCALE=full NO_GCE_CHECK=true $(BIN)/pytest -q -m chaos tests/chaos
 
 bench: install  # each prints one JSON line of figures
 	NO_GCE_CHECK=true $(BIN)/python bench/cold_start.py

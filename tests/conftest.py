@@ -23,6 +23,8 @@ os.environ.pop("GOOGLE_APPLICATION_CREDENTIALS", None)
 os.environ.setdefault("GOOGLE_CLOUD_PROJECT", "arc-test")
 
 _OUTSIDE_DATABASE_URL = os.environ.get("DATABASE_URL", "")
+# `keys` and `api`: ID tokens and the cloud-mode runs_api app, for the auth tests of every tier.
+pytest_plugins = ["tokens"]
 
 
 install_network_guard()

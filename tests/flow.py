@@ -8,7 +8,7 @@ from pathlib import Path
 from cloudevents.conversion import to_binary
 from cloudevents.http import CloudEvent
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 MAIN = ROOT / "functions" / "main.py"
 DEMO_BUNDLE = ROOT / "examples" / "demo-bundle"
 DEMO_DATA = ROOT / "examples" / "data"

@@ -1,67 +1,13 @@
 """Auth through the real functions-framework app in cloud mode (ARC_LOCAL unset): ID tokens signed by a
 local RSA key, whose public key is injected as Google's certificates (no network)."""
 
-import json
-import time
-
 import pytest
-from flow import function_client, upload_demo_data
 from test_runs_api import demo_body, transition
+from tokens import AUDIENCE
 
 pytestmark = pytest.mark.integration
 
-AUD = "https://runs-api-123456.europe-west4.run.app"  # ARC_SERVICE_URL: the URL a token must be for
-
-
-class _Keys:
-    def __init__(self):
-        from cryptography.hazmat.primitives import serialization
-        from cryptography.hazmat.primitives.asymmetric import rsa
-
-        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        self.pem = key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-        public = key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-        self.certs = json.dumps({"k1": public.decode()}).encode()
-
-    def request(self, url, method="GET", **kwargs):
-        return type("Resp", (), {"status": 200, "data": self.certs, "headers": {}})()
-
-    def headers(self, email, **claims):
-        from google.auth import crypt, jwt
-
-        now = int(time.time())
-        payload = {
-            "iss": "accounts.google.com", "aud": AUD, "iat": now, "exp": now + 300, "email": email,
-            "email_verified": True,
-        }  # fmt: skip
-        payload.update(claims)
-        token = jwt.encode(crypt.RSASigner.from_string(self.pem, key_id="k1"), payload).decode()
-        return {"Authorization": f"Bearer {token}"}
-
-
-@pytest.fixture(scope="module")
-def keys():
-    return _Keys()
-
-
-@pytest.fixture
-def api(app_env, gcs, keys, monkeypatch):
-    from arc_reactor.api.auth import TokenVerifier
-    from arc_reactor.settings import get_settings
-    from arc_reactor.wiring import get_deps, reset_deps
-
-    monkeypatch.delenv("ARC_LOCAL")
-    monkeypatch.setenv("ARC_ADMIN_GROUP", "ops@example.org")
-    monkeypatch.setenv("ARC_SERVICE_URL", AUD)
-    get_settings.cache_clear()
-    reset_deps()
-    get_deps().token_verifier = TokenVerifier(request=keys.request)
-    upload_demo_data(gcs)
-    return function_client("runs_api", "http")
+AUD = AUDIENCE  # ARC_SERVICE_URL: the URL a token must be for
 
 
 def test_runs_need_a_valid_token_but_health_and_the_document_do_not(api, keys):

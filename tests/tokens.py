@@ -1,0 +1,67 @@
+"""ID tokens for auth tests without the network: signed by a local RSA key, whose public key is handed to
+the verifier as Google's certificates (TokenVerifier(request=keys.request))."""
+
+import json
+import time
+
+import pytest
+
+AUDIENCE = "https://runs-api-123456.europe-west4.run.app"  # the deployed API's URL in these tests
+
+
+class Keys:
+    """A local RSA key whose public half stands in for Google's certificates, and ID tokens it signs."""
+
+    def __init__(self, audience: str):
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.pem = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        public = key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        self.audience = audience
+        self.certs = json.dumps({"k1": public.decode()}).encode()
+
+    def request(self, url, method="GET", **kwargs):
+        return type("Resp", (), {"status": 200, "data": self.certs, "headers": {}})()
+
+    def headers(self, email, **claims):
+        from google.auth import crypt, jwt
+
+        now = int(time.time())
+        payload = {
+            "iss": "accounts.google.com", "aud": self.audience, "iat": now, "exp": now + 300, "email": email,
+            "email_verified": True,
+        }  # fmt: skip
+        payload.update(claims)
+        token = jwt.encode(crypt.RSASigner.from_string(self.pem, key_id="k1"), payload).decode()
+        return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture(scope="session")
+def keys() -> Keys:
+    return Keys(AUDIENCE)
+
+
+@pytest.fixture
+def api(app_env, gcs, keys, monkeypatch):
+    """The real runs_api app in cloud mode (ARC_LOCAL unset) trusting `keys`, with ops@example.org as the
+    admin group, on the local parts of `app_env` and the demo data."""
+    from flow import function_client, upload_demo_data
+
+    from arc_reactor.api.auth import TokenVerifier
+    from arc_reactor.settings import get_settings
+    from arc_reactor.wiring import get_deps, reset_deps
+
+    monkeypatch.delenv("ARC_LOCAL")
+    monkeypatch.setenv("ARC_ADMIN_GROUP", "ops@example.org")
+    monkeypatch.setenv("ARC_SERVICE_URL", keys.audience)
+    upload_demo_data(gcs)
+    get_settings.cache_clear()
+    reset_deps()
+    get_deps().token_verifier = TokenVerifier(request=keys.request)
+    return function_client("runs_api", "http")
