@@ -11,13 +11,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, insert, literal, or_, select, text, tuple_
+from sqlalchemy import Select, and_, insert, literal, or_, select, text, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from arc_reactor.adapters.tables import run_events, runs
+from arc_reactor.adapters.tables import ACTIVE_SQL, run_events, runs
 from arc_reactor.core.run_record import RunRecord
 from arc_reactor.core.status import PREDECESSORS, TERMINAL, TIMESTAMP_COLUMN, RunStatus, is_terminal_conflict
 from arc_reactor.errors import NotFound, TransientError
@@ -299,11 +299,15 @@ def list_children(engine: Engine, run_id: str, limit: int = 100) -> list[RunReco
 
 def active_in_lineage(engine: Engine, lineage_id: str) -> list[Row]:
     """Runs of a lineage (a run and its recoveries) that have not ended: they share one work dir."""
-    stmt = select(runs.c.id, runs.c.status).where(
+    with _db_errors(), engine.connect() as conn:
+        return [dict(r) for r in conn.execute(lineage_stmt(lineage_id)).mappings()]
+
+
+def lineage_stmt(lineage_id: str) -> Select[Any]:
+    """active_in_lineage's query: a few probes of ix_runs_lineage, however long the ledger."""
+    return select(runs.c.id, runs.c.status).where(
         runs.c.lineage_id == lineage_id, runs.c.status.not_in([s.value for s in TERMINAL])
     )
-    with _db_errors(), engine.connect() as conn:
-        return [dict(r) for r in conn.execute(stmt).mappings()]
 
 
 def find_by_idempotency_key(engine: Engine, key: str) -> RunRecord | None:
@@ -326,14 +330,28 @@ def recent_events(engine: Engine, run_id: str, limit: int = 50) -> list[Row]:
 def events_after(engine: Engine, cursors: Mapping[str, int], limit: int = 1000) -> list[Row]:
     """Events of several runs in id order, each run's after its own cursor (run id -> last event id seen).
 
-    One statement for all the runs watched in a process (the SSE hub polls with it)."""
+    One statement for all the runs watched in a process (the SSE hub polls with it), set-based: the watched
+    ids and cursors go in as two arrays, and each run's new events come from its own probe of
+    ix_run_events_run, so the cost stays that of the events found, not of the number of watchers."""
     if not cursors:
         return []
-    ev = run_events.c
-    match = or_(*(and_(ev.run_id == rid, ev.id > after) for rid, after in cursors.items()))
-    stmt = select(run_events).where(match).order_by(run_events.c.id).limit(limit)
     with _reading(engine) as conn:
-        return [dict(r) for r in conn.execute(stmt).mappings()]
+        rows = conn.execute(
+            _EVENTS_AFTER, {"ids": list(cursors), "afters": list(cursors.values()), "limit": limit}
+        )
+        return [dict(r) for r in rows.mappings()]
+
+
+_EVENTS_AFTER = text(
+    """
+    SELECT e.* FROM unnest(CAST(:ids AS text[]), CAST(:afters AS bigint[])) AS w(run_id, after_id)
+    CROSS JOIN LATERAL (
+        SELECT * FROM run_events ev WHERE ev.run_id = w.run_id AND ev.id > w.after_id
+        ORDER BY ev.id LIMIT :limit
+    ) AS e
+    ORDER BY e.id LIMIT :limit
+    """
+).columns(*run_events.c)
 
 
 def list_events(engine: Engine, run_id: str, after_id: int = 0, limit: int = 500) -> list[Row]:
@@ -425,19 +443,19 @@ def run_id_for_job_uid(engine: Engine, job_uid: str) -> str | None:
 def stale_runs(engine: Engine, older_than: datetime, limit: int) -> list[RunRecord]:
     """Runs in pending/submitted/running/cancelling not updated since `older_than`, oldest first, at most
     `limit` (a pending run that old lost its submission: the sweeper finishes it)."""
-    stmt = (
+    with _db_errors(), engine.connect() as conn:
+        return [RunRecord.from_row(r) for r in conn.execute(stale_stmt(older_than, limit)).mappings()]
+
+
+def stale_stmt(older_than: datetime, limit: int) -> Select[Any]:
+    """stale_runs' query: the oldest entries of the partial index ix_runs_active_updated. The status list
+    is written out as literals so PostgreSQL can prove the index's predicate from it under any plan."""
+    return (
         select(runs)
-        .where(
-            runs.c.status.in_(
-                [RunStatus.PENDING, RunStatus.SUBMITTED, RunStatus.RUNNING, RunStatus.CANCELLING]
-            ),
-            runs.c.updated_at < older_than,
-        )
+        .where(text(ACTIVE_SQL), runs.c.updated_at < older_than)
         .order_by(runs.c.updated_at)
         .limit(limit)
     )
-    with _db_errors(), engine.connect() as conn:
-        return [RunRecord.from_row(r) for r in conn.execute(stmt).mappings()]
 
 
 class PostgresRunStore:

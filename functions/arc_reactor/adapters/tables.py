@@ -21,6 +21,9 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 metadata = MetaData()
 
+# The statuses of runs that have not ended, as SQL: the sweeper's query and its partial index share it.
+ACTIVE_SQL = "status IN ('pending', 'submitted', 'running', 'cancelling')"
+
 runs = Table(
     "runs",
     metadata,
@@ -75,6 +78,14 @@ runs = Table(
     Index("ix_runs_submitter_created", "submitter", "created_at", "id"),
     Index("ix_runs_labels", "labels", postgresql_using="gin", postgresql_ops={"labels": "jsonb_path_ops"}),
     Index("ix_runs_batch_job_uid", "batch_job_uid", postgresql_where=text("batch_job_uid IS NOT NULL")),
+    # Flat at 10^6 runs (migration 0006): recover's live-runs-of-a-lineage check, and the sweeper's oldest
+    # active runs (the partial index's predicate is stale_runs' status list).
+    Index("ix_runs_lineage", "lineage_id"),
+    Index(
+        "ix_runs_active_updated",
+        "updated_at",
+        postgresql_where=text(ACTIVE_SQL),
+    ),
 )
 
 run_events = Table(

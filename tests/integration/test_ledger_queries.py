@@ -1,0 +1,71 @@
+"""The ledger's hot queries on real PostgreSQL: what they answer, and that PostgreSQL can serve each from
+its index (with sequential scans disabled, the plan must name the index: a query whose predicate does not
+match its partial index would fall back to a scan, which is what grows with the ledger; bench/ledger.py
+has the figures at 10^6 runs)."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from flow import run_row
+from sqlalchemy import text
+
+from arc_reactor.adapters import runs_repo
+from arc_reactor.adapters.tables import ACTIVE_SQL
+from arc_reactor.core.status import TERMINAL, RunStatus
+
+pytestmark = pytest.mark.integration
+
+
+def _plan(engine, stmt) -> str:
+    compiled = stmt.compile(engine, compile_kwargs={"render_postcompile": True})
+    params = tuple(compiled.params[name] for name in compiled.positiontup)
+    with engine.connect() as conn:
+        conn.exec_driver_sql("SET enable_seqscan = off")
+        lines = conn.exec_driver_sql("EXPLAIN " + str(compiled), params).scalars().all()
+        conn.exec_driver_sql("RESET enable_seqscan")
+    return "\n".join(lines)
+
+
+def test_active_statuses_in_sql_are_the_non_terminal_ones():
+    named = {s.value for s in RunStatus if f"'{s.value}'" in ACTIVE_SQL}
+    assert named == {s.value for s in RunStatus} - {s.value for s in TERMINAL}
+
+
+def test_the_lineage_check_and_the_sweeper_are_served_by_their_indexes(engine):
+    stale = runs_repo.stale_stmt(datetime.now(UTC), 50)
+    assert "ix_runs_active_updated" in _plan(engine, stale)
+    assert "ix_runs_lineage" in _plan(engine, runs_repo.lineage_stmt("r0lineage"))
+
+
+def test_stale_runs_are_the_oldest_active_ones(engine):
+    old = datetime.now(UTC) - timedelta(hours=3)
+    for i, status in enumerate(["running", "completed", "pending", "cancelling", "failed", "submitted"]):
+        runs_repo.insert_run(engine, run_row(f"r0stale{i:012d}"))
+        with engine.begin() as conn:
+            conn.execute(
+                text("UPDATE runs SET status = :s, updated_at = :t WHERE id = :i"),
+                {"s": status, "t": old + timedelta(minutes=i), "i": f"r0stale{i:012d}"},
+            )
+    found = runs_repo.stale_runs(engine, datetime.now(UTC) - timedelta(hours=1), 3)
+    assert [r.status for r in found] == ["running", "pending", "cancelling"]
+
+
+def test_events_after_gives_each_runs_events_after_its_own_cursor_in_id_order(engine):
+    for rid in ("r0events000000000a", "r0events000000000b", "r0events000000000c"):
+        runs_repo.insert_run(engine, run_row(rid))
+        runs_repo.transition(engine, rid, RunStatus.SUBMITTED, source="test")
+    events = {
+        rid: [e["id"] for e in runs_repo.list_events(engine, rid)]
+        for rid in ("r0events000000000a", "r0events000000000b")
+    }
+    cursors = {
+        "r0events000000000a": events["r0events000000000a"][0],
+        "r0events000000000b": 0,
+        "r0nobody00000000000": 0,
+    }
+    got = runs_repo.events_after(engine, cursors)
+    assert [e["id"] for e in got] == sorted([events["r0events000000000a"][1], *events["r0events000000000b"]])
+    assert {e["run_id"] for e in got} == {"r0events000000000a", "r0events000000000b"}
+    assert isinstance(got[0]["detail"], dict) and got[0]["created_at"].tzinfo is not None
+    assert len(runs_repo.events_after(engine, cursors, limit=1)) == 1
+    assert runs_repo.events_after(engine, {}) == []
