@@ -8,7 +8,7 @@ threaded development server) and posts with `requests`, which adds that server's
 Jobs are held (run_jobs=False) and their states set directly, so the notifications are the ones the local
 service publishes and every GetJob already sees the final truth, as for a late delivery. The floor, measured
 in the same process on the same events: one GetJob (real client to the local service) plus one single-row
-UPDATE in its own transaction per event. Prints one JSON line."""
+UPDATE on an autocommit connection (one round trip) per event. Prints one JSON line."""
 
 from __future__ import annotations
 
@@ -152,7 +152,8 @@ def poster() -> Iterator[tuple[str, object]]:
 
 
 def floor(client, engine, deliveries: list[tuple[str, dict[str, str], str]]) -> float:
-    """Seconds for one GetJob plus one single-row UPDATE (own transaction) per delivery."""
+    """Seconds for the minimal I/O of a delivery: one GetJob plus one single-row UPDATE that commits
+    itself (an autocommit connection: one round trip, no BEGIN, COMMIT or pre-ping)."""
     from google.cloud import batch_v1
     from sqlalchemy import text
 
@@ -160,9 +161,9 @@ def floor(client, engine, deliveries: list[tuple[str, dict[str, str], str]]) -> 
 
     update = text("UPDATE runs SET updated_at = now() WHERE id = :id")
     started = time.perf_counter()
-    for job, _headers, _body in deliveries:
-        client.get_job(request=batch_v1.GetJobRequest(name=job), retry=None, timeout=20)
-        with engine.begin() as conn:
+    with engine.connect() as conn:
+        for job, _headers, _body in deliveries:
+            client.get_job(request=batch_v1.GetJobRequest(name=job), retry=None, timeout=20)
             conn.execute(update, {"id": run_id_from_job(job)})
     return time.perf_counter() - started
 
@@ -203,6 +204,8 @@ def main() -> None:
 
     inbox = NotificationLog()
     parts = Parts(run_jobs=False, on_notification=inbox)
+    from sqlalchemy import create_engine
+
     from arc_reactor.adapters.batch import BatchService, make_batch_client
     from arc_reactor.adapters.db import get_engine
     from arc_reactor.logs import setup_logging
@@ -211,6 +214,7 @@ def main() -> None:
     setup_logging(logging.INFO, parts.tmp / "functions.log")  # the function's JSON lines, off the terminal
     settings = get_settings()
     engine = get_engine(settings)
+    floor_engine = create_engine(settings.database_url, isolation_level="AUTOCOMMIT", pool_pre_ping=False)
     client = make_batch_client(settings)
     try:
         setup_started = time.perf_counter()
@@ -220,7 +224,7 @@ def main() -> None:
         deliveries = requests_for(inbox)
         setup_s = time.perf_counter() - setup_started
         with poster() as (transport, post):
-            m = measure(post, client, engine, deliveries)
+            m = measure(post, client, floor_engine, deliveries)
         wrong, dupes = check(engine, expected)
     finally:
         client.transport.close()
@@ -245,7 +249,7 @@ def main() -> None:
                 "non_200": m["errors"],
                 "floor_events_per_s": round(floor_rate, 1),
                 "ratio_to_floor": round(rate / floor_rate, 3),
-                "target_ratio": 0.5,
+                "target_ratio": 0.8,
                 "setup_s": round(setup_s, 1),
             }
         )

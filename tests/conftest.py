@@ -92,7 +92,10 @@ def engine(database_url: str, monkeypatch: pytest.MonkeyPatch):
     from arc_reactor.adapters import db
 
     monkeypatch.setenv("DATABASE_URL", database_url)
-    eng = db.prepare_engine(create_engine(database_url, pool_size=2, max_overflow=4))
+    # Autocommit and no pre-ping, as db.get_engine makes it for the service.
+    eng = db.prepare_engine(
+        create_engine(database_url, pool_size=2, max_overflow=4, isolation_level="AUTOCOMMIT")
+    )
     with eng.begin() as conn:
         conn.execute(text("TRUNCATE run_events, runs RESTART IDENTITY CASCADE"))
     yield eng

@@ -3,7 +3,7 @@ reconcile and under the orchestrator's hook; storage cut while a submission is r
 orchestrator downloads and uploads; Batch UNAVAILABLE, out of quota, refusing permission, or creating a job
 although the client saw an error; notifications dropped, duplicated and reordered; the orchestrator
 killed; a spot preemption mid-run. Outages are real: a loopback forwarder in front of PostgreSQL or the
-storage emulator resets every connection (tests/chaos/outage.py). Each scenario ends with exactly one run
+storage emulator resets every connection (tests/outage.py). Each scenario ends with exactly one run
 in the state it must be in, and at most one Batch job."""
 
 from __future__ import annotations

@@ -96,9 +96,13 @@ def get_engine(settings: Settings) -> Engine:
     kwargs: dict[str, Any] = {
         "pool_size": settings.db_pool_size,
         "max_overflow": settings.db_max_overflow,
-        "pool_pre_ping": True,
         "pool_recycle": 1800,
         "pool_timeout": 10,
+        # Round trips are the cost of the hot paths (reconcile, GET /runs, the SSE poll): autocommit, so a
+        # single statement needs no BEGIN and COMMIT (runs_repo opens transactions where it needs several),
+        # and no pre-ping on checkout (runs_repo retries once on a connection the database had closed).
+        "isolation_level": "AUTOCOMMIT",
+        "pool_pre_ping": False,
     }
     if settings.cloudsql_instance and not settings.database_url:
         kwargs["creator"] = _cloudsql_creator(settings)

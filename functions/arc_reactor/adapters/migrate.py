@@ -18,6 +18,8 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     cfg = Config()
     cfg.set_main_option("script_location", str(_MIGRATIONS))
     with engine.connect() as conn:
+        # Each migration in its own transaction, also on the service's autocommit engine (adapters/db.py).
+        conn.execution_options(isolation_level="READ COMMITTED")
         conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _LOCK_KEY})
         try:
             cfg.attributes["connection"] = conn

@@ -3,13 +3,15 @@ row, applies a conditional UPDATE (status IN allowed predecessors) and writes th
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from sqlalchemy import Select, and_, insert, literal, or_, select, text, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -23,6 +25,8 @@ from arc_reactor.core.status import PREDECESSORS, TERMINAL, TIMESTAMP_COLUMN, Ru
 from arc_reactor.errors import NotFound, TransientError
 
 log = logging.getLogger(__name__)
+P = ParamSpec("P")
+R = TypeVar("R")
 
 # Columns a transition may set besides status and timestamps (whitelist: names go into SQL text).
 TRANSITION_FIELDS = frozenset(
@@ -53,12 +57,69 @@ class TransitionResult:
     conflict: bool = False
 
 
+class StaleConnection(TransientError):
+    """A pooled connection the database had closed (a restart, an idle timeout): found on its first use,
+    before anything was applied, and dropped from the pool. The engine has no pre-ping (a round trip on
+    every checkout), so the functions marked @_fresh_on_stale try once more on a new connection."""
+
+
+def _fresh_on_stale(fn: Callable[P, R]) -> Callable[P, R]:
+    """Run `fn` again, once, when its pooled connection turned out to be dead."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except StaleConnection:
+            log.info("a pooled database connection was closed; retrying on a new one")
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+def _autocommit(conn: Connection) -> bool:
+    """True for connections of an autocommit engine (db.get_engine's): a statement commits itself."""
+    return bool(getattr(conn.connection.dbapi_connection, "autocommit", False))
+
+
+@contextmanager
+def _statement(engine: Engine) -> Iterator[Connection]:
+    """A connection for one write statement: on an autocommit engine it commits itself, with no BEGIN or
+    COMMIT round trips; on any other engine it runs in a transaction."""
+    with _db_errors(), engine.connect() as conn:
+        if _autocommit(conn):
+            yield conn
+        else:
+            with conn.begin():
+                yield conn
+
+
+@contextmanager
+def _transaction(engine: Engine) -> Iterator[Connection]:
+    """A connection whose statements commit together or not at all, on any engine."""
+    with _db_errors(), engine.connect() as conn:
+        if not _autocommit(conn):
+            with conn.begin():
+                yield conn
+            return
+        conn.exec_driver_sql("BEGIN")
+        try:
+            yield conn
+        except BaseException:
+            with contextlib.suppress(Exception):  # a broken connection has nothing left to roll back
+                conn.exec_driver_sql("ROLLBACK")
+            raise
+        conn.exec_driver_sql("COMMIT")
+
+
 @contextmanager
 def _db_errors() -> Iterator[None]:
     """Turn connection-level failures into TransientError (the event is redelivered); others propagate."""
     try:
         yield
     except (OperationalError, InterfaceError, PoolTimeout) as exc:
+        if getattr(exc, "connection_invalidated", False):
+            raise StaleConnection(f"database connection lost: {exc}") from exc
         raise TransientError(f"database unavailable: {exc.__class__.__name__}: {exc}") from exc
     except OSError as exc:
         # pg8000 raises socket errors (a reset or broken pipe while connecting) unwrapped: SQLAlchemy only
@@ -66,7 +127,7 @@ def _db_errors() -> Iterator[None]:
         raise TransientError(f"database unreachable: {exc.__class__.__name__}: {exc}") from exc
     except DBAPIError as exc:
         if exc.connection_invalidated:
-            raise TransientError(f"database connection lost: {exc}") from exc
+            raise StaleConnection(f"database connection lost: {exc}") from exc
         raise
 
 
@@ -77,6 +138,7 @@ def _reading(engine: Engine) -> Iterator[Connection]:
         yield conn
 
 
+@_fresh_on_stale
 def insert_run(engine: Engine, values: Mapping[str, Any], source: str = "submit") -> tuple[RunRecord, bool]:
     """Insert a pending run; return (row, created). A run with the same source object generation or
     idempotency key already there is returned with created=False: at-least-once delivery is a no-op."""
@@ -85,7 +147,7 @@ def insert_run(engine: Engine, values: Mapping[str, Any], source: str = "submit"
         # Every other status is reached through the status machine (services/status_change.py), with its
         # event row and log line; a run is never born failed or running.
         raise ValueError(f"a run is inserted pending, not {vals['status']}")
-    with _db_errors(), engine.begin() as conn:
+    with _transaction(engine) as conn:
         stmt = pg_insert(runs).values(**vals).on_conflict_do_nothing().returning(*runs.c)
         row = conn.execute(stmt).mappings().first()
         if row is not None:
@@ -149,6 +211,7 @@ WHERE NOT EXISTS (
 """
 
 
+@_fresh_on_stale
 def transition(
     engine: Engine,
     run_id: str,
@@ -194,7 +257,7 @@ def transition(
         pred_names.append(f":p{i}")
     # One round trip whether or not the change applies: duplicates (most deliveries) cost no more.
     sql = _TRANSITION_SQL.format(sets=", ".join(sets), preds=", ".join(pred_names) or "NULL")
-    with _db_errors(), engine.begin() as conn:
+    with _statement(engine) as conn:  # one statement: the UPDATE, its event row and the answer
         row = conn.execute(text(sql), params).first()
     if row is None:
         raise NotFound(f"run {run_id} does not exist")
@@ -211,7 +274,7 @@ def _record_conflict(
     engine: Engine, run_id: str, target: RunStatus, source: str, params: dict[str, Any]
 ) -> None:
     """Record a terminal disagreement once per source and outcome (the first terminal state stays)."""
-    with _db_errors(), engine.begin() as conn:
+    with _transaction(engine) as conn:
         conn.execute(text(_LOCK_RUN_SQL), params)
         conn.execute(text(_CONFLICT_SQL), params)
     log.warning(
@@ -224,6 +287,7 @@ def _record_conflict(
     )
 
 
+@_fresh_on_stale
 def get_run(engine: Engine, run_id: str) -> RunRecord:
     """The run, or NotFound."""
     with _reading(engine) as conn:
@@ -262,6 +326,7 @@ class RunFilter:
         return out
 
 
+@_fresh_on_stale
 def list_runs(
     engine: Engine,
     *,
@@ -290,6 +355,7 @@ def list_runs(
         return [RunRecord.from_row(r) for r in conn.execute(stmt).mappings()]
 
 
+@_fresh_on_stale
 def list_children(engine: Engine, run_id: str, limit: int = 100) -> list[RunRecord]:
     """Runs whose parent is `run_id` (its recoveries), oldest first."""
     stmt = select(runs).where(runs.c.parent_run_id == run_id).order_by(runs.c.created_at).limit(limit)
@@ -297,6 +363,7 @@ def list_children(engine: Engine, run_id: str, limit: int = 100) -> list[RunReco
         return [RunRecord.from_row(r) for r in conn.execute(stmt).mappings()]
 
 
+@_fresh_on_stale
 def active_in_lineage(engine: Engine, lineage_id: str) -> list[Row]:
     """Runs of a lineage (a run and its recoveries) that have not ended: they share one work dir."""
     with _db_errors(), engine.connect() as conn:
@@ -310,6 +377,7 @@ def lineage_stmt(lineage_id: str) -> Select[Any]:
     )
 
 
+@_fresh_on_stale
 def find_by_idempotency_key(engine: Engine, key: str) -> RunRecord | None:
     """The run created with this idempotency key, if any."""
     with _db_errors(), engine.connect() as conn:
@@ -317,6 +385,7 @@ def find_by_idempotency_key(engine: Engine, key: str) -> RunRecord | None:
     return RunRecord.from_row(row) if row is not None else None
 
 
+@_fresh_on_stale
 def recent_events(engine: Engine, run_id: str, limit: int = 50) -> list[Row]:
     """A run's last `limit` events, in order."""
     stmt = (
@@ -327,6 +396,7 @@ def recent_events(engine: Engine, run_id: str, limit: int = 50) -> list[Row]:
     return rows[::-1]
 
 
+@_fresh_on_stale
 def events_after(engine: Engine, cursors: Mapping[str, int], limit: int = 1000) -> list[Row]:
     """Events of several runs in id order, each run's after its own cursor (run id -> last event id seen).
 
@@ -354,6 +424,7 @@ _EVENTS_AFTER = text(
 ).columns(*run_events.c)
 
 
+@_fresh_on_stale
 def list_events(engine: Engine, run_id: str, after_id: int = 0, limit: int = 500) -> list[Row]:
     """A run's events in order, after event id `after_id`."""
     stmt = (
@@ -368,7 +439,7 @@ def list_events(engine: Engine, run_id: str, after_id: int = 0, limit: int = 500
 
 def add_note(engine: Engine, run_id: str, source: str, detail: Mapping[str, Any]) -> None:
     """Record something about a run that is not a status change (e.g. a Batch retry)."""
-    with _db_errors(), engine.begin() as conn:
+    with _statement(engine) as conn:
         conn.execute(
             insert(run_events).values(run_id=run_id, kind="note", source=source, detail=dict(detail))
         )
@@ -392,7 +463,7 @@ def add_note_once(engine: Engine, run_id: str, source: str, key: str, detail: Ma
         "key": key,
         "detail": json.dumps({**detail, "key": key}, default=str),
     }
-    with _db_errors(), engine.begin() as conn:
+    with _transaction(engine) as conn:
         if conn.execute(text(_LOCK_RUN_SQL), params).first() is None:
             raise NotFound(f"run {run_id} does not exist")
         return bool(conn.execute(text(_NOTE_ONCE_SQL), params).rowcount)
@@ -400,7 +471,7 @@ def add_note_once(engine: Engine, run_id: str, source: str, key: str, detail: Ma
 
 def record_job_name(engine: Engine, run_id: str, job_name: str, job_uid: str | None = None) -> None:
     """Store the run's Batch job name (and uid) if it has none yet, whatever the run's status."""
-    with _db_errors(), engine.begin() as conn:
+    with _transaction(engine) as conn:
         conn.execute(
             runs.update()
             .where(runs.c.id == run_id, runs.c.batch_job_name.is_(None))
@@ -417,7 +488,7 @@ def record_job_name(engine: Engine, run_id: str, job_name: str, job_uid: str | N
 def record_upload_failures(engine: Engine, run_id: str, failed: list[str], attempt: int) -> None:
     """Say on the run that `failed` (names under logs/ or results/) could not be uploaded, with a note event
     naming them; the count is the latest attempt's, whatever the run's status."""
-    with _db_errors(), engine.begin() as conn:
+    with _transaction(engine) as conn:
         conn.execute(runs.update().where(runs.c.id == run_id).values(upload_failures=len(failed)))
         conn.execute(
             insert(run_events).values(
@@ -434,12 +505,14 @@ def record_upload_failures(engine: Engine, run_id: str, failed: list[str], attem
         )
 
 
+@_fresh_on_stale
 def run_id_for_job_uid(engine: Engine, job_uid: str) -> str | None:
     """The run whose orchestrator job has this Batch uid (recorded at creation), if any."""
     with _reading(engine) as conn:
         return conn.execute(select(runs.c.id).where(runs.c.batch_job_uid == job_uid)).scalar()
 
 
+@_fresh_on_stale
 def stale_runs(engine: Engine, older_than: datetime, limit: int) -> list[RunRecord]:
     """Runs in pending/submitted/running/cancelling not updated since `older_than`, oldest first, at most
     `limit` (a pending run that old lost its submission: the sweeper finishes it)."""
