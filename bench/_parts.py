@@ -77,3 +77,52 @@ def percentile(values: list[float], q: float) -> float:
         return float("nan")
     k = max(0, min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1))))
     return ordered[k]
+
+
+def timed(fn: Callable[[], object], samples: int, warmup: int = 10, digits: int = 3) -> dict[str, float]:
+    """p50 and p95 milliseconds per call of fn (nearest rank), after a warm-up."""
+    import time
+
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(samples):
+        start = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - start) * 1000)
+    return {"p50": round(percentile(out, 50), digits), "p95": round(percentile(out, 95), digits)}
+
+
+def filled_database(
+    scratch: contextlib.ExitStack, fills: list[str], n_runs: int, chunk: int, prefix: str
+) -> tuple[str, float]:
+    """A migrated database filled by `fills` (INSERT ... SELECT over generate_series(:lo, :hi)) in chunks
+    up to `n_runs`, then VACUUM ANALYZEd; its URL and the fill's seconds. With an outside DATABASE_URL the
+    rows go into a scratch database beside it (dropped when `scratch` closes)."""
+    import time
+
+    from sqlalchemy import create_engine, text
+
+    from arc_reactor.adapters import migrate
+    from arc_reactor.adapters.db import embedded_postgres_url, prepare_engine
+    from arc_reactor.local.scratch_db import scratch_database
+
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    tmp.chmod(0o755)
+    outside = os.environ.get("DATABASE_URL")
+    url = (
+        scratch.enter_context(scratch_database(outside)) if outside else embedded_postgres_url(tmp / "pgdata")
+    )
+    engine = prepare_engine(create_engine(url), statement_timeout_ms=None)  # the fill runs long statements
+    migrate.upgrade(engine)
+    started = time.perf_counter()
+    with engine.begin() as conn:
+        conn.execute(text("SET LOCAL synchronous_commit = off"))
+        for lo in range(1, n_runs + 1, chunk):
+            for fill in fills:
+                conn.execute(text(fill), {"lo": lo, "hi": min(n_runs, lo + chunk - 1)})
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("VACUUM ANALYZE runs"))
+        conn.execute(text("VACUUM ANALYZE run_events"))
+    engine.dispose()
+    return url, time.perf_counter() - started

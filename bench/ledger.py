@@ -18,15 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import sys
-import tempfile
-import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "functions"))
-os.environ["NO_GCE_CHECK"] = "true"
 
 N_RUNS = int(os.environ.get("BENCH_RUNS", "1000000"))
 SAMPLES = int(os.environ.get("BENCH_SAMPLES", "100"))
@@ -71,48 +63,17 @@ FROM generate_series(CAST(:lo AS integer), CAST(:hi AS integer)) AS g,
 """
 
 
-def timed(fn, samples: int = SAMPLES, warmup: int = 10) -> dict[str, float]:
-    """p50 and p95 milliseconds per call of fn, after a warm-up."""
-    from _parts import percentile
+def timed(fn, samples: int = SAMPLES) -> dict[str, float]:
+    from _parts import timed as timed_ms
 
-    for _ in range(warmup):
-        fn()
-    out = []
-    for _ in range(samples):
-        start = time.perf_counter()
-        fn()
-        out.append((time.perf_counter() - start) * 1000)
-    return {"p50": round(percentile(out, 50), 3), "p95": round(percentile(out, 95), 3)}
+    return timed_ms(fn, samples)
 
 
 def setup(scratch: contextlib.ExitStack) -> tuple[str, float]:
     """A migrated database holding the ledger; its URL and the fill's seconds."""
-    from sqlalchemy import create_engine, text
+    from _parts import filled_database
 
-    from arc_reactor.adapters import migrate
-    from arc_reactor.adapters.db import embedded_postgres_url, prepare_engine
-    from arc_reactor.local.scratch_db import scratch_database
-
-    tmp = Path(tempfile.mkdtemp(prefix="arc-bench-ledger-"))
-    tmp.chmod(0o755)
-    outside = os.environ.get("DATABASE_URL")
-    url = (
-        scratch.enter_context(scratch_database(outside)) if outside else embedded_postgres_url(tmp / "pgdata")
-    )
-    engine = prepare_engine(create_engine(url), statement_timeout_ms=None)
-    migrate.upgrade(engine)
-    started = time.perf_counter()
-    with engine.begin() as conn:
-        conn.execute(text("SET LOCAL synchronous_commit = off"))
-        for lo in range(1, N_RUNS + 1, CHUNK):
-            hi = min(N_RUNS, lo + CHUNK - 1)
-            conn.execute(text(FILL_RUNS), {"lo": lo, "hi": hi})
-            conn.execute(text(FILL_EVENTS), {"lo": lo, "hi": hi})
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text("VACUUM ANALYZE runs"))
-        conn.execute(text("VACUUM ANALYZE run_events"))
-    engine.dispose()
-    return url, time.perf_counter() - started
+    return filled_database(scratch, [FILL_RUNS, FILL_EVENTS], N_RUNS, CHUNK, "arc-bench-ledger-")
 
 
 def plan_of(engine, compiled_sql: str) -> str:

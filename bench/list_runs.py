@@ -14,14 +14,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import sys
-import tempfile
-import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "functions"))
-os.environ["NO_GCE_CHECK"] = "true"
+from _parts import ROOT  # puts functions/ on sys.path, sets NO_GCE_CHECK
 
 N_RUNS = int(os.environ.get("BENCH_RUNS", "1000000"))
 SAMPLES = int(os.environ.get("BENCH_SAMPLES", "200"))
@@ -52,51 +46,18 @@ FROM generate_series(CAST(:lo AS integer), CAST(:hi AS integer)) AS g
 """
 
 
-def percentiles(values: list[float]) -> dict[str, float]:
-    """p50 and p95 (nearest rank), rounded to 0.01 ms."""
-    ordered = sorted(values)
-    pick = lambda q: ordered[max(0, min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1))))]  # noqa: E731
-    return {"p50": round(pick(50), 2), "p95": round(pick(95), 2)}
-
-
 def timed(fn, samples: int = SAMPLES, warmup: int = 20) -> dict[str, float]:
     """Milliseconds per call of fn, after a warm-up."""
-    for _ in range(warmup):
-        fn()
-    out = []
-    for _ in range(samples):
-        start = time.perf_counter()
-        fn()
-        out.append((time.perf_counter() - start) * 1000)
-    return percentiles(out)
+    from _parts import timed as timed_ms
+
+    return timed_ms(fn, samples, warmup, digits=2)
 
 
 def setup_database(scratch: contextlib.ExitStack) -> tuple[str, float]:
-    """A migrated database holding N_RUNS runs; its URL and the seconds the fill took. With an outside
-    DATABASE_URL the runs go into a scratch database beside it (dropped when `scratch` closes)."""
-    from sqlalchemy import create_engine, text
+    """A migrated database holding N_RUNS runs; its URL and the seconds the fill took."""
+    from _parts import filled_database
 
-    from arc_reactor.adapters import migrate
-    from arc_reactor.adapters.db import embedded_postgres_url, prepare_engine
-    from arc_reactor.local.scratch_db import scratch_database
-
-    tmp = Path(tempfile.mkdtemp(prefix="arc-bench-list-"))
-    tmp.chmod(0o755)
-    outside = os.environ.get("DATABASE_URL")
-    url = (
-        scratch.enter_context(scratch_database(outside)) if outside else embedded_postgres_url(tmp / "pgdata")
-    )
-    engine = prepare_engine(create_engine(url), statement_timeout_ms=None)  # the fill runs long statements
-    migrate.upgrade(engine)
-    started = time.perf_counter()
-    with engine.begin() as conn:
-        conn.execute(text("SET LOCAL synchronous_commit = off"))
-        for lo in range(1, N_RUNS + 1, CHUNK):
-            conn.execute(text(FILL), {"lo": lo, "hi": min(N_RUNS, lo + CHUNK - 1)})
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text("VACUUM ANALYZE runs"))
-    engine.dispose()
-    return url, time.perf_counter() - started
+    return filled_database(scratch, [FILL], N_RUNS, CHUNK, "arc-bench-list-")
 
 
 def db_execution_ms(engine, sql: str, params: dict) -> float:
