@@ -86,7 +86,7 @@ def _autocommit(conn: Connection) -> bool:
 def _statement(engine: Engine) -> Iterator[Connection]:
     """A connection for one write statement: on an autocommit engine it commits itself, with no BEGIN or
     COMMIT round trips; on any other engine it runs in a transaction."""
-    with _db_errors(), engine.connect() as conn:
+    with _reading(engine) as conn:
         if _autocommit(conn):
             yield conn
         else:
@@ -97,7 +97,7 @@ def _statement(engine: Engine) -> Iterator[Connection]:
 @contextmanager
 def _transaction(engine: Engine) -> Iterator[Connection]:
     """A connection whose statements commit together or not at all, on any engine."""
-    with _db_errors(), engine.connect() as conn:
+    with _reading(engine) as conn:
         if not _autocommit(conn):
             with conn.begin():
                 yield conn
@@ -117,24 +117,24 @@ def _db_errors() -> Iterator[None]:
     """Turn connection-level failures into TransientError (the event is redelivered); others propagate."""
     try:
         yield
-    except (OperationalError, InterfaceError, PoolTimeout) as exc:
-        if getattr(exc, "connection_invalidated", False):
-            raise StaleConnection(f"database connection lost: {exc}") from exc
+    except PoolTimeout as exc:
         raise TransientError(f"database unavailable: {exc.__class__.__name__}: {exc}") from exc
+    except DBAPIError as exc:
+        if exc.connection_invalidated:
+            raise StaleConnection(f"database connection lost: {exc}") from exc
+        if isinstance(exc, OperationalError | InterfaceError):
+            raise TransientError(f"database unavailable: {exc.__class__.__name__}: {exc}") from exc
+        raise
     except OSError as exc:
         # pg8000 raises socket errors (a reset or broken pipe while connecting) unwrapped: SQLAlchemy only
         # wraps the driver's own exception classes.
         raise TransientError(f"database unreachable: {exc.__class__.__name__}: {exc}") from exc
-    except DBAPIError as exc:
-        if exc.connection_invalidated:
-            raise StaleConnection(f"database connection lost: {exc}") from exc
-        raise
 
 
 @contextmanager
 def _reading(engine: Engine) -> Iterator[Connection]:
     """A connection for read queries, with connection failures as TransientError."""
-    with _db_errors(), engine.connect() as conn:
+    with _db_errors(), engine.connect() as conn:  # the one place reads open a connection
         yield conn
 
 
@@ -366,7 +366,7 @@ def list_children(engine: Engine, run_id: str, limit: int = 100) -> list[RunReco
 @_fresh_on_stale
 def active_in_lineage(engine: Engine, lineage_id: str) -> list[Row]:
     """Runs of a lineage (a run and its recoveries) that have not ended: they share one work dir."""
-    with _db_errors(), engine.connect() as conn:
+    with _reading(engine) as conn:
         return [dict(r) for r in conn.execute(lineage_stmt(lineage_id)).mappings()]
 
 
@@ -380,7 +380,7 @@ def lineage_stmt(lineage_id: str) -> Select[Any]:
 @_fresh_on_stale
 def find_by_idempotency_key(engine: Engine, key: str) -> RunRecord | None:
     """The run created with this idempotency key, if any."""
-    with _db_errors(), engine.connect() as conn:
+    with _reading(engine) as conn:
         row = conn.execute(select(runs).where(runs.c.idempotency_key == key)).mappings().first()
     return RunRecord.from_row(row) if row is not None else None
 
@@ -516,7 +516,7 @@ def run_id_for_job_uid(engine: Engine, job_uid: str) -> str | None:
 def stale_runs(engine: Engine, older_than: datetime, limit: int) -> list[RunRecord]:
     """Runs in pending/submitted/running/cancelling not updated since `older_than`, oldest first, at most
     `limit` (a pending run that old lost its submission: the sweeper finishes it)."""
-    with _db_errors(), engine.connect() as conn:
+    with _reading(engine) as conn:
         return [RunRecord.from_row(r) for r in conn.execute(stale_stmt(older_than, limit)).mappings()]
 
 
