@@ -45,3 +45,44 @@ def test_the_orchestrator_retries_a_download_through_an_outage_within_its_bounds
         download(ctx, "gs://arc-runs/p.yaml", tmp_path / "p.yaml", "params file")
     assert err.value.code == "storage_unavailable"
     assert len(sleeps) == TRANSFER_ATTEMPTS - 1  # retried, bounded
+
+
+@pytest.fixture
+def requests_sent(gcs, monkeypatch):
+    """The HTTP requests the storage client sends (a spy on its session: every request still goes to the
+    emulator)."""
+    sent: list[tuple[str, str]] = []
+    session = gcs.client._http
+    real = session.request
+
+    def spy(method, url, *args, **kwargs):
+        sent.append((method, url))
+        return real(method, url, *args, **kwargs)
+
+    monkeypatch.setattr(session, "request", spy)
+    return sent
+
+
+def test_a_file_is_read_in_one_request_at_the_generation_asked_for(gcs, requests_sent):
+    gcs.write_bytes("arc-inbox", "one/run.yaml", b"pipeline: x\n")
+    info = gcs.stat("arc-inbox", "one/run.yaml")
+    requests_sent.clear()
+    assert gcs.read_bytes("arc-inbox", "one/run.yaml", max_bytes=100, generation=info.generation) == (
+        b"pipeline: x\n"
+    )
+    assert len(requests_sent) == 1  # no stat before the GET
+    assert gcs.read_bytes("arc-inbox", "one/run.yaml", max_bytes=100, generation=info.generation + 1) is None
+    assert gcs.read_bytes("arc-inbox", "one/absent.csv", max_bytes=100) is None
+    gcs.write_bytes("arc-inbox", "one/empty.csv", b"")
+    assert gcs.read_bytes("arc-inbox", "one/empty.csv", max_bytes=100) == b""
+
+
+def test_an_oversize_file_is_refused_with_its_size_without_being_downloaded_whole(gcs, requests_sent):
+    from arc_reactor.adapters.storage import ObjectTooLarge
+
+    gcs.write_bytes("arc-inbox", "big/samplesheet.csv", b"x" * 10_000)
+    requests_sent.clear()
+    with pytest.raises(ObjectTooLarge) as err:
+        gcs.read_bytes("arc-inbox", "big/samplesheet.csv", max_bytes=100)
+    assert (err.value.size, err.value.limit) == (10_000, 100)
+    assert len(requests_sent) == 2  # the ranged GET (101 bytes), then the stat that names the size

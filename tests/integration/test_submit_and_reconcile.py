@@ -351,3 +351,26 @@ def test_a_failure_the_hook_could_not_record_reaches_the_run_through_reconcile(
     _deliver_notifications(batch_server.notifications, batch_server.notifications.items[-1:])
     run = _runs(engine)[0]
     assert (run["status"], run["exit_code"], run["error_message"]) == ("failed", 3, "STAR: out of memory")
+
+
+def test_a_submission_reads_each_bundle_file_in_one_request(app_env, gcs, engine, batch_server, caplog):
+    """Counted at the emulator, from its request log: the bundle's files are downloaded, never stat'ed first
+    (the manifest at the event's generation), and the missing optional file costs its one 404."""
+    import logging
+
+    upload_demo_data(gcs)
+    manifest = upload_bundle(gcs, "sub1")
+    headers, body = finalize_event(gcs, manifest)
+    client = function_client("submit_bundle")
+    with caplog.at_level(logging.INFO, logger="gcp_storage_emulator.server"):
+        caplog.clear()
+        assert client.post("/", headers=headers, data=body).status_code == 200
+    reads = [
+        r.getMessage()
+        for r in caplog.records
+        if '"GET ' in r.getMessage() and "arc-inbox/o/sub1" in r.getMessage()
+    ]
+    assert len(reads) == 4, reads  # run.yaml, samplesheet.csv, params.yaml and the absent nextflow.config
+    assert all("alt=media" in line for line in reads), reads
+    assert sum("ifGenerationMatch" in line for line in reads) == 1
+    assert _count(engine, "SELECT count(*) FROM runs WHERE status = 'submitted'") == 1

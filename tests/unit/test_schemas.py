@@ -11,6 +11,7 @@ from arc_reactor.core.schemas import (
     ChainSchemaSource,
     DirectorySchemaSource,
     PipelineDirSchemaSource,
+    cached_validator,
     make_validator,
 )
 
@@ -63,6 +64,23 @@ def test_pipeline_dir_source_and_chain(tmp_path: Path) -> None:
 def test_broken_schema_is_a_value_error() -> None:
     with pytest.raises(ValueError, match="invalid JSON schema"):
         make_validator({"type": "not-a-type"})
+
+
+def test_a_schema_is_checked_against_its_metaschema_once_per_object(monkeypatch) -> None:
+    from arc_reactor.core import schemas
+
+    checks: list[object] = []
+    real = schemas.make_validator
+    monkeypatch.setattr(schemas, "make_validator", lambda s: checks.append(s) or real(s))  # a spy
+    schema = {"type": "object", "required": ["a"]}
+    first = cached_validator(schema)
+    assert cached_validator(schema) is first and len(checks) == 1  # the same revision's schema object
+    relaxed = cached_validator(schema, "relaxed", lambda s: {**s, "required": []})
+    assert relaxed is not first and relaxed.is_valid({}) and not first.is_valid({})
+    assert cached_validator(dict(schema)) is not first  # another object: another pipeline revision
+    for _ in range(2):  # a broken schema is refused every time, never cached
+        with pytest.raises(ValueError, match="invalid JSON schema"):
+            cached_validator({"type": "not-a-type"})
 
 
 def test_the_schema_cache_folder_prefers_the_revision_then_the_flat_set(tmp_path):

@@ -147,21 +147,26 @@ def insert_run(engine: Engine, values: Mapping[str, Any], source: str = "submit"
         # Every other status is reached through the status machine (services/status_change.py), with its
         # event row and log line; a run is never born failed or running.
         raise ValueError(f"a run is inserted pending, not {vals['status']}")
-    with _transaction(engine) as conn:
-        stmt = pg_insert(runs).values(**vals).on_conflict_do_nothing().returning(*runs.c)
+    # One statement (one round trip on an autocommit engine): the INSERT and, only when it inserted, the
+    # run's first event, through a data-modifying CTE; PostgreSQL runs both or neither.
+    ins = pg_insert(runs).values(**vals).on_conflict_do_nothing().returning(*runs.c).cte("ins")
+    created_event = insert(run_events).from_select(
+        ["run_id", "kind", "source", "from_status", "to_status", "detail"],
+        select(
+            ins.c.id,
+            literal("transition"),
+            literal(source),
+            literal(None, run_events.c.from_status.type),
+            ins.c.status,
+            literal({"reason": "created"}, run_events.c.detail.type),
+        ),
+    )
+    stmt = select(ins).add_cte(created_event.cte("created_event"))
+    with _statement(engine) as conn:
         row = conn.execute(stmt).mappings().first()
-        if row is not None:
-            conn.execute(
-                insert(run_events).values(
-                    run_id=row["id"],
-                    kind="transition",
-                    source=source,
-                    from_status=None,
-                    to_status=row["status"],
-                    detail={"reason": "created"},
-                )
-            )
-            return RunRecord.from_row(row), True
+    if row is not None:
+        return RunRecord.from_row(row), True
+    with _reading(engine) as conn:
         existing = conn.execute(select(runs).where(_same_source(vals))).mappings().first()
     if existing is None:  # the conflict was on the primary key: a caller bug, not a duplicate
         raise IntegrityError("run id collision", params=None, orig=Exception(vals.get("id")))

@@ -45,8 +45,25 @@ def make_client(settings: Settings) -> storage.Client:
     if os.environ.get("STORAGE_EMULATOR_HOST"):
         from google.auth.credentials import AnonymousCredentials
 
-        return storage.Client(project=settings.project, credentials=AnonymousCredentials())  # type: ignore[no-untyped-call]
-    return storage.Client(project=settings.project)
+        client = storage.Client(project=settings.project, credentials=AnonymousCredentials())  # type: ignore[no-untyped-call]
+    else:
+        client = storage.Client(project=settings.project)
+    _keep_connections(client)
+    return client
+
+
+def _keep_connections(client: storage.Client) -> None:
+    """Size the client's HTTP connection pool for the requests a process has in flight at once (the shared
+    storage pool's threads plus the request threads), so a burst reuses its connections: requests' default
+    keeps 10 per host and opens, then discards, one more for every request beyond that."""
+    from requests.adapters import HTTPAdapter
+
+    from arc_reactor.adapters.storage_pool import STORAGE_WORKERS
+
+    session = client._http  # the client's requests session (an AuthorizedSession in the cloud)
+    for scheme in ("https://", "http://"):
+        if type(session.get_adapter(scheme)) is HTTPAdapter:  # leave a mutual-TLS adapter as it is
+            session.mount(scheme, HTTPAdapter(pool_connections=4, pool_maxsize=4 * STORAGE_WORKERS))
 
 
 def _wrap(exc: Exception) -> Exception:
@@ -81,23 +98,33 @@ class Storage:
             return None
         return ObjectInfo(bucket, name, int(blob.size or 0), int(blob.generation or 0))
 
-    def read_bytes(self, bucket: str, name: str, max_bytes: int | None = None) -> bytes | None:
-        """The object's content, None if it does not exist; ObjectTooLarge past `max_bytes`."""
-        from google.api_core.exceptions import NotFound
+    def read_bytes(
+        self, bucket: str, name: str, max_bytes: int | None = None, generation: int | None = None
+    ) -> bytes | None:
+        """The object's content in one GET, None if it does not exist (or, with `generation`, when the live
+        object is another generation); ObjectTooLarge past `max_bytes`.
 
-        info = self.stat(bucket, name)
-        if info is None:
-            return None
-        if max_bytes is not None and info.size > max_bytes:
-            raise ObjectTooLarge(name, info.size, max_bytes)
+        The GET asks for the first `max_bytes + 1` bytes (a Range request), so an oversize object is
+        refused after reading one byte more than the limit, never downloaded whole; only then is it
+        stat'ed, for the size the message names."""
+        from google.api_core.exceptions import NotFound, PreconditionFailed, RequestRangeNotSatisfiable
+
+        kwargs: dict[str, Any] = {"timeout": TIMEOUT_S}
+        if max_bytes is not None:
+            kwargs["end"] = max_bytes  # inclusive: bytes 0..max_bytes, one more than allowed
+        if generation is not None:
+            kwargs["if_generation_match"] = generation
         try:
-            data: bytes = self.client.bucket(bucket).blob(name).download_as_bytes(timeout=TIMEOUT_S)
-        except NotFound:
+            data: bytes = self.client.bucket(bucket).blob(name).download_as_bytes(**kwargs)
+        except (NotFound, PreconditionFailed):
             return None
+        except RequestRangeNotSatisfiable:  # Cloud Storage's answer to a Range GET of an empty object
+            return b""
         except Exception as exc:
             raise _wrap(exc) from exc
-        if max_bytes is not None and len(data) > max_bytes:  # grew between stat and read
-            raise ObjectTooLarge(name, len(data), max_bytes)
+        if max_bytes is not None and len(data) > max_bytes:
+            info = self.stat(bucket, name)
+            raise ObjectTooLarge(name, info.size if info else len(data), max_bytes)
         return data
 
     def write_bytes(

@@ -8,7 +8,7 @@ from typing import Any
 
 from jsonschema import ValidationError
 
-from arc_reactor.core.schemas import make_validator
+from arc_reactor.core.schemas import cached_validator
 from arc_reactor.core.textfile import load_yaml
 from arc_reactor.errors import Problem
 
@@ -115,7 +115,7 @@ def check_params(
     Unknown parameters are problems only when the schema says additionalProperties: false (nf-schema
     merely warns otherwise).
     """
-    validator = make_validator(_relax_service_params(schema))
+    validator = cached_validator(schema, "relaxed", _relax_service_params)
     problems: list[Problem] = []
     for error in validator.iter_errors(params):
         problems.extend(_problems(error, lines or {}, file))

@@ -11,7 +11,7 @@ from typing import Any
 
 from jsonschema import ValidationError
 
-from arc_reactor.core.schemas import make_validator
+from arc_reactor.core.schemas import cached_validator
 from arc_reactor.core.textfile import decode_text
 from arc_reactor.errors import BundleInvalid, Problem
 
@@ -284,7 +284,7 @@ def check_against_schema(
         # One problem for the sheet, not one per row: the fix is adding the column(s).
         msg = f"missing required column{'s' if len(absent) > 1 else ''}: {', '.join(absent)}"
         problems.append(Problem(file, msg + separator_hint(sheet), line=1))
-    validator = make_validator(schema)
+    validator = cached_validator(schema)
     for error in validator.iter_errors(_instance(sheet, properties)):
         problems.extend(_row_problems(error, sheet, set(absent), file))
     problems.extend(_duplicate_entries(sheet, schema.get("uniqueEntries"), file))

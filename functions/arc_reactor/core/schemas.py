@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import threading
+from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
@@ -151,3 +153,33 @@ def make_validator(schema: dict[str, Any]) -> Validator:
     except SchemaError as exc:
         raise ValueError(f"invalid JSON schema: {exc.message}") from exc
     return validator_class(schema)
+
+
+MAX_CACHED_VALIDATORS = 64
+_validators: OrderedDict[tuple[int, str], tuple[dict[str, Any], Validator]] = OrderedDict()
+_validators_lock = threading.Lock()
+
+
+def cached_validator(
+    schema: dict[str, Any],
+    variant: str = "",
+    prepare: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+) -> Validator:
+    """make_validator's answer for this schema object, checked against its metaschema once and reused.
+
+    The schema sources hand out one object per (pipeline, revision, file), so one schema object is one
+    pipeline revision's schema; the cache is keyed on that object (kept alive by its entry, so its id
+    cannot be reused) and on `variant`, the name of the `prepare` step applied before compiling (params
+    relax the service's own parameters). Least recently used entries beyond MAX_CACHED_VALIDATORS go."""
+    key = (id(schema), variant)
+    with _validators_lock:
+        hit = _validators.get(key)
+        if hit is not None and hit[0] is schema:
+            _validators.move_to_end(key)
+            return hit[1]
+    validator = make_validator(prepare(schema) if prepare else schema)
+    with _validators_lock:
+        _validators[key] = (schema, validator)
+        while len(_validators) > MAX_CACHED_VALIDATORS:
+            _validators.popitem(last=False)
+    return validator

@@ -17,6 +17,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 FinalizeHandler = Callable[[dict[str, Any]], None]
+LISTEN_BACKLOG = 128
 
 
 def free_port() -> int:
@@ -46,6 +47,7 @@ class StorageEmulator:
         self._queue: queue.Queue[tuple[FinalizeHandler, dict[str, Any]] | None] = queue.Queue()
         self._worker = threading.Thread(target=self._drain, name="storage-finalize-hook", daemon=True)
         self._install_hook()
+        _serve_generations()
 
     @property
     def endpoint(self) -> str:
@@ -93,6 +95,9 @@ class StorageEmulator:
         from gcp_storage_emulator.handlers import buckets as bucket_handlers
 
         self._server.start()
+        # http.server listens with a backlog of 5: a burst of more connections than that overflows it and
+        # the client's SYN is retried a second later. Listening again on Linux only raises the backlog.
+        self._server._api._httpd.socket.listen(LISTEN_BACKLOG)
         for name in self._buckets:
             bucket_handlers.create_bucket(name, self._server._storage)
         self._worker.start()
@@ -113,3 +118,39 @@ class StorageEmulator:
         """Stop serving and the hook thread."""
         self._queue.put(None)
         self._server.stop()
+
+
+def _serve_generations() -> None:
+    """Make the emulator's media download behave as Cloud Storage's does in the two ways our reads rely
+    on: `ifGenerationMatch` is honoured (412 when the live generation differs, as documented for object
+    GETs: https://cloud.google.com/storage/docs/json_api/v1/objects/get) and the response carries
+    `x-goog-generation`. The emulator ignores both; its route table is patched once per process."""
+    from http import HTTPStatus
+
+    from gcp_storage_emulator import server
+    from gcp_storage_emulator.exceptions import NotFound
+    from gcp_storage_emulator.handlers import objects
+
+    original = objects.download
+    if getattr(server, "_arc_generations", False):
+        return
+
+    def download(request: Any, response: Any, storage: Any, *args: Any, **kwargs: Any) -> None:
+        try:
+            obj = storage.get_file_obj(request.params["bucket_name"], request.params["object_id"])
+        except NotFound:
+            response.status = HTTPStatus.NOT_FOUND
+            return
+        wanted = request.query.get("ifGenerationMatch")
+        if wanted and str(wanted[0]) != str(obj.get("generation")):
+            response.status = HTTPStatus.PRECONDITION_FAILED
+            return
+        original(request, response, storage, *args, **kwargs)
+        response["x-goog-generation"] = str(obj.get("generation"))
+        response["x-goog-metageneration"] = str(obj.get("metageneration"))
+
+    for _regex, handlers in server.HANDLERS:
+        for method, handler in list(handlers.items()):
+            if handler is original:
+                handlers[method] = download
+    server._arc_generations = True  # type: ignore[attr-defined]

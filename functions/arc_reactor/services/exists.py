@@ -4,11 +4,11 @@ the storage client before any job exists: a missing or unreadable object is a pr
 from __future__ import annotations
 
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
 from arc_reactor.adapters.storage import Storage
+from arc_reactor.adapters.storage_pool import storage_map
 from arc_reactor.core.bundle import ValidBundle
 from arc_reactor.core.layout import split_gs_uri
 from arc_reactor.core.params import PARAMS, SERVICE_PARAMS, parse_params
@@ -77,8 +77,7 @@ def missing_objects(deps: Deps, bundle: ValidBundle) -> list[Problem]:
     if not checked:
         return []
     storage = deps.storage  # created once, before the threads share it
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        verdicts = list(pool.map(lambda t: _object_problem(storage, *t), checked))
+    verdicts = storage_map(lambda t: _object_problem(storage, *t), checked)
     problems = [
         replace(where, message=why)
         for t, why in zip(checked, verdicts, strict=True)

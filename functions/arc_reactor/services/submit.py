@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
 
 import yaml
 
 from arc_reactor.adapters.storage import ObjectTooLarge
+from arc_reactor.adapters.storage_pool import storage_map
 from arc_reactor.core.bundle import ValidBundle, check_object_name, manifest_mapping, validate_bundle
 from arc_reactor.core.events import StorageObjectEvent, event_age_seconds
 from arc_reactor.core.ids import new_run_id
@@ -59,6 +60,7 @@ class SubmitResult:
     run_id: str | None = None
     reason: str = ""
     problems: list[Problem] = field(default_factory=list)
+    run: RunRecord | None = None  # the run as this submission left it, when it has it at hand
 
 
 def handle_inbox_object(deps: Deps, ev: StorageObjectEvent, now: datetime | None = None) -> SubmitResult:
@@ -76,10 +78,11 @@ def handle_inbox_object(deps: Deps, ev: StorageObjectEvent, now: datetime | None
             extra={"event": "event_dropped_stale", "object": ev.name},
         )
         return SubmitResult("ignored", reason="event too old")
-    current = deps.storage.stat(ev.bucket, ev.name)
-    if current is None or current.generation != ev.generation:
-        # The inbox keeps one generation per name: an overwritten manifest's new generation has its own
-        # event, so this one is superseded (we never read a generation we were not told about).
+    source = RunSource("inbox", ev.bucket, ev.name, ev.generation)
+    files, problems = _read_bundle(deps, ev)
+    if files[s.manifest_name] is None and not any(p.file == s.manifest_name for p in problems):
+        # Read only at the generation we were told about (ifGenerationMatch): the inbox keeps one
+        # generation per name, so an overwritten manifest's new generation has its own event.
         log.info(
             "manifest %s generation %s is gone or superseded",
             ev.name,
@@ -87,8 +90,6 @@ def handle_inbox_object(deps: Deps, ev: StorageObjectEvent, now: datetime | None
             extra={"event": "manifest_superseded", "object": ev.name},
         )
         return SubmitResult("ignored", reason="manifest deleted or superseded")
-    source = RunSource("inbox", ev.bucket, ev.name, ev.generation)
-    files, problems = _read_bundle(deps, ev.bucket, folder, ev.name)
     if not folder:
         problems.append(Problem(s.manifest_name, "the manifest must be inside a submission folder"))
     result = submit_files(deps, files, source, extra_problems=problems)
@@ -96,23 +97,31 @@ def handle_inbox_object(deps: Deps, ev: StorageObjectEvent, now: datetime | None
     return result
 
 
-def _read_bundle(
-    deps: Deps, bucket: str, folder: str, manifest: str
-) -> tuple[dict[str, bytes | None], list[Problem]]:
-    files: dict[str, bytes | None] = {}
-    problems: list[Problem] = []
-    name_problem = check_object_name(manifest)
-    if name_problem:
-        problems.append(Problem(manifest, name_problem))
+def _read_bundle(deps: Deps, ev: StorageObjectEvent) -> tuple[dict[str, bytes | None], list[Problem]]:
+    """The bundle's files, one GET each (side by side on the shared storage pool): the manifest at the
+    event's generation, the others as they are; None for a file that is not there or is too large."""
+    manifest = deps.settings.manifest_name
+    folder = ev.name.rpartition("/")[0]
     prefix = f"{folder}/" if folder else ""
-    for name in (deps.settings.manifest_name, *INPUT_FILES):
+    problems: list[Problem] = []
+    if name_problem := check_object_name(ev.name):
+        problems.append(Problem(ev.name, name_problem))
+    limit = deps.settings.max_file_bytes
+
+    def read(name: str) -> bytes | Problem | None:
         try:
-            files[name] = deps.storage.read_bytes(
-                bucket, prefix + name, max_bytes=deps.settings.max_file_bytes
-            )
+            if name == manifest:
+                return deps.storage.read_bytes(ev.bucket, ev.name, max_bytes=limit, generation=ev.generation)
+            return deps.storage.read_bytes(ev.bucket, prefix + name, max_bytes=limit)
         except ObjectTooLarge as exc:
-            files[name] = None
-            problems.append(Problem(name, f"file is {exc.size} bytes, over the limit of {exc.limit} bytes"))
+            return Problem(name, f"file is {exc.size} bytes, over the limit of {exc.limit} bytes")
+
+    names = (manifest, *INPUT_FILES)
+    files: dict[str, bytes | None] = {}
+    for name, got in zip(names, storage_map(read, names), strict=True):
+        if isinstance(got, Problem):
+            problems.append(got)
+        files[name] = None if isinstance(got, Problem) else got
     return files, problems
 
 
@@ -389,7 +398,8 @@ def submit_job(
     if not res.applied:
         # The job already ran ahead (a hook or Batch marked the run running first): keep its name anyway.
         deps.runs.record_job_name(run_id, job_name, job.uid)
-    return SubmitResult("submitted", run_id=run_id)
+    now = replace(run, status=res.current.value, batch_job_name=job_name, batch_job_uid=job.uid)
+    return SubmitResult("submitted", run_id=run_id, run=now)
 
 
 def relaunch_pending(deps: Deps, run: RunRecord, source: str = "sweeper") -> SubmitResult:
@@ -428,15 +438,15 @@ def _copy_inputs(deps: Deps, run: RunRecord, bundle: ValidBundle) -> tuple[str, 
     params = dict(bundle.params)
     params["input"] = inputs + "samplesheet.csv"
     params["outdir"] = str(run.results_uri).rstrip("/")
-    st = deps.storage
-    st.write_bytes(bucket, prefix + "samplesheet.csv", bundle.samplesheet, "text/csv")
-    st.write_bytes(
-        bucket, prefix + "params.yaml", yaml.safe_dump(params, sort_keys=True).encode(), "application/yaml"
-    )
+    writes = [
+        ("samplesheet.csv", bundle.samplesheet, "text/csv"),
+        ("params.yaml", yaml.safe_dump(params, sort_keys=True).encode(), "application/yaml"),
+    ]
     config_uri = ""
     if bundle.nextflow_config is not None:
-        st.write_bytes(bucket, prefix + "nextflow.config", bundle.nextflow_config, "text/plain")
+        writes.append(("nextflow.config", bundle.nextflow_config, "text/plain"))
         config_uri = inputs + "nextflow.config"
+    storage_map(lambda w: deps.storage.write_bytes(bucket, prefix + w[0], w[1], w[2]), writes)
     return inputs + "params.yaml", config_uri
 
 
@@ -447,7 +457,7 @@ def _write_feedback(deps: Deps, bucket: str, manifest: str, result: SubmitResult
     accepted = result.outcome in ("submitted", "duplicate")
     body: dict[str, Any] = {"run_id": result.run_id, "outcome": result.outcome}
     if result.run_id:
-        run = deps.runs.get_run(result.run_id)
+        run = result.run or deps.runs.get_run(result.run_id)
         body.update(
             status=run.status,
             pipeline=run.pipeline,
