@@ -1,4 +1,4 @@
-"""Cold start: in a fresh process, the time to `import main` and to handle a first real event, per entry point.
+"""Cold start: in a fresh process, the time to `import main` and to handle a first real event, per function.
 
 Real first events (not events that touch nothing): submit_bundle gets the finalize event of a real demo
 bundle (read, validated, recorded, job created); reconcile_batch_event a RUNNING notification of a real held
@@ -199,7 +199,8 @@ class Fixtures:
             return int(
                 conn.execute(
                     text(
-                        "SELECT count(*) FROM runs WHERE status = 'submitted' AND updated_at < now() - interval '1 hour'"
+                        "SELECT count(*) FROM runs "
+                        "WHERE status = 'submitted' AND updated_at < now() - interval '1 hour'"
                     )
                 ).scalar()
                 or 0
