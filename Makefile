@@ -45,6 +45,7 @@ chaos: install  # the attack suite at full scale (make test runs it bounded); on
 bench: install  # each prints one JSON line of figures
 	NO_GCE_CHECK=true $(BIN)/python bench/cold_start.py
 	NO_GCE_CHECK=true $(BIN)/python bench/submit.py
+	NO_GCE_CHECK=true $(BIN)/python bench/submit.py --burst
 	NO_GCE_CHECK=true $(BIN)/python bench/reconcile.py
 	NO_GCE_CHECK=true $(BIN)/python bench/list_runs.py
 	NO_GCE_CHECK=true $(BIN)/python bench/ledger.py

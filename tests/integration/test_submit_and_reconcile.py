@@ -355,16 +355,30 @@ def test_a_failure_the_hook_could_not_record_reaches_the_run_through_reconcile(
 
 def test_a_submission_reads_each_bundle_file_in_one_request(app_env, gcs, engine, batch_server, caplog):
     """Counted at the emulator, from its request log: the bundle's files are downloaded, never stat'ed first
-    (the manifest at the event's generation), and the missing optional file costs its one 404."""
+    (the manifest at the event's generation), and the missing optional file costs its one 404. Counted at
+    SQLAlchemy: two statements reach the database for an accepted bundle."""
     import logging
 
     upload_demo_data(gcs)
     manifest = upload_bundle(gcs, "sub1")
     headers, body = finalize_event(gcs, manifest)
     client = function_client("submit_bundle")
-    with caplog.at_level(logging.INFO, logger="gcp_storage_emulator.server"):
-        caplog.clear()
-        assert client.post("/", headers=headers, data=body).status_code == 200
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    statements: list[str] = []
+
+    def count(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", count)  # every engine in this process
+    try:
+        with caplog.at_level(logging.INFO, logger="gcp_storage_emulator.server"):
+            caplog.clear()
+            assert client.post("/", headers=headers, data=body).status_code == 200
+    finally:
+        event.remove(Engine, "before_cursor_execute", count)
+    assert len(statements) == 2, statements  # the run with its first event, then the `submitted` change
     reads = [
         r.getMessage()
         for r in caplog.records
