@@ -6,9 +6,11 @@ BENCH_TRANSPORT=test_client (default) posts through the app's WSGI test client: 
 BENCH_TRANSPORT=http serves the app over HTTP on loopback (local/functions_host.serve_function, werkzeug's
 threaded development server) and posts with `requests`, which adds that server's and client's cost.
 Jobs are held (run_jobs=False) and their states set directly, so the notifications are the ones the local
-service publishes and every GetJob already sees the final truth, as for a late delivery. The floor, measured
-in the same process on the same events: one GetJob (real client to the local service) plus one single-row
-UPDATE on an autocommit connection (one round trip) per event. Prints one JSON line."""
+service publishes. BENCH_TRAFFIC=frozen (default): every job is walked to its end first, so every GetJob
+sees the final truth, as for a late delivery. BENCH_TRAFFIC=live: jobs move one state per round while the
+previous round's notifications are delivered, so GetJobs see states ahead of their message.
+The floor, measured in the same process on the same events: one GetJob (real client to the local service)
+plus one single-row UPDATE on an autocommit connection (one round trip) per event. Prints one JSON line."""
 
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
 
 N_RUNS = int(os.environ.get("BENCH_RUNS", "1000"))
 TRANSPORT = os.environ.get("BENCH_TRANSPORT", "test_client")
+TRAFFIC = os.environ.get("BENCH_TRAFFIC", "frozen")
 CHUNK = 250  # deliveries per alternation between the reconcile and the floor
 TOPIC = "projects/arc-bench/topics/batch"
 SEED = 20240611
@@ -45,8 +48,9 @@ def outcome_of(i: int) -> str:
     return "failed" if i % 10 == 0 else "cancelled" if i % 10 == 1 else "completed"
 
 
-def make_runs(parts: Parts, service, engine) -> dict[str, str]:
-    """N runs in `submitted` with held jobs walked to their outcome; run id -> expected final status."""
+def make_runs(parts: Parts, service, engine, walk: bool = True) -> tuple[dict[str, str], dict[str, str]]:
+    """N runs in `submitted` with held jobs, walked to their outcome unless `walk` is False; (run id ->
+    expected final status, run id -> job name)."""
     from arc_reactor.adapters import runs_repo
     from arc_reactor.core.ids import new_run_id
     from arc_reactor.core.job_env import JobEnv
@@ -55,6 +59,7 @@ def make_runs(parts: Parts, service, engine) -> dict[str, str]:
     from arc_reactor.core.status import RunStatus
 
     expected: dict[str, str] = {}
+    jobs: dict[str, str] = {}
     for i in range(N_RUNS):
         run_id = new_run_id()
         locs = run_locations("arc-runs", run_id)
@@ -87,25 +92,57 @@ def make_runs(parts: Parts, service, engine) -> dict[str, str]:
         name = service.submit_orchestrator_job(spec)
         runs_repo.transition(engine, run_id, RunStatus.SUBMITTED, "submit", fields={"batch_job_name": name})
         outcome = outcome_of(i)
-        for state, code in [("SCHEDULED", None), ("RUNNING", None), *OUTCOMES[outcome]]:
+        for state, code in walk_of(outcome) if walk else []:
             parts.batch.set_job_state(name, state, exit_code=code)
-        expected[run_id] = outcome
-    return expected
+        expected[run_id], jobs[run_id] = outcome, name
+    return expected, jobs
 
 
-def requests_for(inbox: NotificationLog) -> list[tuple[str, dict[str, str], str]]:
-    """Every notification twice (same message id, as a Pub/Sub redelivery), shuffled: (job, headers, body)."""
+def walk_of(outcome: str) -> list[tuple[str, int | None]]:
+    """The job states (with a task exit code for the last one) a run with this outcome goes through."""
+    return [("SCHEDULED", None), ("RUNNING", None), *OUTCOMES[outcome]]
+
+
+def live_chunks(parts: Parts, inbox: NotificationLog, jobs: dict[str, str], expected: dict[str, str]):
+    """Live traffic: jobs change state while notifications arrive. Round r moves every run's job one state
+    further; each round's notifications (twice each, shuffled) are delivered only after the next round has
+    moved the jobs again, so most GetJobs see a state ahead of the message being handled, as when Batch
+    moves on before Pub/Sub delivers. Yields the deliveries chunk by chunk."""
+    walks = {run_id: walk_of(outcome) for run_id, outcome in expected.items()}
+    pending: list[tuple[str, dict[str, str], str]] = []
+    seen = 0
+    for r in range(max(len(w) for w in walks.values())):
+        for run_id, walk in walks.items():
+            if r < len(walk):
+                parts.batch.set_job_state(jobs[run_id], walk[r][0], exit_code=walk[r][1])
+        arrived = len(inbox.items)  # published by the local service's own thread: read up to a snapshot
+        fresh = requests_for(inbox, start=seen, stop=arrived)
+        seen = arrived
+        for start in range(0, len(pending), CHUNK):
+            yield pending[start : start + CHUNK]
+        pending = fresh
+    inbox.wait(5 * N_RUNS, timeout=60.0)
+    pending += requests_for(inbox, start=seen)
+    for start in range(0, len(pending), CHUNK):
+        yield pending[start : start + CHUNK]
+
+
+def requests_for(
+    inbox: NotificationLog, start: int = 0, stop: int | None = None
+) -> list[tuple[str, dict[str, str], str]]:
+    """Every notification from `start` on, twice (same message id, as a Pub/Sub redelivery), shuffled:
+    (job, headers, body)."""
     from arc_reactor.core.events import pubsub_cloudevent
     from arc_reactor.core.ids import notification_job
 
     out = []
-    for n, (attributes, data) in enumerate(inbox.items):
+    for n, (attributes, data) in enumerate(inbox.items[start:stop], start):
         attrs, body = pubsub_cloudevent(TOPIC, f"m{n}", attributes, data, datetime.now(UTC))
         headers = {f"ce-{k}": v for k, v in attrs.items() if k != "datacontenttype"}
         headers["Content-Type"] = "application/json"
         job, _uid = notification_job(attributes)  # task messages name the job in TaskName only
         out += [(job or "", headers, json.dumps(body))] * 2
-    random.Random(SEED).shuffle(out)
+    random.Random(SEED + start).shuffle(out)
     return out
 
 
@@ -168,19 +205,25 @@ def floor(client, engine, deliveries: list[tuple[str, dict[str, str], str]]) -> 
     return time.perf_counter() - started
 
 
-def measure(post, client, engine, deliveries: list[tuple[str, dict[str, str], str]]) -> dict[str, object]:
+def measure(post, client, engine, chunks) -> dict[str, object]:
     """Reconcile and floor on the same deliveries, alternating in chunks so that both see the same
     background load (the floor's UPDATE touches only updated_at, never a status)."""
     reconcile_s = floor_s = 0.0
     latencies: list[float] = []
-    errors = 0
-    for start in range(0, len(deliveries), CHUNK):
-        chunk = deliveries[start : start + CHUNK]
+    errors = delivered = 0
+    for chunk in chunks:
+        delivered += len(chunk)
         seconds, lat, err = deliver(post, chunk)
         reconcile_s, errors = reconcile_s + seconds, errors + err
         latencies += lat
         floor_s += floor(client, engine, chunk)
-    return {"seconds": reconcile_s, "latencies": latencies, "errors": errors, "floor_seconds": floor_s}
+    return {
+        "seconds": reconcile_s,
+        "latencies": latencies,
+        "errors": errors,
+        "floor_seconds": floor_s,
+        "deliveries": delivered,
+    }
 
 
 def check(engine, expected: dict[str, str]) -> tuple[int, int]:
@@ -218,27 +261,33 @@ def main() -> None:
     client = make_batch_client(settings)
     try:
         setup_started = time.perf_counter()
-        expected = make_runs(parts, BatchService(client, settings), engine)
-        if len(inbox.wait(5 * N_RUNS, timeout=60.0)) < 5 * N_RUNS:
-            raise TimeoutError(f"{len(inbox.items)} of {5 * N_RUNS} notifications after 60 s")
-        deliveries = requests_for(inbox)
+        expected, jobs = make_runs(parts, BatchService(client, settings), engine, walk=TRAFFIC == "frozen")
+        if TRAFFIC == "frozen":
+            if len(inbox.wait(5 * N_RUNS, timeout=60.0)) < 5 * N_RUNS:
+                raise TimeoutError(f"{len(inbox.items)} of {5 * N_RUNS} notifications after 60 s")
+            deliveries = requests_for(inbox)
+            chunks = (deliveries[i : i + CHUNK] for i in range(0, len(deliveries), CHUNK))
+        else:
+            chunks = live_chunks(parts, inbox, jobs, expected)
         setup_s = time.perf_counter() - setup_started
         with poster() as (transport, post):
-            m = measure(post, client, floor_engine, deliveries)
+            m = measure(post, client, floor_engine, chunks)
         wrong, dupes = check(engine, expected)
     finally:
         client.transport.close()
         parts.stop()
     latencies = m["latencies"]
-    rate, floor_rate = len(deliveries) / m["seconds"], len(deliveries) / m["floor_seconds"]
+    n = int(m["deliveries"])
+    rate, floor_rate = n / m["seconds"], n / m["floor_seconds"]
     print(
         json.dumps(
             {
                 "bench": "reconcile",
                 "transport": transport,
+                "traffic": TRAFFIC,
                 "runs": N_RUNS,
                 "notifications": len(inbox.items),
-                "deliveries": len(deliveries),
+                "deliveries": n,
                 "events_per_s": round(rate, 1),
                 "latency_ms": {
                     "p50": round(percentile(latencies, 50), 2),
