@@ -39,7 +39,10 @@ def test_a_transition_is_one_statement_and_no_transaction_round_trips(service_en
     sent: list[str] = []
     event.listen(eng, "before_cursor_execute", lambda c, cur, sql, *a: sent.append(sql))
     assert runs_repo.transition(eng, "r0engine0000000001", RunStatus.SUBMITTED, "test").applied
-    assert len(sent) == 1 and sent[0].lstrip().startswith("WITH prev")
+    assert len(sent) == 1 and sent[0].lstrip().startswith("WITH cur")
+    sent.clear()  # a duplicate: one statement too, and it answers without asking again under a lock
+    assert not runs_repo.transition(eng, "r0engine0000000001", RunStatus.SUBMITTED, "test").applied
+    assert len(sent) == 1
     with eng.connect() as conn:
         assert conn.connection.dbapi_connection.autocommit is True
 

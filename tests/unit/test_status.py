@@ -97,3 +97,19 @@ def test_terminal_conflicts_are_between_different_ends_only():
     assert not is_terminal_conflict("completed", "completed")
     assert not is_terminal_conflict("running", "failed")
     assert not is_terminal_conflict("failed", "running")
+
+
+def test_a_not_applied_answer_is_final_without_the_row_lock_only_where_no_predecessor_is_reachable():
+    """runs_repo's lock-free path for duplicates: from the snapshot's status, a concurrent writer can only
+    have moved the run forward: "not applied" holds when no allowed predecessor of the target lies ahead."""
+    from arc_reactor.adapters.runs_repo import _FINAL_WITHOUT_LOCK
+    from arc_reactor.core.status import PREDECESSORS, TERMINAL, RunStatus
+
+    for status in RunStatus:
+        for target in RunStatus:
+            if status in PREDECESSORS[target]:
+                assert (status, target) not in _FINAL_WITHOUT_LOCK
+            if status in TERMINAL or status == target:
+                assert (status, target) in _FINAL_WITHOUT_LOCK, (status, target)
+    # a pending run may yet become submitted (then running may apply): its answer needs the lock
+    assert (RunStatus.PENDING, RunStatus.RUNNING) not in _FINAL_WITHOUT_LOCK
