@@ -10,7 +10,8 @@ operation; `ratio_to_floor` at the top is the worst of them. `plans` names the a
 for each query (an Index Scan stays flat as the ledger grows; a Seq Scan does not).
 
 Fill: lineages of three runs (a run and two recoveries), statuses 80% terminal and 20% active (pending,
-submitted, running, cancelling), 50 submitters, labels project=p<0..99> and team=t<0..6>, two events per run.
+submitted, running, cancelling), 50 submitters, labels project=p<0..99> and team=t<0..6> (and cohort=rare
+on 1 run in 10^4), two events per run.
 BENCH_RUNS and BENCH_SAMPLES change the size and the number of timed calls. Prints one JSON line."""
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ SELECT 'r' || lpad(g::text, 18, '0'), 'run ' || g,
        'gs://arc-runs/runs/r' || lpad(g::text, 18, '0') || '/results/',
        'gs://arc-runs/runs/r' || lpad(g::text, 18, '0') || '/logs/',
        'user' || mod(g, 50) || '@example.org',
-       jsonb_build_object('project', 'p' || mod(g, 100), 'team', 't' || mod(g, 7)),
+       jsonb_build_object('project', 'p' || mod(g, 100), 'team', 't' || mod(g, 7))
+           || CASE WHEN mod(g, 10000) = 0 THEN jsonb_build_object('cohort', 'rare') ELSE '{}' END,
        jsonb_build_object('min_quality', 20),
        timestamptz '2024-01-01 00:00:00+00' + g * interval '30 seconds',
        timestamptz '2024-01-01 00:00:00+00' + g * interval '30 seconds'
@@ -76,12 +78,12 @@ def setup(scratch: contextlib.ExitStack) -> tuple[str, float]:
     return filled_database(scratch, [FILL_RUNS, FILL_EVENTS], N_RUNS, CHUNK, "arc-bench-ledger-")
 
 
-def plan_of(engine, compiled_sql: str) -> str:
-    """The access path of the statement's plan: its scan nodes, outermost first."""
-    from sqlalchemy import text
-
+def plan_of(engine, stmt) -> str:
+    """The access path of the statement's plan (the code's own statement): its scan nodes, outermost first."""
+    compiled = stmt.compile(engine, compile_kwargs={"render_postcompile": True})
+    params = tuple(compiled.params[name] for name in compiled.positiontup)
     with engine.connect() as conn:
-        plan = conn.execute(text("EXPLAIN (FORMAT JSON) " + compiled_sql)).scalar()
+        plan = conn.exec_driver_sql("EXPLAIN (FORMAT JSON) " + str(compiled), params).scalar()
     nodes: list[str] = []
 
     def walk(node: dict) -> None:
@@ -122,6 +124,7 @@ def main() -> None:
     filters = {
         "status": runs_repo.RunFilter(statuses=("running",)),
         "label": runs_repo.RunFilter(labels=(("project", "p7"),)),
+        "rare_label": runs_repo.RunFilter(labels=(("cohort", "rare"),)),  # 1 run in 10^4
         "submitter": runs_repo.RunFilter(submitter="user7@example.org"),
     }
     figures: dict[str, dict] = {}
@@ -137,7 +140,7 @@ def main() -> None:
             ).scalar()
         depth[name] = max(1, min(DEEP_PAGE, matching // PAGE_SIZE))
         deep_rows = runs_repo.list_runs(
-            engine, limit=1, where=where, offset=(depth[name] - 1) * PAGE_SIZE - 1
+            engine, limit=1, where=where, offset=max(0, (depth[name] - 1) * PAGE_SIZE - 1)
         )
         before = (deep_rows[0].created_at, deep_rows[0].id)
         figures[f"list_{name}_page_1"] = timed(
@@ -175,27 +178,12 @@ def main() -> None:
         name: round(figures[f"list_{name}_deep_page"]["p95"] / figures[f"list_{name}_page_1"]["p95"], 2)
         for name in filters
     }
-    where_sql = {
-        "status": "status = 'running'",
-        "label": """labels @> '{"project": "p7"}'""",
-        "submitter": "submitter = 'user7@example.org'",
-    }
     plans = {
-        "recover_lineage_check": plan_of(
-            engine,
-            f"SELECT id, status FROM runs WHERE lineage_id = '{lineage}' "
-            "AND status NOT IN ('completed', 'failed', 'cancelled')",
-        ),
-        "sweeper_query": plan_of(
-            engine,
-            "SELECT * FROM runs WHERE status IN ('pending', 'submitted', 'running', 'cancelling') "
-            f"AND updated_at < '{cutoff.isoformat()}' ORDER BY updated_at LIMIT 50",
-        ),
+        "recover_lineage_check": plan_of(engine, runs_repo.lineage_stmt(lineage)),
+        "sweeper_query": plan_of(engine, runs_repo.stale_stmt(cutoff, 50)),
         **{
-            f"list_{name}": plan_of(
-                engine, f"SELECT * FROM runs WHERE {cond} ORDER BY created_at DESC, id DESC LIMIT 51"
-            )
-            for name, cond in where_sql.items()
+            f"list_{name}": plan_of(engine, runs_repo.list_stmt(w, PAGE_SIZE + 1))
+            for name, w in filters.items()
         },
     }
     print(

@@ -3,6 +3,7 @@ its index (with sequential scans disabled, the plan must name the index: a query
 match its partial index would fall back to a scan, which is what grows with the ledger; bench/ledger.py
 has the figures at 10^6 runs)."""
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -69,3 +70,36 @@ def test_events_after_gives_each_runs_events_after_its_own_cursor_in_id_order(en
     assert isinstance(got[0]["detail"], dict) and got[0]["created_at"].tzinfo is not None
     assert len(runs_repo.events_after(engine, cursors, limit=1)) == 1
     assert runs_repo.events_after(engine, {}) == []
+
+
+def test_label_listings_read_run_labels_in_page_order_and_answer_as_containment_does(engine):
+    labels = [{"project": "p1", "team": "a"}, {"project": "p2"}, {"project": "p1"}, {}, {"project": "1"}]
+    for i, lab in enumerate(labels * 3):
+        runs_repo.insert_run(engine, run_row(f"r0label{i:011d}", labels=lab))
+    # The trigger follows a change of labels: no writer of the service makes one, but a repair by hand
+    # must not leave run_labels behind.
+    with engine.begin() as conn:
+        conn.execute(text("""UPDATE runs SET labels = '{"project": "p9"}' WHERE id = 'r0label00000000000'"""))
+        rows = conn.execute(text("SELECT count(*) FROM run_labels WHERE run_id = 'r0label00000000000'"))
+        assert rows.scalar() == 1
+    for wanted in [(("project", "p1"),), (("project", "p1"), ("team", "a")), (("project", "p9"),)]:
+        where = runs_repo.RunFilter(labels=wanted)
+        with engine.connect() as conn:
+            expected = (
+                conn.execute(
+                    text(
+                        "SELECT id FROM runs WHERE labels @> CAST(:l AS jsonb) ORDER BY created_at DESC, id DESC"
+                    ),
+                    {"l": json.dumps(dict(wanted))},
+                )
+                .scalars()
+                .all()
+            )
+        assert expected, wanted
+        got, before = [], None
+        while page := runs_repo.list_runs(engine, limit=2, where=where, before=before):
+            got.extend(r.id for r in page)
+            before = (page[-1].created_at, page[-1].id)
+        assert got == expected, wanted
+    stmt = runs_repo.list_stmt(runs_repo.RunFilter(labels=(("project", "p1"),)), 51)
+    assert "run_labels_pkey" in _plan(engine, stmt)

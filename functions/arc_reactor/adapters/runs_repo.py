@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from arc_reactor.adapters.tables import ACTIVE_SQL, run_events, runs
+from arc_reactor.adapters.tables import ACTIVE_SQL, run_events, run_labels, runs
 from arc_reactor.core.run_record import RunRecord
 from arc_reactor.core.status import PREDECESSORS, TERMINAL, TIMESTAMP_COLUMN, RunStatus, is_terminal_conflict
 from arc_reactor.errors import NotFound, TransientError
@@ -367,7 +367,7 @@ class RunFilter:
             out.append(runs.c.pipeline == self.pipeline)
         if self.submitter is not None:
             out.append(runs.c.submitter == self.submitter)
-        if self.labels:  # jsonb containment: served by the GIN index ix_runs_labels
+        if self.labels:  # jsonb containment (list_runs reads the candidates from run_labels, in order)
             out.append(runs.c.labels.contains(dict(self.labels)))
         if self.created_after is not None:
             out.append(runs.c.created_at > self.created_after)
@@ -381,7 +381,6 @@ def list_runs(
     engine: Engine,
     *,
     limit: int = 50,
-    status: str | None = None,
     before: tuple[datetime, str] | None = None,
     where: RunFilter | None = None,
     offset: int = 0,
@@ -389,20 +388,33 @@ def list_runs(
     """Newest first, keyset-paginated by (created_at, id) strictly before `before`.
 
     `offset` exists only to compare with keyset paging (bench/list_runs.py); the API never uses it."""
-    stmt = select(runs).order_by(runs.c.created_at.desc(), runs.c.id.desc()).limit(limit)
-    clauses = (where or RunFilter()).clauses()
-    if status:
-        clauses.append(runs.c.status == status)
+    stmt = list_stmt(where or RunFilter(), limit, before, offset)
+    with _reading(engine) as conn:
+        return [RunRecord.from_row(r) for r in conn.execute(stmt).mappings()]
+
+
+def list_stmt(
+    where: RunFilter, limit: int, before: tuple[datetime, str] | None = None, offset: int = 0
+) -> Select[Any]:
+    """list_runs' query. With a label filter the page is read in order from run_labels' primary key (one
+    label's runs, newest first, each then checked against the whole filter): GIN on runs.labels finds the
+    matches but cannot order them, so a common label was a sort of every match and a rare one a long walk
+    of ix_runs_created."""
+    created, rid = runs.c.created_at, runs.c.id
+    stmt = select(runs)
+    if where.labels:
+        key, value = where.labels[0]
+        stmt = stmt.join(run_labels, run_labels.c.run_id == runs.c.id).where(
+            run_labels.c.key == key, run_labels.c.value == value
+        )
+        created, rid = run_labels.c.created_at, run_labels.c.run_id  # equal to the run's own
+    clauses = where.clauses()
     if before is not None:
         # A row comparison, so PostgreSQL turns it into one index range bound (an OR would not be).
         position = tuple_(literal(before[0], runs.c.created_at.type), literal(before[1], runs.c.id.type))
-        clauses.append(tuple_(runs.c.created_at, runs.c.id) < position)
-    if clauses:
-        stmt = stmt.where(*clauses)
-    if offset:
-        stmt = stmt.offset(offset)
-    with _reading(engine) as conn:
-        return [RunRecord.from_row(r) for r in conn.execute(stmt).mappings()]
+        clauses.append(tuple_(created, rid) < position)
+    stmt = stmt.where(*clauses).order_by(created.desc(), rid.desc()).limit(limit)
+    return stmt.offset(offset) if offset else stmt
 
 
 @_fresh_on_stale

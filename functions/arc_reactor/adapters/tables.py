@@ -101,3 +101,15 @@ run_events = Table(
     Column("detail", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     Index("ix_run_events_run", "run_id", "id"),
 )
+
+# One row per label of a run, written by a trigger on runs (migration 0007): the access path of ?label=
+# listings, newest first by (created_at, run_id) like ix_runs_created. Code only reads it.
+run_labels = Table(
+    "run_labels",
+    metadata,
+    Column("key", Text, primary_key=True),
+    Column("value", Text, primary_key=True),
+    Column("created_at", DateTime(timezone=True), primary_key=True),
+    Column("run_id", Text, ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    Index("ix_run_labels_run", "run_id"),
+)
