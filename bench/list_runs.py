@@ -6,6 +6,8 @@ large INSERT ... SELECT statements, then ANALYZEd. Measured in this process, no 
   query_ms    runs_repo.list_runs (the keyset SELECT, through SQLAlchemy and pg8000, rows decoded)
   offset_ms   the same SELECT with OFFSET instead of the keyset condition
   handler_ms  the runs_api handler (functions-framework app, in-process WSGI call, JSON out)
+  handler_ms_filtered  the same for ?status=, ?label= and ?submitter=, page 1 and the deepest page up to
+              1,000 that the filter has
   db_ms       PostgreSQL's own execution time (EXPLAIN ANALYZE) of the keyset and OFFSET statements
 Prints one JSON line. BENCH_RUNS and BENCH_SAMPLES change the size and the number of timed requests."""
 
@@ -101,6 +103,40 @@ def main() -> None:
     scratch.close()
 
 
+# GET /runs filters at the handler: (query string, the same filter as the repository sees it).
+FILTERS = {
+    "status": ("status=running", {"statuses": ("running",)}),  # 20% of the runs
+    "label": ("label=project%3Dp7", {"labels": (("project", "p7"),)}),  # 1%
+    "submitter": ("submitter=user7%40example.org", {"submitter": "user7@example.org"}),  # 2%
+}
+
+
+def filtered(client, query: str, spec: dict) -> dict:
+    """The handler's p50/p95 for a filtered listing's first page and its page DEEP_PAGE (or the deepest
+    the filter has), reached by its page token; with the deep page's number."""
+    from sqlalchemy import func, select
+
+    from arc_reactor.adapters import runs_repo
+    from arc_reactor.adapters.tables import runs
+    from arc_reactor.api.listing import encode_page_token, fingerprint
+    from arc_reactor.wiring import get_deps
+
+    where = runs_repo.RunFilter(**spec)
+    engine = get_deps().engine
+    with engine.connect() as conn:
+        matching = conn.execute(select(func.count()).select_from(runs).where(*where.clauses())).scalar()
+    pages = max(1, min(DEEP_PAGE, -(-matching // PAGE_SIZE)))
+    url = f"/runs?page_size={PAGE_SIZE}&{query}"
+    out = {"deep_page": pages, "page_1_ms": timed(lambda: client.get(url))}
+    if pages > 1:
+        skip = (pages - 1) * PAGE_SIZE
+        last, first = runs_repo.list_runs(engine, limit=2, where=where, offset=skip - 1)
+        deep = f"{url}&page_token={encode_page_token(last.created_at, last.id, fingerprint(where))}"
+        assert client.get(deep).get_json()["runs"][0]["id"] == first.id, "page token and OFFSET disagree"
+        out["deep_page_ms"] = timed(lambda: client.get(deep))
+    return out
+
+
 def measure(engine, client, token: str, before: tuple, fill_s: float) -> dict:
     """Every figure of the JSON line."""
     from arc_reactor.adapters import runs_repo
@@ -130,6 +166,7 @@ def measure(engine, client, token: str, before: tuple, fill_s: float) -> dict:
             "first_page": timed(lambda: client.get(f"/runs?page_size={PAGE_SIZE}")),
             "page_1000": timed(lambda: client.get(f"/runs?page_size={PAGE_SIZE}&page_token={token}")),
         },
+        "handler_ms_filtered": {name: filtered(client, *spec) for name, spec in FILTERS.items()},
         "db_ms": {
             "keyset_page_1000": db_execution_ms(engine, keyset_sql, {"c": before[0], "i": before[1]}),
             "offset_page_1000": db_execution_ms(engine, offset_sql, {"o": deep_offset}),

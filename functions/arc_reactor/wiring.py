@@ -107,7 +107,7 @@ class Deps:
         from arc_reactor.adapters import runs_repo
         from arc_reactor.api.sse import EventHub
 
-        return EventHub(partial(runs_repo.events_after, self.engine))
+        return EventHub(partial(runs_repo.poll_events, self.engine))
 
     @cached_property
     def token_verifier(self) -> TokenVerifier:

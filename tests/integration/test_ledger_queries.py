@@ -88,7 +88,8 @@ def test_label_listings_read_run_labels_in_page_order_and_answer_as_containment_
             expected = (
                 conn.execute(
                     text(
-                        "SELECT id FROM runs WHERE labels @> CAST(:l AS jsonb) ORDER BY created_at DESC, id DESC"
+                        "SELECT id FROM runs WHERE labels @> CAST(:l AS jsonb) "
+                        "ORDER BY created_at DESC, id DESC"
                     ),
                     {"l": json.dumps(dict(wanted))},
                 )
@@ -103,3 +104,25 @@ def test_label_listings_read_run_labels_in_page_order_and_answer_as_containment_
         assert got == expected, wanted
     stmt = runs_repo.list_stmt(runs_repo.RunFilter(labels=(("project", "p1"),)), 51)
     assert "run_labels_pkey" in _plan(engine, stmt)
+
+
+def test_poll_events_merges_cursor_reads_with_the_window_and_gives_the_tables_top(engine):
+    assert runs_repo.poll_events(engine, {"r0nobody00000000000": 0}) == runs_repo.EventPoll([], None)
+    for rid in ("r0window00000000a", "r0window00000000b", "r0window00000000c"):
+        runs_repo.insert_run(engine, run_row(rid))
+    first = runs_repo.poll_events(engine, {}, ["r0window00000000a"], None)
+    assert first.rows == [] and first.top is not None  # no cursor read, no window: only the top
+    for rid in ("r0window00000000a", "r0window00000000b", "r0window00000000c"):
+        runs_repo.transition(engine, rid, RunStatus.SUBMITTED, source="test")
+    ids = {rid: [e["id"] for e in runs_repo.list_events(engine, rid)] for rid in ("r0window00000000a",)}
+    got = runs_repo.poll_events(
+        engine, {"r0window00000000a": 0}, ["r0window00000000a", "r0window00000000b"], first.top
+    )
+    # a: every event after its cursor (both, one of them also in the window, given once); b: the window's
+    # event only; c: not watched.
+    b_new = runs_repo.list_events(engine, "r0window00000000b")[-1]["id"]
+    assert [e["id"] for e in got.rows] == sorted([*ids["r0window00000000a"], b_new])
+    assert got.top == max(e["id"] for e in runs_repo.list_events(engine, "r0window00000000c"))
+    assert set(got.rows[0]) == set(runs_repo.list_events(engine, "r0window00000000a")[0])
+    with pytest.raises(ValueError, match="not a run id"):
+        runs_repo.poll_events(engine, {"a,b": 0})

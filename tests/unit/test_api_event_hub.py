@@ -5,6 +5,7 @@ import threading
 import time
 from datetime import UTC, datetime
 
+from arc_reactor.adapters.runs_repo import EventPoll
 from arc_reactor.api import sse
 from arc_reactor.cli.client import SseMessage, iter_sse
 
@@ -17,15 +18,21 @@ def _row(i, run_id="r1", kind="transition", to_status="running"):
 
 
 class Table:
-    """run_events in memory; records every poll's cursors."""
+    """run_events in memory, answering as runs_repo.poll_events does; records every poll's question.
+    `visible` hides rows whose id was handed out but whose transaction has not committed yet."""
 
     def __init__(self, rows):
         self.rows = rows
         self.calls = []
+        self.hidden = set()
 
-    def __call__(self, cursors):
-        self.calls.append(dict(cursors))
-        return [r for r in self.rows if r["run_id"] in cursors and r["id"] > cursors[r["run_id"]]]
+    def __call__(self, fresh, watched, since, limit):
+        self.calls.append((dict(fresh), list(watched), since))
+        rows = [r for r in self.rows if r["id"] not in self.hidden]
+        by_cursor = [r for r in rows if r["run_id"] in fresh and r["id"] > fresh[r["run_id"]]]
+        windowed = [r for r in rows if since is not None and r["id"] > since and r["run_id"] in watched]
+        found = sorted({r["id"]: r for r in by_cursor + windowed}.values(), key=lambda r: r["id"])[:limit]
+        return EventPoll(found, max((r["id"] for r in rows), default=None))
 
 
 def _quiet(hub, subs):
@@ -37,20 +44,65 @@ def _quiet(hub, subs):
 
 
 def test_one_poll_serves_every_subscriber_from_its_own_cursor():
-    table = Table([])
+    table = Table([_row(1)])
     hub = sse.EventHub(table, interval=60)
     a, b, c = _quiet(hub, [hub.subscribe("r1", 0), hub.subscribe("r1", 1), hub.subscribe("r2", 2)])
-    table.rows += [_row(1), _row(2, "r2"), _row(3), _row(4, "r2")]
-    assert hub.poll_once() == 3  # r2 is read after its cursor (2)
-    assert table.calls[-1] == {"r1": 0, "r2": 2}  # the lowest cursor per run: one statement for all
+    hub.poll_once()  # the poller's first poll may have come before b and c subscribed
+    # New watchers are read after their own cursors (the lowest per run), in polls with no window.
+    assert {r: c for call in table.calls for r, c in call[0].items()} == {"r1": 0, "r2": 2}
+    assert all(call[1:] == ([], None) for call in table.calls if call[0])
+    table.rows += [_row(2, "r2"), _row(3), _row(4, "r2")]
+    assert hub.poll_once() == 3  # every event after the window's start (the table's top at the last poll)
+    assert table.calls[-1] == ({}, ["r1", "r2"], 1)  # every watched run from one window: one statement
     drained = [[q.get_nowait()["id"] for _ in range(q.qsize())] for q in (a.queue, b.queue, c.queue)]
-    assert drained == [[1, 3], [3], [4]]
+    assert drained == [[1, 3], [3], [4]]  # each after its own cursor
     table.rows.append(_row(5))
+    d = hub.subscribe("r3", 0)
     hub.poll_once()
-    assert table.calls[-1] == {"r1": 3, "r2": 4}
+    assert table.calls[-1] == ({"r3": 0}, ["r1", "r2", "r3"], 1)  # a new watcher is read after its cursor
     assert a.queue.get_nowait()["id"] == 5 and b.queue.get_nowait()["id"] == 5 and c.queue.empty()
-    for sub in (a, b, c):
+    for sub in (a, b, c, d):
         hub.unsubscribe(sub)
+
+
+def test_an_event_committed_after_a_later_one_is_still_delivered_within_the_lookback():
+    table = Table([_row(1)])
+    hub = sse.EventHub(table, interval=60)
+    [sub] = _quiet(hub, [hub.subscribe("r1", 0)])
+    assert sub.queue.get_nowait()["id"] == 1
+    table.rows += [_row(2, "r2"), _row(3, "r2")]
+    table.hidden.add(2)  # id 2 was handed out first, but its transaction commits after id 3's
+    hub.poll_once()
+    for _ in range(sse.LOOKBACK_POLLS - 1):
+        table.rows[1] = _row(2, "r1")
+        table.hidden.clear()
+        hub.poll_once()
+    assert sub.queue.get_nowait()["id"] == 2
+
+
+def test_every_run_is_read_after_its_own_cursor_every_resync_polls():
+    table = Table([])
+    hub = sse.EventHub(table, interval=60)
+    table.rows.append(_row(1, "r9"))
+    [sub] = _quiet(hub, [hub.subscribe("r1", 0)])
+    for _ in range(sse.RESYNC_POLLS):
+        hub.poll_once()
+    assert [c[2] for c in table.calls[-sse.RESYNC_POLLS - 1 :]] == [None] + [1] * sse.RESYNC_POLLS
+    hub.poll_once()
+    assert table.calls[-1] == ({"r1": 0}, [], None)
+    hub.unsubscribe(sub)
+
+
+def test_an_answer_cut_at_the_poll_limit_is_followed_from_each_cursor(monkeypatch):
+    monkeypatch.setattr(sse, "POLL_LIMIT", 2)
+    table = Table([_row(i) for i in range(1, 6)])
+    hub = sse.EventHub(table, interval=60)
+    [sub] = _quiet(hub, [hub.subscribe("r1", 0)])
+    while hub.poll_once():
+        pass
+    assert [sub.queue.get_nowait()["id"] for _ in range(sub.queue.qsize())] == [1, 2, 3, 4, 5]
+    assert [c[0] for c in table.calls[:3]] == [{"r1": 0}, {"r1": 2}, {"r1": 4}]
+    hub.unsubscribe(sub)
 
 
 def test_the_poller_runs_only_while_someone_watches_and_polls_once_per_interval():
@@ -70,7 +122,7 @@ def test_the_poller_runs_only_while_someone_watches_and_polls_once_per_interval(
 def test_a_failing_database_does_not_kill_the_poller():
     from arc_reactor.errors import TransientError
 
-    def down(cursors):
+    def down(fresh, watched, since, limit):
         raise TransientError("database unavailable")
 
     hub = sse.EventHub(down, interval=60)

@@ -7,7 +7,7 @@ import contextlib
 import functools
 import json
 import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,7 +15,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from sqlalchemy import Select, and_, insert, literal, or_, select, text, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, CursorResult, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
@@ -337,6 +337,11 @@ def _record_conflict(
     )
 
 
+def _records(result: CursorResult[Any]) -> list[RunRecord]:
+    """The runs of a result, in its order."""
+    return RunRecord.from_rows(list(result.keys()), result)
+
+
 @_fresh_on_stale
 def get_run(engine: Engine, run_id: str) -> RunRecord:
     """The run, or NotFound."""
@@ -390,7 +395,7 @@ def list_runs(
     `offset` exists only to compare with keyset paging (bench/list_runs.py); the API never uses it."""
     stmt = list_stmt(where or RunFilter(), limit, before, offset)
     with _reading(engine) as conn:
-        return [RunRecord.from_row(r) for r in conn.execute(stmt).mappings()]
+        return _records(conn.execute(stmt))
 
 
 def list_stmt(
@@ -422,7 +427,7 @@ def list_children(engine: Engine, run_id: str, limit: int = 100) -> list[RunReco
     """Runs whose parent is `run_id` (its recoveries), oldest first."""
     stmt = select(runs).where(runs.c.parent_run_id == run_id).order_by(runs.c.created_at).limit(limit)
     with _reading(engine) as conn:
-        return [RunRecord.from_row(r) for r in conn.execute(stmt).mappings()]
+        return _records(conn.execute(stmt))
 
 
 @_fresh_on_stale
@@ -458,32 +463,77 @@ def recent_events(engine: Engine, run_id: str, limit: int = 50) -> list[Row]:
     return rows[::-1]
 
 
+@dataclass(frozen=True)
+class EventPoll:
+    """What one poll of run_events found: new events in id order, and the table's highest event id in the
+    poll's snapshot (`top`, None when it is empty), where the next poll's window can start."""
+
+    rows: list[Row]
+    top: int | None
+
+
 @_fresh_on_stale
-def events_after(engine: Engine, cursors: Mapping[str, int], limit: int = 1000) -> list[Row]:
-    """Events of several runs in id order, each run's after its own cursor (run id -> last event id seen).
+def poll_events(
+    engine: Engine,
+    fresh: Mapping[str, int],
+    watched: Collection[str] = (),
+    since: int | None = None,
+    limit: int = 1000,
+) -> EventPoll:
+    """The SSE hub's one statement per interval: new events of the runs a process watches, in id order.
 
-    One statement for all the runs watched in a process (the SSE hub polls with it), set-based: the watched
-    ids and cursors go in as two arrays, and each run's new events come from its own probe of
-    ix_run_events_run, so the cost stays that of the events found, not of the number of watchers."""
-    if not cursors:
-        return []
+    Two ways in, merged: each run in `fresh` (run id -> last event id it was given) is read after its own
+    cursor, a probe of ix_run_events_run per run (for runs that just got a watcher, or all of them now and
+    then); the runs in `watched` are read from the events added to the whole table after event `since`, one
+    range of the primary key, so a poll costs what the table gained since the window began however many
+    runs are watched. The ids go in as one comma-joined text each (pg8000 encodes an array parameter
+    element by element in Python, which was most of a 200-run poll's cost)."""
+    for run_id in (*fresh, *watched):
+        if "," in run_id:
+            raise ValueError(f"{run_id!r} is not a run id")
+    params = {
+        "fresh_ids": ",".join(fresh),
+        "fresh_afters": ",".join(str(int(after)) for after in fresh.values()),
+        "ids": ",".join(watched),
+        "since": since,
+        "limit": limit,
+    }
     with _reading(engine) as conn:
-        rows = conn.execute(
-            _EVENTS_AFTER, {"ids": list(cursors), "afters": list(cursors.values()), "limit": limit}
-        )
-        return [dict(r) for r in rows.mappings()]
+        found = conn.execute(_POLL_EVENTS, params).mappings().all()
+    if not found:  # an empty run_events
+        return EventPoll([], None)
+    rows = [{c: r[c] for c in _EVENT_COLUMNS} for r in found if r["id"] is not None]
+    return EventPoll(rows, found[0]["top"])
 
 
-_EVENTS_AFTER = text(
+def events_after(engine: Engine, cursors: Mapping[str, int], limit: int = 1000) -> list[Row]:
+    """Events of several runs in id order, each run's after its own cursor (run id -> last event id seen)."""
+    return poll_events(engine, cursors, limit=limit).rows if cursors else []
+
+
+_EVENT_COLUMNS = tuple(run_events.c.keys())
+_POLL_EVENTS = text(
     """
-    SELECT e.* FROM unnest(CAST(:ids AS text[]), CAST(:afters AS bigint[])) AS w(run_id, after_id)
-    CROSS JOIN LATERAL (
-        SELECT * FROM run_events ev WHERE ev.run_id = w.run_id AND ev.id > w.after_id
-        ORDER BY ev.id LIMIT :limit
-    ) AS e
-    ORDER BY e.id LIMIT :limit
+    SELECT h.top, e.* FROM (SELECT max(id) AS top FROM run_events) AS h
+    LEFT JOIN LATERAL (
+        SELECT * FROM (
+            SELECT c.* FROM unnest(
+                string_to_array(:fresh_ids, ','), CAST(string_to_array(:fresh_afters, ',') AS bigint[])
+            ) AS w(run_id, after_id)
+            CROSS JOIN LATERAL (
+                SELECT * FROM run_events ev WHERE ev.run_id = w.run_id AND ev.id > w.after_id
+                ORDER BY ev.id LIMIT :limit
+            ) AS c
+            UNION
+            SELECT ev.* FROM run_events ev
+            WHERE ev.id > CAST(:since AS bigint) AND ev.run_id = ANY(string_to_array(:ids, ','))
+        ) AS u
+        ORDER BY u.id LIMIT :limit
+    ) AS e ON true
+    WHERE h.top IS NOT NULL
+    ORDER BY e.id
     """
-).columns(*run_events.c)
+)
 
 
 @_fresh_on_stale
@@ -579,7 +629,7 @@ def stale_runs(engine: Engine, older_than: datetime, limit: int) -> list[RunReco
     """Runs in pending/submitted/running/cancelling not updated since `older_than`, oldest first, at most
     `limit` (a pending run that old lost its submission: the sweeper finishes it)."""
     with _reading(engine) as conn:
-        return [RunRecord.from_row(r) for r in conn.execute(stale_stmt(older_than, limit)).mappings()]
+        return _records(conn.execute(stale_stmt(older_than, limit)))
 
 
 def stale_stmt(older_than: datetime, limit: int) -> Select[Any]:

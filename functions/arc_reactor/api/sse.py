@@ -7,8 +7,10 @@ and the stream closes. A stream also closes after STREAM_MAX_S (under the functi
 the client reconnects with Last-Event-ID as EventSource does.
 
 One EventHub per process polls the database ONCE per interval for every run watched in the process (one
-statement, each run after its own cursor) and fans the rows out to the subscribers' queues, so the database
-load does not grow with the number of clients. The poller thread runs only while someone is watching.
+statement: runs that just got a watcher after their own cursors, the others from the events the table
+gained since the poll window began) and fans the rows out to the subscribers' queues, so the database load
+does not grow with the number of clients or of watched runs. The poller thread runs only while someone is
+watching.
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ import queue
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections import deque
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import flask
 
@@ -29,6 +32,9 @@ from arc_reactor.api.http import Call, bad_request, dumps
 from arc_reactor.api.views import event_view
 from arc_reactor.core.status import is_terminal
 from arc_reactor.errors import ArcError
+
+if TYPE_CHECKING:
+    from arc_reactor.adapters.runs_repo import EventPoll
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +45,14 @@ RETRY_MS = 2000  # how long EventSource waits before reconnecting
 POLL_LIMIT = 1000  # rows per poll; a longer backlog is read over the next polls
 _EVENT_ID = re.compile(r"^\d{1,18}$")
 
-Fetch = Callable[[Mapping[str, int]], list[dict[str, Any]]]
+# The window of a poll starts at the table's top event id LOOKBACK_POLLS polls back: an event whose id was
+# taken before a poll but committed after it (ids are handed out before commit) is still read by the next
+# polls, for about LOOKBACK_POLLS intervals. Every RESYNC_POLLS polls, every run is read after its own
+# cursor instead, which bounds how late even a slower commit is seen.
+LOOKBACK_POLLS = 5
+RESYNC_POLLS = 60
+
+Fetch = Callable[[Mapping[str, int], Collection[str], int | None, int], "EventPoll"]
 
 
 @dataclass(eq=False)
@@ -52,13 +65,20 @@ class Subscription:
 
 
 class EventHub:
-    """Polls run_events for all subscribed runs in one query per interval and fans the rows out."""
+    """Polls run_events for all subscribed runs in one query per interval and fans the rows out.
+
+    A poll reads the runs that just got a watcher after their own cursors, and every watched run from the
+    events the table gained since its window began (runs_repo.poll_events): so a steady poll costs what was
+    added to the whole table lately, not one probe per watched run."""
 
     def __init__(self, fetch: Fetch, interval: float = POLL_INTERVAL_S) -> None:
         self.fetch = fetch
         self.interval = interval
         self.polls = 0
         self._subs: set[Subscription] = set()
+        self._fresh: set[Subscription] = set()  # not yet read after their own cursor
+        self._tops: deque[int] = deque(maxlen=LOOKBACK_POLLS)  # the table's top event id at recent polls
+        self._windowed = 0  # polls since every run was last read after its own cursor
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
@@ -67,6 +87,7 @@ class EventHub:
         sub = Subscription(run_id, after_id)
         with self._lock:
             self._subs.add(sub)
+            self._fresh.add(sub)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="arc-sse-poller", daemon=True)
                 self._thread.start()
@@ -76,6 +97,7 @@ class EventHub:
         """Stop delivering to `sub` (the poller stops by itself once nobody watches)."""
         with self._lock:
             self._subs.discard(sub)
+            self._fresh.discard(sub)
 
     @property
     def watching(self) -> int:
@@ -83,25 +105,39 @@ class EventHub:
         with self._lock:
             return len(self._subs)
 
-    def _cursors(self) -> dict[str, int]:
+    def _request(self) -> tuple[set[Subscription], dict[str, int], list[str], int | None]:
+        """This poll's question: the subscriptions read after their own cursors (all of them when there is
+        no window yet or a resync is due), those runs' lowest cursors, and the windowed runs and start."""
+        full = not self._tops or self._windowed >= RESYNC_POLLS
+        cursor_read = set(self._subs) if full else set(self._fresh)
         cursors: dict[str, int] = {}
-        for sub in self._subs:
+        for sub in cursor_read:
             cursors[sub.run_id] = min(sub.cursor, cursors.get(sub.run_id, sub.cursor))
-        return cursors
+        if full:
+            return cursor_read, cursors, [], None
+        return cursor_read, cursors, sorted({sub.run_id for sub in self._subs}), self._tops[0]
 
     def poll_once(self) -> int:
         """One database poll for every watched run; returns how many rows it read."""
         with self._lock:
-            cursors = self._cursors()
-        if not cursors:
-            return 0
+            if not self._subs:
+                return 0
+            cursor_read, cursors, watched, since = self._request()
         try:
-            rows = self.fetch(cursors)
+            found: EventPoll | None = self.fetch(cursors, watched, since, POLL_LIMIT)
         except ArcError as exc:  # the database is down: the streams wait, bounded by their lifetime
             log.warning("event poll failed: %s", exc, extra={"event": "sse_poll_failed"})
-            rows = []
+            found = None
+        rows = found.rows if found is not None else []
         with self._lock:
             self.polls += 1
+            if found is not None:
+                self._fresh -= cursor_read
+                self._windowed = 0 if since is None else self._windowed + 1
+                if len(rows) >= POLL_LIMIT:  # a cut-off answer: the next poll goes on from each cursor
+                    self._tops.clear()
+                elif found.top is not None:
+                    self._tops.append(found.top)
             by_run: dict[str, list[Subscription]] = {}
             for sub in self._subs:
                 by_run.setdefault(sub.run_id, []).append(sub)
@@ -117,6 +153,7 @@ class EventHub:
             with self._lock:
                 if not self._subs:
                     self._thread = None
+                    self._tops.clear()  # a window from before the pause would span all that came since
                     return
             self.poll_once()
             time.sleep(self.interval)

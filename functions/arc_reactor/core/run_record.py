@@ -8,7 +8,7 @@ tests use; new code uses the attributes.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from typing import Any
@@ -66,6 +66,25 @@ class RunRecord:
         """A record from a database row (columns this version does not know are left out)."""
         known = _FIELD_NAMES
         return cls(**{k: v for k, v in row.items() if k in known})
+
+    @classmethod
+    def from_rows(cls, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[RunRecord]:
+        """Records from the rows of one result (its column names, then value tuples in that order).
+
+        A listing decodes up to a hundred rows of forty columns: when the result holds every field (a
+        SELECT of the whole row) the values go straight into each record's attributes, which is what the
+        frozen dataclass's __init__ does field by field at about 10x the cost; otherwise from_row."""
+        columns = tuple(columns)
+        if not set(columns) >= _FIELD_NAMES:
+            return [cls.from_row(dict(zip(columns, row, strict=True))) for row in rows]
+        picks = [(name, i) for i, name in enumerate(columns) if name in _FIELD_NAMES]
+        new = object.__new__
+        out = []
+        for row in rows:
+            record = new(cls)
+            record.__dict__.update({name: row[i] for name, i in picks})
+            out.append(record)
+        return out
 
     @property
     def run_status(self) -> RunStatus:
