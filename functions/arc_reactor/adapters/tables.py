@@ -76,7 +76,6 @@ runs = Table(
     Index("ix_runs_status_created", "status", "created_at", "id"),
     Index("ix_runs_pipeline_created", "pipeline", "created_at", "id"),
     Index("ix_runs_submitter_created", "submitter", "created_at", "id"),
-    Index("ix_runs_labels", "labels", postgresql_using="gin", postgresql_ops={"labels": "jsonb_path_ops"}),
     Index("ix_runs_batch_job_uid", "batch_job_uid", postgresql_where=text("batch_job_uid IS NOT NULL")),
     # Flat at 10^6 runs (migration 0006): recover's live-runs-of-a-lineage check, and the sweeper's oldest
     # active runs (the partial index's predicate is stale_runs' status list).

@@ -13,6 +13,10 @@ The rows are kept by the database itself: a trigger on runs writes them on inser
 run's labels or created_at ever change, so no writer (the service, a backfill, a benchmark's fill) can
 leave them out of step. Existing runs are filled here. Values are the labels' text (jsonb_each_text); the
 listing still applies the run's own containment test, so its answers are exactly what they were.
+
+The GIN index goes: the listing was its only user, and PostgreSQL's estimate for `@>` (a fixed fraction of
+the rows) made it prefer the GIN path with a hash join and a sort over reading run_labels in order (37 ms
+instead of 0.4 ms for a 1% label at 10^6 runs).
 """
 
 import sqlalchemy as sa
@@ -61,9 +65,17 @@ def upgrade() -> None:
         "INSERT INTO run_labels (key, value, created_at, run_id) "
         "SELECT l.key, l.value, r.created_at, r.id FROM runs AS r, jsonb_each_text(r.labels) AS l"
     )
+    op.drop_index("ix_runs_labels", table_name="runs")
 
 
 def downgrade() -> None:
+    op.create_index(
+        "ix_runs_labels",
+        "runs",
+        ["labels"],
+        postgresql_using="gin",
+        postgresql_ops={"labels": "jsonb_path_ops"},
+    )
     op.execute("DROP TRIGGER IF EXISTS runs_labels_update ON runs")
     op.execute("DROP TRIGGER IF EXISTS runs_labels_insert ON runs")
     op.execute("DROP FUNCTION IF EXISTS arc_runs_sync_labels()")
