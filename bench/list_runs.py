@@ -9,6 +9,8 @@ large INSERT ... SELECT statements, then ANALYZEd. Measured in this process, no 
   handler_ms_filtered  the same for ?status=, ?label= and ?submitter=, page 1 and the deepest page up to
               1,000 that the filter has
   db_ms       PostgreSQL's own execution time (EXPLAIN ANALYZE) of the keyset and OFFSET statements
+  floor_ms    the minimal I/O of a page: its keyset statement through the bare driver on an open connection;
+              ratio_to_floor = floor p50 / the slowest handler p50 (1.0 = a page costs only its rows)
 Prints one JSON line. BENCH_RUNS and BENCH_SAMPLES change the size and the number of timed requests."""
 
 from __future__ import annotations
@@ -147,7 +149,7 @@ def measure(engine, client, token: str, before: tuple, fill_s: float) -> dict:
         "ORDER BY created_at DESC, id DESC LIMIT 101"
     )
     offset_sql = "SELECT * FROM runs ORDER BY created_at DESC, id DESC OFFSET :o LIMIT 100"
-    return {
+    figures = {
         "bench": "list_runs",
         "runs": N_RUNS,
         "page_size": PAGE_SIZE,
@@ -172,6 +174,20 @@ def measure(engine, client, token: str, before: tuple, fill_s: float) -> dict:
             "offset_page_1000": db_execution_ms(engine, offset_sql, {"o": deep_offset}),
         },
     }
+    # The floor: the same page's rows (page 1,000's keyset statement) fetched with the bare driver on one
+    # open connection, nothing decoded past pg8000's own types: the minimal I/O of a page.
+    raw = engine.raw_connection()
+    cur = raw.cursor()
+    sql = keyset_sql.replace("CAST(:c AS timestamptz), :i", "CAST(%s AS timestamptz), %s")
+    floor = timed(lambda: (cur.execute(sql, (before[0], before[1])), cur.fetchall()))
+    raw.close()
+    handlers = [figures["handler_ms"]["first_page"], figures["handler_ms"]["page_1000"]]
+    for f in figures["handler_ms_filtered"].values():
+        handlers += [v for k, v in f.items() if k.endswith("_ms")]
+    figures["floor_ms"] = floor
+    figures["ratio_to_floor"] = round(floor["p50"] / max(h["p50"] for h in handlers), 3)
+    figures["worst_handler_p95_ms"] = max(h["p95"] for h in handlers)
+    return figures
 
 
 if __name__ == "__main__":
