@@ -10,9 +10,11 @@ from arc_reactor.core.labels import (
     KEY_RE,
     MAX_LABELS,
     VALUE_RE,
+    label_changes,
     label_filter,
     run_label_filter,
     run_labels,
+    sanitize_extra_labels,
     sanitize_label_key,
     sanitize_label_value,
 )
@@ -150,3 +152,12 @@ def test_labels_past_the_limit_are_reported_as_dropped() -> None:
     dropped = [c for c in label_changes(many) if "dropped" in c]
     assert len(dropped) == len(RESERVED_KEYS)
     assert len(run_labels("r1", "p", None, many)) == MAX_LABELS
+
+
+@given(st.dictionaries(st.text(max_size=12), st.text(max_size=12), max_size=4))
+def test_label_changes_kept_per_label_set_are_the_same_answer_in_a_copy_of_its_own(extra):
+    first = label_changes(extra)
+    assert first == sanitize_extra_labels(extra)[1] == label_changes(dict(reversed(extra.items())))
+    for change in first:
+        change["key"] = "changed by a caller"
+    assert label_changes(extra) == sanitize_extra_labels(extra)[1]

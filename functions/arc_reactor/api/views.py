@@ -49,7 +49,9 @@ EVENT_FIELDS = ("id", "run_id", "created_at", "kind", "source", "from_status", "
 
 def run_view(row: RunRecord) -> dict[str, Any]:
     """A run as the API shows it."""
-    view = {k: row.get(k) for k in RUN_FIELDS}
+    # A page holds up to a hundred runs: read the record's attributes directly.
+    columns: Mapping[str, Any] = vars(row) if isinstance(row, RunRecord) else row
+    view = {k: columns.get(k) for k in RUN_FIELDS}
     view["is_recovery"] = bool(row.get("is_recovery"))
     view["labels"] = view["labels"] or {}
     view["batch_labels"] = view["batch_labels"] or {}

@@ -25,6 +25,7 @@ ListJobs filters on labels quote the key, `labels."run-id"="r..."` (as Google's 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import unicodedata
@@ -109,8 +110,23 @@ def sanitize_extra_labels(extra: Mapping[str, str]) -> tuple[dict[str, str], lis
 
 
 def label_changes(extra: Mapping[str, str] | None) -> list[dict[str, str]]:
-    """What sanitizing does to these labels (see sanitize_extra_labels); empty when nothing changes."""
-    return sanitize_extra_labels(extra or {})[1]
+    """What sanitizing does to these labels (see sanitize_extra_labels); empty when nothing changes.
+
+    Every run view shows it, and a page of runs mostly repeats a few label sets: the answer for each set is
+    kept (it depends on the labels alone), and each caller gets its own copy."""
+    if not extra:
+        return []
+    try:
+        items = tuple(sorted(extra.items()))
+        hash(items)
+    except TypeError:  # a value that cannot be a cache key: work it out
+        return sanitize_extra_labels(extra)[1]
+    return [dict(change) for change in _changes_of(items)]
+
+
+@functools.lru_cache(maxsize=4096)
+def _changes_of(items: tuple[tuple[str, str], ...]) -> tuple[dict[str, str], ...]:
+    return tuple(sanitize_extra_labels(dict(items))[1])
 
 
 def label_filter(key: str, value: str) -> str:
