@@ -64,3 +64,59 @@ def test_a_connection_the_database_closed_is_replaced_on_first_use(service_engin
     outage.up()  # ... and the database is back
     assert runs_repo.get_run(eng, "r0engine0000000003").status == "pending"
     assert runs_repo.transition(eng, "r0engine0000000003", RunStatus.SUBMITTED, "test").applied
+
+
+def _flushes(monkeypatch) -> list[int]:
+    """Count what pg8000 sends: each flush of its socket is one message batch the server answers."""
+    from pg8000 import core
+
+    count: list[int] = []
+    real = core._flush
+    monkeypatch.setattr(core, "_flush", lambda sock: (count.append(1), real(sock))[1])
+    return count
+
+
+def test_a_statement_with_parameters_is_one_round_trip_with_pg8000s_answers(service_engine, monkeypatch):
+    eng, _ = service_engine
+    runs_repo.insert_run(eng, run_row("r0engine0000000003", labels={"a": "b"}))
+    with eng.connect() as conn:
+        conn.exec_driver_sql("SELECT 1")  # the connection is set up before counting
+        sent = _flushes(monkeypatch)
+        row = conn.exec_driver_sql(
+            "SELECT id, labels, created_at FROM runs WHERE id = %s", ("r0engine0000000003",)
+        ).one()
+        assert len(sent) == 1
+        assert (row.id, row.labels, row.created_at.tzinfo is not None) == (
+            "r0engine0000000003",
+            {"a": "b"},
+            True,
+        )
+        updated = conn.exec_driver_sql("UPDATE runs SET name = %s WHERE id = %s", ("n", "r0engine0000000003"))
+        assert updated.rowcount == 1 and len(sent) == 2
+        assert conn.exec_driver_sql("SELECT id FROM runs WHERE id = %s", ("r0none",)).all() == []
+        returned = conn.exec_driver_sql(
+            "UPDATE runs SET name = %s WHERE id = %s RETURNING name", ("m", "r0engine0000000003")
+        )
+        assert returned.scalar() == "m"
+
+
+def test_a_failing_statement_raises_and_leaves_the_connection_usable(service_engine):
+    from sqlalchemy.exc import DBAPIError, ProgrammingError, StatementError
+
+    eng, _ = service_engine
+    with eng.connect() as conn:
+        with pytest.raises(ProgrammingError, match="syntax"):
+            conn.exec_driver_sql("SELEC %s", (1,))
+        with pytest.raises(DBAPIError, match="invalid input syntax"):  # fails after a good Parse
+            conn.exec_driver_sql("SELECT CAST(%s AS integer)", ("not a number",))
+        with pytest.raises((TypeError, StatementError)):  # a value pg8000 cannot encode: nothing is sent
+            conn.exec_driver_sql("SELECT %s::jsonb", ({"a": object()},))
+        assert conn.exec_driver_sql("SELECT %s::int + 1", (1,)).scalar() == 2
+    with eng.connect() as conn:  # and a transaction that failed is rolled back as before
+        conn.exec_driver_sql("BEGIN")
+        with pytest.raises(DBAPIError, match="invalid input syntax"):
+            conn.exec_driver_sql("SELECT CAST(%s AS integer)", ("x",))
+        with pytest.raises(Exception, match=r"aborted|failed transaction"):
+            conn.exec_driver_sql("SELECT %s::int", (1,))
+        conn.exec_driver_sql("ROLLBACK")
+        assert conn.exec_driver_sql("SELECT %s::int", (3,)).scalar() == 3

@@ -151,12 +151,54 @@ def cache_paramstyle_conversion() -> None:
     pg8000.legacy.convert_paramstyle = convert
 
 
+def pipeline_unnamed_statements() -> None:
+    """Run each statement with parameters in ONE round trip, not three. pg8000 sends Parse and waits, then
+    Describe and waits, then Bind and Execute and waits (each closed by a Sync). The extended query protocol
+    lets a client send all of them before one Sync, as libpq's PQexecParams does: Parse, Bind, Describe
+    (portal: the result's columns), Execute, Sync, then read up to ReadyForQuery. An error makes the server
+    skip to the Sync and report it, and pg8000's handle_messages raises it then, as before. The parameters
+    are encoded before anything is sent, so one that cannot be sent leaves the connection as it was. COPY
+    (a `stream`) keeps pg8000's own path. Process-wide and idempotent; applied by prepare_engine."""
+    from pg8000 import core
+
+    original = core.CoreConnection.execute_unnamed
+    if getattr(original, "arc_pipelined", False):
+        return
+
+    def execute_unnamed(
+        self: Any, statement: str, vals: Any = (), oids: Any = (), stream: Any = None
+    ) -> Any:
+        if stream is not None:
+            return original(self, statement, vals=vals, oids=oids, stream=stream)
+        context = core.Context(statement)
+        params = core.make_params(self.py_types, vals)
+        self.send_PARSE(core.NULL_BYTE, statement, oids)
+        self.send_BIND(core.NULL_BYTE, params)
+        self._send_message(core.DESCRIBE, core.PORTAL + core.NULL_BYTE)
+        self.send_EXECUTE()
+        core._write(self._sock, core.SYNC_MSG)
+        try:
+            core._flush(self._sock)
+        except AttributeError as exc:  # pg8000's own answer for a connection it has closed
+            if self._sock is None:
+                raise core.InterfaceError("connection is closed") from exc
+            raise
+        self.handle_messages(context)
+        return context
+
+    execute_unnamed.arc_pipelined = True  # type: ignore[attr-defined]
+    execute_unnamed.original = original  # type: ignore[attr-defined]
+    core.CoreConnection.execute_unnamed = execute_unnamed
+
+
 def prepare_engine(engine: Engine, statement_timeout_ms: int | None = 30000) -> Engine:
     """Set up each new connection: bound every statement (a stuck query must not hold a function instance
     forever) and parse timestamptz with datetime.fromisoformat (same values, faster); and convert each
-    statement's placeholders once (cache_paramstyle_conversion)."""
+    statement's placeholders once (cache_paramstyle_conversion) and run it in one round trip
+    (pipeline_unnamed_statements)."""
     if engine.dialect.driver == "pg8000":
         cache_paramstyle_conversion()
+        pipeline_unnamed_statements()
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
