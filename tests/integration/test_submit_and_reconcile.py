@@ -320,10 +320,11 @@ def test_sanitized_labels_are_stored_beside_the_raw_ones_and_the_user_is_told(
 
 
 def test_a_failure_the_hook_could_not_record_reaches_the_run_through_reconcile(
-    app_env, gcs, engine, batch_server, exit_codes
+    app_env, gcs, engine, batch_server, exit_codes, caplog
 ):
     """The database was down when the orchestrator's hook reported: update_status.py gives up within its
     bounds and leaves the outcome; Batch's FAILED notification applies the engine's own error at once."""
+    import logging
     import sys
 
     from flow import ROOT
@@ -351,6 +352,13 @@ def test_a_failure_the_hook_could_not_record_reaches_the_run_through_reconcile(
     _deliver_notifications(batch_server.notifications, batch_server.notifications.items[-1:])
     run = _runs(engine)[0]
     assert (run["status"], run["exit_code"], run["error_message"]) == ("failed", 3, "STAR: out of memory")
+    # A later delivery of the same failure (a duplicate, the sweeper) cannot change a failed run: the marker
+    # is not read again (counted at the emulator, from its request log).
+    with caplog.at_level(logging.INFO, logger="gcp_storage_emulator.server"):
+        caplog.clear()
+        _deliver_notifications(batch_server.notifications, batch_server.notifications.items[-1:])
+    assert not [r for r in caplog.records if "hook-status.json" in r.getMessage()]
+    assert _runs(engine)[0]["error_message"] == "STAR: out of memory"
 
 
 def test_a_submission_reads_each_bundle_file_in_one_request(app_env, gcs, engine, batch_server, caplog):

@@ -165,9 +165,7 @@ def pipeline_unnamed_statements() -> None:
     if getattr(original, "arc_pipelined", False):
         return
 
-    def execute_unnamed(
-        self: Any, statement: str, vals: Any = (), oids: Any = (), stream: Any = None
-    ) -> Any:
+    def execute_unnamed(self: Any, statement: str, vals: Any = (), oids: Any = (), stream: Any = None) -> Any:
         if stream is not None:
             return original(self, statement, vals=vals, oids=oids, stream=stream)
         context = core.Context(statement)

@@ -24,7 +24,7 @@ from arc_reactor.core.events import PubSubMessage, event_age_seconds
 from arc_reactor.core.ids import notification_job, run_id_from_job
 from arc_reactor.core.layout import hook_marker_name
 from arc_reactor.core.run_record import RunRecord
-from arc_reactor.core.status import RunStatus
+from arc_reactor.core.status import RunStatus, is_terminal
 from arc_reactor.errors import BatchJobNotFoundError, NotFound
 from arc_reactor.services.status_change import change_status
 from arc_reactor.wiring import Deps
@@ -91,7 +91,11 @@ def reconcile_run(
     if target is None:
         return ReconcileResult("unchanged", run_id)
     fields, detail = _outcome_fields(job)
-    if target == RunStatus.FAILED and (left := _hook_outcome(deps, run_id)) is not None:
+    if (
+        target == RunStatus.FAILED
+        and not _has_ended(deps, run_id)
+        and (left := _hook_outcome(deps, run_id)) is not None
+    ):
         fields.update(left)  # the engine's own error, which the hook could not record, beats Batch's
         detail["hook_marker"] = True
     if hint:
@@ -161,6 +165,15 @@ def _finish_submission(deps: Deps, run: RunRecord, source: str) -> ReconcileResu
 
 
 _MARKER_FIELDS = frozenset({"error_code", "error_message", "error_task", "exit_code", "session_id"})
+
+
+def _has_ended(deps: Deps, run_id: str) -> bool:
+    """True when the run is already terminal: a FAILED job's later deliveries (duplicates, the sweeper) then
+    cannot change it, so the hook's marker is not read for them (a storage GET is many database reads)."""
+    try:
+        return is_terminal(deps.runs.get_run(run_id).status)
+    except NotFound:
+        return False  # the transition says so, as for any other target
 
 
 def _hook_outcome(deps: Deps, run_id: str) -> dict[str, Any] | None:
