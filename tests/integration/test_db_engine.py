@@ -76,28 +76,54 @@ def _flushes(monkeypatch) -> list[int]:
     return count
 
 
-def test_a_statement_with_parameters_is_one_round_trip_with_pg8000s_answers(service_engine, monkeypatch):
+def test_a_statement_seen_before_is_one_round_trip_with_pg8000s_answers(service_engine, monkeypatch):
     eng, _ = service_engine
     runs_repo.insert_run(eng, run_row("r0engine0000000003", labels={"a": "b"}))
+    select_run = "SELECT id, labels, created_at FROM runs WHERE id = %s"
     with eng.connect() as conn:
-        conn.exec_driver_sql("SELECT 1")  # the connection is set up before counting
+        conn.exec_driver_sql(select_run, ("r0engine0000000003",))  # prepared on this connection
         sent = _flushes(monkeypatch)
-        row = conn.exec_driver_sql(
-            "SELECT id, labels, created_at FROM runs WHERE id = %s", ("r0engine0000000003",)
-        ).one()
-        assert len(sent) == 1
+        row = conn.exec_driver_sql(select_run, ("r0engine0000000003",)).one()
+        assert len(sent) == 1  # Bind, Execute, Sync: no Parse, no Describe
         assert (row.id, row.labels, row.created_at.tzinfo is not None) == (
             "r0engine0000000003",
             {"a": "b"},
             True,
         )
-        updated = conn.exec_driver_sql("UPDATE runs SET name = %s WHERE id = %s", ("n", "r0engine0000000003"))
-        assert updated.rowcount == 1 and len(sent) == 2
-        assert conn.exec_driver_sql("SELECT id FROM runs WHERE id = %s", ("r0none",)).all() == []
+        assert conn.exec_driver_sql(select_run, ("r0none",)).all() == []
+        update = "UPDATE runs SET name = %s WHERE id = %s"
+        assert conn.exec_driver_sql(update, ("n", "r0engine0000000003")).rowcount == 1
+        assert conn.exec_driver_sql(update, ("o", "r0engine0000000003")).rowcount == 1
+        assert len(sent) == 5  # the UPDATE's first run prepared it (one more round trip), once
         returned = conn.exec_driver_sql(
             "UPDATE runs SET name = %s WHERE id = %s RETURNING name", ("m", "r0engine0000000003")
         )
         assert returned.scalar() == "m"
+        names = conn.exec_driver_sql(
+            "SELECT count(*) FROM pg_prepared_statements WHERE NOT from_sql"
+        ).scalar()
+        assert names >= 3
+
+
+def test_prepared_statements_are_bounded_and_follow_a_change_of_the_table(service_engine, monkeypatch):
+    from arc_reactor.adapters import db
+
+    eng, _ = service_engine
+    monkeypatch.setattr(db, "PREPARED_PER_CONNECTION", 5)
+    count = "SELECT count(*) FROM pg_prepared_statements WHERE NOT from_sql AND name LIKE %s"
+    with eng.connect() as conn:
+        for i in range(12):
+            assert conn.exec_driver_sql(f"SELECT %s::int + {i}", (1,)).scalar() == 1 + i
+        assert conn.exec_driver_sql(count, ("pg8000%",)).scalar() <= 5
+        conn.exec_driver_sql("CREATE TABLE arc_shape (a int)")
+        try:
+            conn.exec_driver_sql("INSERT INTO arc_shape VALUES (%s)", (1,))
+            star = "SELECT * FROM arc_shape WHERE a = %s"
+            assert conn.exec_driver_sql(star, (1,)).one() == (1,)
+            conn.exec_driver_sql("ALTER TABLE arc_shape ADD COLUMN b text DEFAULT 'x'")  # as a migration does
+            assert conn.exec_driver_sql(star, (1,)).one() == (1, "x")
+        finally:
+            conn.exec_driver_sql("DROP TABLE arc_shape")
 
 
 def test_a_failing_statement_raises_and_leaves_the_connection_usable(service_engine):
