@@ -81,7 +81,7 @@ def scenarios(draw: st.DrawFn) -> Scenario:
 
 
 @pytest.fixture
-def world(engine) -> Iterator[tuple[object, object, NotificationLog]]:
+def world(engine, gcs) -> Iterator[tuple[object, object, NotificationLog]]:
     from arc_reactor.adapters.batch import BatchService, make_batch_client
     from arc_reactor.local.batch_server import LocalBatchServer
     from arc_reactor.settings import Settings
@@ -97,7 +97,9 @@ def world(engine) -> Iterator[tuple[object, object, NotificationLog]]:
         database_url="",
     )
     client = make_batch_client(s)
-    deps = Deps(s, engine_override=engine, batch_override=BatchService(client, s, sleep=lambda _: None))
+    batch = BatchService(client, s, sleep=lambda _: None)
+    # The runs bucket on the emulator: a FAILED job's reconcile looks there for the hook's marker.
+    deps = Deps(s, engine_override=engine, batch_override=batch, storage_override=gcs)
     yield deps, server, inbox
     client.transport.close()
     server.stop()

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ParamSpec, TypeVar
 
-from sqlalchemy import Select, and_, insert, literal, or_, select, text, tuple_
+from sqlalchemy import Select, TextClause, and_, insert, literal, or_, select, text, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection, CursorResult, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
@@ -260,6 +260,13 @@ WHERE NOT EXISTS (
 """
 
 
+@functools.lru_cache(maxsize=256)
+def _sql(statement: str) -> TextClause:
+    """The clause of a SQL text built at run time (a transition's shape: its target, fields and the
+    predecessors' count), made once: text() parses the text for its parameters on every call."""
+    return text(statement)
+
+
 @_fresh_on_stale
 def transition(
     engine: Engine,
@@ -307,9 +314,9 @@ def transition(
     # One round trip whether or not the change applies; a duplicate (most deliveries) is a read.
     parts = {"sets": ", ".join(sets), "preds": ", ".join(pred_names) or "NULL"}
     with _statement(engine) as conn:  # one statement: the UPDATE, its event row and the answer
-        row = conn.execute(text(_TRANSITION_FAST_SQL.format(**parts)), params).first()
+        row = conn.execute(_sql(_TRANSITION_FAST_SQL.format(**parts)), params).first()
         if row is not None and row[1] is None and (RunStatus(row[0]), target) not in _FINAL_WITHOUT_LOCK:
-            row = conn.execute(text(_TRANSITION_SQL.format(**parts)), params).first()
+            row = conn.execute(_sql(_TRANSITION_SQL.format(**parts)), params).first()
     if row is None:
         raise NotFound(f"run {run_id} does not exist")
     if row[1] is not None:
