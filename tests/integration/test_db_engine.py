@@ -106,6 +106,8 @@ def test_a_statement_seen_before_is_one_round_trip_with_pg8000s_answers(service_
 
 
 def test_prepared_statements_are_bounded_and_follow_a_change_of_the_table(service_engine, monkeypatch):
+    from sqlalchemy.exc import DBAPIError
+
     from arc_reactor.adapters import db
 
     eng, _ = service_engine
@@ -122,6 +124,12 @@ def test_prepared_statements_are_bounded_and_follow_a_change_of_the_table(servic
             assert conn.exec_driver_sql(star, (1,)).one() == (1,)
             conn.exec_driver_sql("ALTER TABLE arc_shape ADD COLUMN b text DEFAULT 'x'")  # as a migration does
             assert conn.exec_driver_sql(star, (1,)).one() == (1, "x")
+            conn.exec_driver_sql("ALTER TABLE arc_shape ADD COLUMN c int DEFAULT 2")
+            conn.exec_driver_sql("BEGIN")  # inside a transaction block the caller sees it, once
+            with pytest.raises(DBAPIError, match="cached plan must not change result type"):
+                conn.exec_driver_sql(star, (1,))
+            conn.exec_driver_sql("ROLLBACK")
+            assert conn.exec_driver_sql(star, (1,)).one() == (1, "x", 2)
         finally:
             conn.exec_driver_sql("DROP TABLE arc_shape")
 

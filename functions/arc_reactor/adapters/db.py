@@ -163,8 +163,8 @@ def prepare_statements_once() -> None:
     after five runs PostgreSQL settles on a generic plan when it is as good). A new text costs one more
     round trip, once per connection. At most PREPARED_PER_CONNECTION are kept (the least recently used is
     closed). A statement whose result shape a migration changed ("cached plan must not change result
-    type") is prepared again and run once more, outside a transaction block. COPY (a `stream`) keeps
-    pg8000's own path. Process-wide and idempotent; applied by prepare_engine."""
+    type") is prepared again: at once outside a transaction block, on its next run inside one. COPY (a
+    `stream`) keeps pg8000's own path. Process-wide and idempotent; applied by prepare_engine."""
     from pg8000 import core
 
     original = core.CoreConnection.execute_unnamed
@@ -186,11 +186,6 @@ def prepare_statements_once() -> None:
         found = cache[key] = tuple(self.prepare_statement(statement, tuple(oids or ())))
         return found
 
-    def forget(self: Any, statement: str, oids: Any) -> None:
-        found = self.__dict__.get("_arc_prepared", {}).pop((statement, tuple(oids or ())), None)
-        if found is not None:
-            self.close_prepared_statement(found[0])
-
     def execute_unnamed(self: Any, statement: str, vals: Any = (), oids: Any = (), stream: Any = None) -> Any:
         if stream is not None:
             return original(self, statement, vals=vals, oids=oids, stream=stream)
@@ -200,13 +195,14 @@ def prepare_statements_once() -> None:
             return self.execute_named(name, params, columns, input_funcs, statement)
         except core.DatabaseError as exc:
             detail = exc.args[0] if exc.args else None
-            if (
-                not isinstance(detail, dict)
-                or detail.get("C") != "0A000"
-                or self._transaction_status != core.IDLE
-            ):
+            if not isinstance(detail, dict) or detail.get("C") != "0A000":
                 raise
-            forget(self, statement, oids)  # the table changed under the statement: prepare it anew
+            # The table changed under the statement: the next run prepares it anew (the old one is left
+            # to the connection's end, since a failed transaction block would refuse to close it), and
+            # outside a transaction block this run is made again at once.
+            self.__dict__["_arc_prepared"].pop((statement, tuple(oids or ())), None)
+            if self._transaction_status != core.IDLE:
+                raise
             name, columns, input_funcs = prepared(self, statement, oids)
             return self.execute_named(name, params, columns, input_funcs, statement)
 
