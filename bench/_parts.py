@@ -42,7 +42,7 @@ class Parts:
         url = (
             self._scratch.enter_context(scratch_database(outside))
             if outside
-            else embedded_postgres_url(self.tmp / "pgdata")
+            else embedded_postgres_url(self.tmp / "pgdata", delete_on_exit=True)
         )
         self.emulator = StorageEmulator(buckets=["arc-inbox", "arc-runs", "arc-demo-data"]).start()
         self.batch = LocalBatchServer(
@@ -111,7 +111,9 @@ def filled_database(
     tmp.chmod(0o755)
     outside = os.environ.get("DATABASE_URL")
     url = (
-        scratch.enter_context(scratch_database(outside)) if outside else embedded_postgres_url(tmp / "pgdata")
+        scratch.enter_context(scratch_database(outside))
+        if outside
+        else embedded_postgres_url(tmp / "pgdata", delete_on_exit=True)
     )
     engine = prepare_engine(create_engine(url), statement_timeout_ms=None)  # the fill runs long statements
     migrate.upgrade(engine)

@@ -25,10 +25,11 @@ _engines: dict[str, Engine] = {}
 _pg_servers: dict[Path, Any] = {}  # keep pgserver handles alive for the life of the process
 
 
-def embedded_postgres_url(data_dir: Path) -> str:
+def embedded_postgres_url(data_dir: Path, *, delete_on_exit: bool = False) -> str:
     """Start (or join) the embedded PostgreSQL under `data_dir`; return its pg8000 URL (unix socket).
 
-    The server stops when the last process that started or joined it exits (pgserver tracks them)."""
+    The server stops when the last process that started or joined it exits (pgserver tracks them); with
+    `delete_on_exit` (a benchmark's throwaway database) its data folder is deleted then too."""
     import pgserver  # local stack only: never needed in the cloud
 
     data_dir = _reachable_pg_dir(data_dir.expanduser().resolve())
@@ -36,7 +37,8 @@ def embedded_postgres_url(data_dir: Path) -> str:
         srv = _pg_servers.get(data_dir)
         if srv is None:
             data_dir.parent.mkdir(parents=True, exist_ok=True)
-            srv = pgserver.get_server(data_dir, cleanup_mode="stop")  # type: ignore[attr-defined]
+            mode = "delete" if delete_on_exit else "stop"
+            srv = pgserver.get_server(data_dir, cleanup_mode=mode)  # type: ignore[attr-defined]
             _pg_servers[data_dir] = srv
     info = srv.get_postmaster_info()
     return f"postgresql+pg8000://postgres@/postgres?unix_sock={info.socket_dir}/.s.PGSQL.{info.port}"
