@@ -36,3 +36,40 @@ def test_the_run_record_has_every_column_of_runs():
     from arc_reactor.core.run_record import RunRecord
 
     assert {f.name for f in fields(RunRecord)} == set(runs.c.keys())
+
+
+def test_run_labels_are_filled_for_existing_runs_and_the_migration_goes_back(database_url):
+    from alembic import command
+    from alembic.config import Config
+
+    from arc_reactor.local.scratch_db import scratch_database
+
+    with scratch_database(database_url) as url:
+        engine = create_engine(url)
+        migrate.upgrade(engine, "0006")
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO runs (id, pipeline, revision, engine, lineage_id, work_dir, cache_dir, "
+                    "inputs_uri, results_uri, logs_uri, labels) VALUES "
+                    "('r0before0000000001', 'p', '1', 'snakemake', 'r0before0000000001', 'w', 'c', 'i', 'r', "
+                    """'l', '{"project": "atlas", "team": "t1"}')"""
+                )
+            )
+        migrate.upgrade(engine)
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT key, value, run_id FROM run_labels ORDER BY key")).all()
+            assert rows == [("project", "atlas", "r0before0000000001"), ("team", "t1", "r0before0000000001")]
+            assert "ix_runs_labels" not in {i["name"] for i in inspect(conn).get_indexes("runs")}
+        cfg = Config()
+        cfg.set_main_option("script_location", str(migrate._MIGRATIONS))
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "0006")
+        with engine.connect() as conn:
+            assert "run_labels" not in inspect(conn).get_table_names()
+            assert "ix_runs_labels" in {i["name"] for i in inspect(conn).get_indexes("runs")}
+        migrate.upgrade(engine)  # and forward again
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM run_labels")).scalar() == 2
+        engine.dispose()
