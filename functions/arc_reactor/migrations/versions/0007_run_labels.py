@@ -11,8 +11,9 @@ with a btree on (key, value, created_at, run_id) hands out a label's runs newest
 
 The rows are kept by the database itself: a trigger on runs writes them on insert and rewrites them if a
 run's labels or created_at ever change, so no writer (the service, a backfill, a benchmark's fill) can
-leave them out of step. Existing runs are filled here. Values are the labels' text (jsonb_each_text); the
-listing still applies the run's own containment test, so its answers are exactly what they were.
+leave them out of step. Existing runs are filled here. Values are the labels' text (jsonb_each_text); label
+values are always strings (the bundle check), so a row matches exactly when `labels @>` would, and the
+listing's answers are what they were.
 
 The GIN index goes: the listing was its only user, and PostgreSQL's estimate for `@>` (a fixed fraction of
 the rows) made it prefer the GIN path with a hash join and a sort over reading run_labels in order (37 ms
