@@ -173,26 +173,27 @@ def prepare_statements_once() -> None:
     if getattr(original, "arc_prepared", False):
         return
 
-    def prepared(self: Any, statement: str, oids: Any) -> Any:
-        """(statement name, result columns, their decoders) of `statement` on this connection."""
+    def prepared(self: Any, key: tuple[str, tuple[int, ...]]) -> Any:
+        """(statement name, result columns, their decoders) of the statement `key` (text, parameter
+        types) on this connection."""
         cache: OrderedDict[tuple[str, tuple[int, ...]], Any] = self.__dict__.setdefault(
             "_arc_prepared", OrderedDict()
         )
-        key = (statement, tuple(oids or ()))
         found = cache.get(key)
         if found is not None:
             cache.move_to_end(key)
             return found
         while len(cache) >= PREPARED_PER_CONNECTION:
             self.close_prepared_statement(cache.popitem(last=False)[1][0])
-        found = cache[key] = tuple(self.prepare_statement(statement, tuple(oids or ())))
+        found = cache[key] = tuple(self.prepare_statement(*key))
         return found
 
     def execute_unnamed(self: Any, statement: str, vals: Any = (), oids: Any = (), stream: Any = None) -> Any:
         if stream is not None:
             return original(self, statement, vals=vals, oids=oids, stream=stream)
         params = core.make_params(self.py_types, vals)  # a value it cannot send raises before any I/O
-        name, columns, input_funcs = prepared(self, statement, oids)
+        key = (statement, tuple(oids or ()))
+        name, columns, input_funcs = prepared(self, key)
         try:
             return self.execute_named(name, params, columns, input_funcs, statement)
         except core.DatabaseError as exc:
@@ -202,10 +203,10 @@ def prepare_statements_once() -> None:
             # The table changed under the statement: the next run prepares it anew (the old one is left
             # to the connection's end, since a failed transaction block would refuse to close it), and
             # outside a transaction block this run is made again at once.
-            self.__dict__["_arc_prepared"].pop((statement, tuple(oids or ())), None)
+            self.__dict__["_arc_prepared"].pop(key, None)
             if self._transaction_status != core.IDLE:
                 raise
-            name, columns, input_funcs = prepared(self, statement, oids)
+            name, columns, input_funcs = prepared(self, key)
             return self.execute_named(name, params, columns, input_funcs, statement)
 
     execute_unnamed.arc_prepared = True  # type: ignore[attr-defined]
