@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from arc_reactor.core.batch_policy import TASK_RETRIED_EXIT_CODES
+from arc_reactor.core.batch_policy import TASK_RETRIED_EXIT_STATUSES
 from arc_reactor.core.config_policy import check_config
 from arc_reactor.core.config_syntax import Token, tokenize
 from arc_reactor.core.engine_command import (
@@ -35,7 +35,7 @@ from arc_reactor.core.nextflow_config import (
     resource_labels,
     template_values,
 )
-from arc_reactor.core.registry import load_registry
+from arc_reactor.core.registry import ErrorStrategy, load_registry, parse_registry
 from arc_reactor.core.run_outcome import Failure, failure_from_log, outcome_args, snakemake_trace
 from arc_reactor.errors import OrchestrationError
 from arc_reactor.orchestrator.engines import engine_for
@@ -121,6 +121,28 @@ def test_revision_not_allowed_is_refused():
 def test_engine_must_match_registry():
     with pytest.raises(OrchestrationError, match="registry runs nf-core/scrnaseq with nextflow"):
         pipeline_spec(load_registry(), env_from(environ(ENGINE="snakemake")))
+
+
+def test_registry_error_strategy_is_parsed_and_checked():
+    scrnaseq = load_registry().get("nf-core/scrnaseq")
+    assert scrnaseq is not None
+    rule = scrnaseq.error_strategy
+    assert rule.retry_exit_codes == (104, *range(130, 146), 175, 176, 177)
+    assert (rule.max_retries, rule.otherwise) == (1, "finish")
+    assert load_registry().get("arc/fastq-stats").error_strategy == ErrorStrategy()  # type: ignore[union-attr]
+    base = {"engine": "nextflow", "source": "x/y", "revisions": ["1"]}
+    for bad, message in (
+        ({"retry_exit_codes": ["145-130"]}, "not an exit code or a range"),
+        ({"retry_exit_codes": ["1;2"]}, "not an exit code or a range"),
+        ({"retry_exit_codes": [300]}, "must be 0-255"),
+        ({"retry_exit_codes": "137"}, "must be a list"),
+        ({"otherwise": "explode"}, "otherwise must be one of"),
+        ({"max_retries": 99}, "max_retries must be an integer 0-10"),
+        ({"max_retries": True}, "max_retries must be an integer 0-10"),
+        ({"retries": 1}, "takes retry_exit_codes, max_retries and otherwise"),
+    ):
+        with pytest.raises(ValueError, match=f"x/y: error_strategy.*{message}"):
+            parse_registry({"pipelines": {"x/y": {**base, "error_strategy": bad}}})
 
 
 def test_path_source_resolves_under_pipelines_root():
@@ -370,11 +392,13 @@ def test_executor_blocks():
     config = evaluate(rendered(ARC_RUN_LABELS='{"pipeline":"nf-core_scrnaseq","user-email":"a-at-b_org"}'))
     assert config["process.executor"] == "'google-batch'"
     assert config["process.scratch"] == "true"
-    assert config["process.maxRetries"] == "3"
+    assert config["process.maxRetries"] == "3"  # no pipeline rule in this render: ours alone
     assert config["process.resourceLimits"] == "[cpus:36,memory:500.GB,time:48.h]"
-    codes = ",".join(str(c) for c in TASK_RETRIED_EXIT_CODES)
-    assert config["process.errorStrategy"] == f"{{task.exitStatus in[{codes}]?'retry':'terminate'}}"
-    assert codes == "50001,50002,50003,50004,50005,50006"
+    codes = ",".join(str(c) for c in TASK_RETRIED_EXIT_STATUSES)
+    assert config["process.errorStrategy"].replace("\n", "") == (
+        f"{{task.exitStatus in[{codes}]?'retry':task.exitStatus in[]?'retry':'terminate'}}"
+    )
+    assert codes == "50001,50002,50003,50004,50005,50006,2147483647"  # 2147483647: exit code unknown
     assert config["process.resourceLabels"] == (
         "['pipeline':'nf-core_scrnaseq','user-email':'a-at-b_org','app':'arc-reactor','run-id':'r0abc']"
     )

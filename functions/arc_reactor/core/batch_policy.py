@@ -35,9 +35,17 @@ LONGEST_RUN = MAX_RUN_DURATION * (MAX_RETRY_COUNT + 1)
 # Batch fails a job that stays QUEUED this long (no VM could be had); the sweeper applies it too.
 MAX_QUEUED = timedelta(days=2)
 
-# Nextflow's task jobs are retried on every reserved code, 50005 included: nf-core style pipelines grow
-# `time` with task.attempt, so a retry gets more time.
-TASK_RETRIED_EXIT_CODES: tuple[int, ...] = tuple(RESERVED_EXIT_CODES)
+# What Nextflow's google-batch executor reports as a task's exit status when the infrastructure failed it.
+# In Nextflow 24.04.4 (plugins/nf-google, GoogleBatchTaskHandler.checkIfCompleted) a finished task's exit
+# status is 50001 only when its last status event says "due to Spot VM preemption with exit code 50001";
+# otherwise it is read from the task's .exitcode file, and a task whose VM was lost, rebooted, unresponsive
+# or recreated (50002-50006), or that ran past its max run duration (50005), never wrote that file:
+# Nextflow then reports Integer.MAX_VALUE ("unable to retrieve the exit code").
+NEXTFLOW_UNKNOWN_EXIT_STATUS = 2**31 - 1  # Java's Integer.MAX_VALUE
+# Nextflow's task jobs are retried on all of these: the reserved codes (50001 as 24.04.4 reports it, the
+# others for a Nextflow that reports Batch's own code) and the unknown status. 50005 is retried too:
+# nf-core style pipelines grow `time` with task.attempt, so a retry gets more time.
+TASK_RETRIED_EXIT_STATUSES: tuple[int, ...] = (*RESERVED_EXIT_CODES, NEXTFLOW_UNKNOWN_EXIT_STATUS)
 
 
 def exit_code_cause(code: int) -> str | None:

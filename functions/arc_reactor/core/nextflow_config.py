@@ -10,10 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from arc_reactor.core.batch_policy import TASK_RETRIED_EXIT_CODES
+from arc_reactor.core.batch_policy import TASK_RETRIED_EXIT_STATUSES
 from arc_reactor.core.engine_command import Workspace
 from arc_reactor.core.job_env import JobEnv
 from arc_reactor.core.labels import APP, sanitize_label_key, sanitize_label_value
+from arc_reactor.core.registry import ERROR_ACTIONS, ErrorStrategy
 from arc_reactor.errors import OrchestrationError
 
 if TYPE_CHECKING:
@@ -108,11 +109,22 @@ def resource_labels(env: JobEnv) -> dict[str, str]:
     return {**labels, "app": APP, "run-id": sanitize_label_value(env.run_id)}
 
 
+def error_strategy_values(policy: TaskPolicy, pipeline: ErrorStrategy) -> dict[str, str]:
+    """The errorStrategy closure's parts: infrastructure failures (as Nextflow reports them,
+    core/batch_policy.py) are retried, then the pipeline's own rule decides. maxRetries is the sum of both
+    budgets, so an infrastructure retry never uses up one the pipeline allowed for itself."""
+    if pipeline.otherwise not in ERROR_ACTIONS:
+        raise ValueError(f"unknown errorStrategy action {pipeline.otherwise!r}")
+    return {
+        "INFRA_EXIT_STATUSES": groovy_int_list(TASK_RETRIED_EXIT_STATUSES),
+        "PIPELINE_RETRY_EXIT_CODES": groovy_int_list(pipeline.retry_exit_codes),
+        "PIPELINE_OTHERWISE": groovy_string(pipeline.otherwise),
+        "MAX_RETRIES": groovy_int(policy.max_retries + pipeline.max_retries),
+    }
+
+
 def _executor_values(policy: TaskPolicy) -> dict[str, str]:
     return {
-        # A task job is retried on every Batch-reserved exit code (core/batch_policy.py).
-        "RETRY_EXIT_CODES": groovy_int_list(TASK_RETRIED_EXIT_CODES),
-        "MAX_RETRIES": groovy_int(policy.max_retries),
         "MAX_CPUS": groovy_int(policy.max_cpus),
         "MAX_MEMORY": f"{groovy_int(policy.max_memory_gb)}.GB",
         "MAX_TIME": f"{groovy_int(policy.max_time_h)}.h",
@@ -134,13 +146,17 @@ def template_values(
     policy: TaskPolicy,
     hook: tuple[str, str],
     user_config: Path | None,
+    *,
+    pipeline_strategy: ErrorStrategy | None = None,
 ) -> dict[str, str]:
-    """The Groovy literal for every placeholder; `hook` is (python, update_status.py) the hooks run."""
+    """The Groovy literal for every placeholder; `hook` is (python, update_status.py) the hooks run and
+    `pipeline_strategy` the pipeline's own errorStrategy from the registry (none: a failure ends the run)."""
     if not env.work_dir:
         raise OrchestrationError("bad_environment", "WORK_DIR is required for Nextflow")
     python, update_status = hook
     return {
         **_executor_values(policy),
+        **error_strategy_values(policy, pipeline_strategy or ErrorStrategy()),
         "RUN_ID": groovy_string(env.run_id),
         "WORK_DIR": groovy_string(env.work_dir),
         "RESOURCE_LABELS": groovy_map(resource_labels(env)),

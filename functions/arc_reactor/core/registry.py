@@ -23,6 +23,20 @@ class HeadJob:
     machine_type: str = "e2-standard-2"
 
 
+ERROR_ACTIONS = ("terminate", "finish", "ignore")
+
+
+@dataclass(frozen=True)
+class ErrorStrategy:
+    """A Nextflow pipeline's own rule for a task that fails with an exit code of its own (not the
+    infrastructure's), as its config declares it: nf-core's conf/base.config retries the exit codes of a task
+    killed for lack of memory or time (with more resources per attempt), then finishes the run."""
+
+    retry_exit_codes: tuple[int, ...] = ()
+    max_retries: int = 0
+    otherwise: str = "terminate"
+
+
 @dataclass(frozen=True)
 class PipelineSpec:
     """One registry entry."""
@@ -40,6 +54,8 @@ class PipelineSpec:
     head_job: HeadJob = field(default_factory=HeadJob)
     # URL schemes a samplesheet may name files by: gs:// always; https:// (public hosts only) by opt-in.
     input_url_schemes: tuple[str, ...] = ("gs",)
+    # Nextflow only: the pipeline's own errorStrategy, which ours composes with (core/nextflow_config.py).
+    error_strategy: ErrorStrategy = field(default_factory=ErrorStrategy)
 
     @property
     def local_path(self) -> str | None:
@@ -89,6 +105,7 @@ def parse_registry(doc: dict[str, Any]) -> Registry:
             schema_base=entry.get("schema_base"),
             head_job=HeadJob(**(entry.get("head_job") or {})),
             input_url_schemes=_url_schemes(name, entry.get("input_url_schemes")),
+            error_strategy=_error_strategy(name, entry.get("error_strategy")),
         )
     return Registry(version=int(doc.get("version", 1)), pipelines=out)
 
@@ -102,6 +119,43 @@ def _url_schemes(name: str, value: Any) -> tuple[str, ...]:
     if unknown or "gs" not in schemes:
         raise ValueError(f"pipeline registry: {name}: input_url_schemes must include gs and may add https")
     return schemes
+
+
+def _exit_codes(name: str, items: Any) -> tuple[int, ...]:
+    """Exit codes given as integers or inclusive ranges `"130-145"`, sorted and without repeats."""
+    if not isinstance(items, list):
+        raise ValueError(f"pipeline registry: {name}: error_strategy.retry_exit_codes must be a list")
+    codes: set[int] = set()
+    for item in items:
+        text = str(item).strip()
+        low, _, high = text.partition("-")
+        if not (low.isdigit() and (not high or high.isdigit())) or int(high or low) < int(low):
+            raise ValueError(
+                f"pipeline registry: {name}: error_strategy.retry_exit_codes: {item!r} is not an exit code "
+                "or a range like 130-145"
+            )
+        codes.update(range(int(low), int(high or low) + 1))
+    if any(code > 255 for code in codes):
+        raise ValueError(f"pipeline registry: {name}: error_strategy.retry_exit_codes must be 0-255")
+    return tuple(sorted(codes))
+
+
+def _error_strategy(name: str, value: Any) -> ErrorStrategy:
+    if value is None:
+        return ErrorStrategy()
+    if not isinstance(value, dict) or set(value) - {"retry_exit_codes", "max_retries", "otherwise"}:
+        raise ValueError(
+            f"pipeline registry: {name}: error_strategy takes retry_exit_codes, max_retries and otherwise"
+        )
+    otherwise = value.get("otherwise", "terminate")
+    if otherwise not in ERROR_ACTIONS:
+        raise ValueError(
+            f"pipeline registry: {name}: error_strategy.otherwise must be one of {ERROR_ACTIONS}"
+        )
+    retries = value.get("max_retries", 0)
+    if type(retries) is not int or not 0 <= retries <= 10:
+        raise ValueError(f"pipeline registry: {name}: error_strategy.max_retries must be an integer 0-10")
+    return ErrorStrategy(_exit_codes(name, value.get("retry_exit_codes", [])), retries, otherwise)
 
 
 @lru_cache(maxsize=4)

@@ -28,13 +28,14 @@ from arc_reactor.core.engine_command import (
     local_input_path,
     localize_rows,
     nextflow_command,
+    pipeline_spec,
     resume_session,
     snakemake_command,
 )
 from arc_reactor.core.job_env import JobEnv
 from arc_reactor.core.layout import run_locations
 from arc_reactor.core.nextflow_config import TaskPolicy, render_template, template_values
-from arc_reactor.core.registry import PipelineSpec
+from arc_reactor.core.registry import PipelineSpec, load_registry
 from arc_reactor.core.run_outcome import snakemake_trace
 from arc_reactor.errors import OrchestrationError
 from arc_reactor.orchestrator import nextflow_session, workdir_sync
@@ -200,7 +201,9 @@ def render_config(ctx: Context, orchestrator_dir: Path) -> None:
     template = (orchestrator_dir / "nextflow.config.template").read_text(encoding="utf-8")
     user_config = ctx.ws.user_config if ctx.ws.user_config.is_file() else None
     hook = (sys.executable, str(orchestrator_dir / "update_status.py"))
-    values = template_values(ctx.env, ctx.ws, TaskPolicy.from_settings(ctx.settings), hook, user_config)
+    strategy = pipeline_spec(load_registry(), ctx.env).error_strategy
+    policy = TaskPolicy.from_settings(ctx.settings)
+    values = template_values(ctx.env, ctx.ws, policy, hook, user_config, pipeline_strategy=strategy)
     ctx.ws.rendered_config.write_text(render_template(template, values), encoding="utf-8")
 
 
