@@ -23,6 +23,7 @@ from arc_reactor.errors import (
     BatchJobNotFoundError,
 )
 from arc_reactor.local.batch_server import LocalBatchServer, command_launcher
+from arc_reactor.local.batch_state import canonical_name, project_number
 from arc_reactor.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -109,7 +110,10 @@ def test_make_batch_client_never_looks_up_credentials(monkeypatch: pytest.Monkey
 
 def test_submit_stores_the_spec(held: Stack) -> None:
     name = held.service.submit_orchestrator_job(spec())
-    assert name == held.service.job_name(RUN) == f"projects/arc-test/locations/us-central1/jobs/arc-{RUN}"
+    # Batch answers with the project's number where the request named its id.
+    assert held.service.job_name(RUN) == f"projects/arc-test/locations/us-central1/jobs/arc-{RUN}"
+    assert name == canonical_name(held.service.job_name(RUN))
+    assert name == f"projects/{project_number('arc-test')}/locations/us-central1/jobs/arc-{RUN}"
     [stored] = held.server.jobs()
     expected = create_job_request(spec(), held.settings).job
     assert stored.name == name
@@ -147,7 +151,7 @@ def test_already_exists_is_success(held: Stack) -> None:
     request = create_job_request(spec(), held.settings)
     request.request_id = "11111111-1111-4111-8111-111111111111"
     held.service._client.create_job(request=request)
-    assert held.service.submit_orchestrator_job(spec()) == held.service.job_name(RUN)
+    assert held.service.submit_orchestrator_job(spec()) == canonical_name(held.service.job_name(RUN))
     assert len(held.server.jobs()) == 1
 
 
@@ -162,7 +166,7 @@ def test_get_and_list_with_label_filter(held: Stack) -> None:
     assert status.run_status is RunStatus.SUBMITTED
     assert {s.labels["run-id"] for s in held.service.list_jobs('labels.team="a"')} == {run_id(0), run_id(1)}
     [one] = held.service.list_jobs(f'labels.run-id="{run_id(2)}"')
-    assert one.name == held.service.job_name(run_id(2))
+    assert one.name == canonical_name(held.service.job_name(run_id(2)))
     [running] = held.service.list_jobs('labels.app="arc-reactor" AND status.state="RUNNING"')
     assert running.labels["run-id"] == run_id(0)
     assert len(held.service.list_jobs(page_size=1)) == 3  # three pages
@@ -171,7 +175,7 @@ def test_get_and_list_with_label_filter(held: Stack) -> None:
 
 def test_get_accepts_a_bare_job_id(held: Stack) -> None:
     held.service.submit_orchestrator_job(spec())
-    assert held.service.get_job_status(f"arc-{RUN}").name == held.service.job_name(RUN)
+    assert held.service.get_job_status(f"arc-{RUN}").name == canonical_name(held.service.job_name(RUN))
 
 
 def test_get_missing_job(held: Stack) -> None:
@@ -332,7 +336,7 @@ def task_job(stack: Stack, job_id: str, run: str = RUN, state: str | None = None
     name = f"{PARENT}/jobs/{job_id}"
     if state:
         stack.server.set_job_state(name, state)
-    return name
+    return canonical_name(name)  # as ListJobs names it
 
 
 def states(stack: Stack) -> dict[str, str]:

@@ -27,6 +27,7 @@ from arc_reactor.errors import (
     BatchUnavailableError,
 )
 from arc_reactor.local.batch_server import LocalBatchServer, command_launcher
+from arc_reactor.local.batch_state import canonical_name
 from arc_reactor.local.notifications import NotificationLog, states
 from arc_reactor.settings import Settings
 
@@ -34,6 +35,7 @@ pytestmark = pytest.mark.integration
 
 RUN = "r0000000000abcdefgh"
 NAME = f"projects/arc-test/locations/us-central1/jobs/arc-{RUN}"
+BATCH_NAME = canonical_name(NAME)  # how Batch names it in answers: the project's number
 TOPIC = "projects/arc-test/topics/batch"
 Code = grpc.StatusCode
 
@@ -124,7 +126,7 @@ def test_error_classes_of_reads_and_cancels(held: Stack, method: str, code: Code
 @pytest.mark.parametrize("code", [Code.UNAVAILABLE, Code.DEADLINE_EXCEEDED, Code.INTERNAL, Code.ABORTED])
 def test_transient_errors_are_retried_then_succeed(held: Stack, code: Code) -> None:
     held.server.faults.fail_next("CreateJob", code, n=2)
-    assert held.service.submit_orchestrator_job(spec()) == NAME
+    assert held.service.submit_orchestrator_job(spec()) == BATCH_NAME
     held.server.faults.fail_next("GetJob", code, n=2)
     assert held.service.get_job(NAME).state == "QUEUED"
     assert len(held.sleeps) == 4
@@ -224,7 +226,7 @@ def test_a_job_made_by_a_create_that_was_refused_is_cancelled(held: Stack, code:
     with pytest.raises((BatchQuotaExceededError, BatchPermissionError)):
         held.service.submit_orchestrator_job(spec())
     [job] = held.server.jobs()
-    assert (job.name, job.status.state.name) == (NAME, "CANCELLED")
+    assert (job.name, job.status.state.name) == (BATCH_NAME, "CANCELLED")
 
 
 def test_a_failed_cleanup_is_logged_and_the_refusal_still_raised(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -19,7 +20,7 @@ from arc_reactor.adapters.batch import job_status_from_proto, make_batch_client
 from arc_reactor.core.job_env import JobEnv
 from arc_reactor.core.jobspec import OrchestratorJob, create_job_request
 from arc_reactor.local.batch_server import LocalBatchServer, command_launcher
-from arc_reactor.local.batch_state import parse_filter, should_retry
+from arc_reactor.local.batch_state import parse_filter, project_number, should_retry
 from arc_reactor.local.notifications import NotificationLog, states
 from arc_reactor.settings import Settings
 
@@ -95,16 +96,17 @@ def test_success_walks_every_state_with_notifications_in_order(tmp_path: Path, c
         ("JOB_STATE_CHANGED", "SUCCEEDED"),
     ]
     attrs, data = rec.items[-1]
+    assert created.name == NAME.replace("arc-test", project_number("arc-test"))  # as Batch names it
     assert attrs == {
         "Type": "JOB_STATE_CHANGED",
-        "JobName": NAME,
+        "JobName": created.name,
         "JobUID": created.uid,
         "NewJobState": "SUCCEEDED",
         "Region": "us-central1",
     }
     assert data.startswith(b"Job state was updated: jobUID=" + created.uid.encode())
     task_attrs = rec.items[3][0]
-    assert task_attrs["TaskName"] == f"{NAME}/taskGroups/group0/tasks/0"
+    assert task_attrs["TaskName"] == f"{created.name}/taskGroups/group0/tasks/0"
     assert task_attrs["TaskUID"] == f"{created.uid}-group0-0"
     env = json.loads((tmp_path / "env.json").read_text())
     assert env["RUN_ID"] == RUN
@@ -135,6 +137,53 @@ def test_spot_preemption_is_retried_with_the_next_attempt_number(
         ("TASK_STATE_CHANGED", "RUNNING"),
         ("TASK_STATE_CHANGED", "SUCCEEDED"),
     ]
+
+
+SHAPES = json.loads((Path(__file__).resolve().parents[1] / "batch_notifications.json").read_text())
+
+
+def test_every_message_has_the_attributes_batch_publishes_and_no_others(cleanup: list[object]) -> None:
+    """A preempted attempt, a retry, success, then a failing job and a cancelled one: every message the
+    service publishes has exactly the attribute set of Batch's messages of its type, each value in Batch's
+    form (tests/batch_notifications.json, cited there)."""
+    for kind in SHAPES["messages"].values():  # the file's own examples fit its patterns
+        assert set(kind["example"]) == set(kind["attributes"])
+        for key, pattern in kind["attributes"].items():
+            assert re.fullmatch(pattern, kind["example"][key]), (key, kind["example"][key])
+    rec = NotificationLog()
+    server, client, s = start(["sh", "-c", 'sleep 0.2; exit "${EXIT:-0}"'], rec)
+    cleanup += [client, server]
+    server.faults.preempt_next(1)
+    client.create_job(request=request(s))
+    failing = request(s, "r0000000000failing1")
+    failing.job.task_groups[0].task_spec.runnables[0].environment.variables["EXIT"] = "3"
+    client.create_job(request=failing)
+    cancelled = client.create_job(request=request(s, "r0000000000cancel01"))
+    client.cancel_job(name=cancelled.name.replace(project_number("arc-test"), "arc-test")).result(timeout=10)
+    for run in (RUN, "r0000000000failing1"):
+        server.wait_for_job(f"projects/arc-test/locations/us-central1/jobs/arc-{run}", timeout=10)
+    items = rec.wait(30, timeout=2)
+    seen = {attrs["Type"] for attrs, _ in items}
+    assert seen == {"JOB_STATE_CHANGED", "TASK_STATE_CHANGED"}
+    for attrs, data in items:
+        shape = SHAPES["messages"][attrs["Type"]]["attributes"]
+        assert set(attrs) == set(shape), attrs
+        for key, pattern in shape.items():
+            assert re.fullmatch(pattern, attrs[key]), (key, attrs[key])
+        assert data.decode().startswith(
+            ("Job state was updated: jobUID=", "Task state was updated: taskUID=")
+        )
+        job_uid = attrs["JobUID"]
+        assert not re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}", job_uid)
+        if attrs["Type"] == "TASK_STATE_CHANGED":
+            assert attrs["TaskUID"].startswith(job_uid + "-") and attrs["TaskName"].startswith("projects/")
+    # Names compare equal however the request named the project: GetJob answers with the number form.
+    by_id = client.get_job(name=NAME)
+    assert (
+        by_id.name
+        == client.get_job(name=by_id.name).name
+        == NAME.replace("arc-test", project_number("arc-test"))
+    )
 
 
 def test_pipeline_exit_code_fails_without_retry(cleanup: list[object]) -> None:

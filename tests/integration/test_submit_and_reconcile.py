@@ -281,6 +281,31 @@ def test_task_messages_alone_bring_the_run_to_its_final_state(app_env, gcs, engi
     assert run["batch_job_uid"] == batch_server.jobs()[-1].uid == tasks[-1][0]["JobUID"]
 
 
+def test_a_preempted_attempt_is_noted_from_its_task_message_alone(app_env, gcs, engine, batch_server):
+    """A spot retry changes no job state, so Batch sends only task messages (TaskName with the project's
+    number, no JobName): the run's "preempted, retrying" note is recorded from that message at once."""
+    from arc_reactor.adapters import runs_repo
+
+    batch_server.run_jobs = False  # the job stays where the test puts it
+    upload_demo_data(gcs)
+    headers, body = finalize_event(gcs, upload_bundle(gcs, "preempted-task"))
+    assert function_client("submit_bundle").post("/", headers=headers, data=body).status_code == 200
+    (job,) = batch_server.jobs()
+    assert job.name.split("/")[1].isdigit()  # Batch's form of the name: the project number
+    batch_server.set_job_state(job.name, "RUNNING")
+    batch_server.retry_task(job.name, exit_code=50001)
+    failed = [
+        (a, d) for a, d in batch_server.notifications.wait(6, job=job.name)
+        if a["Type"] == "TASK_STATE_CHANGED" and a["NewTaskState"] == "FAILED"
+    ]  # fmt: skip
+    assert failed and "JobName" not in failed[-1][0]
+    _deliver_notifications(None, failed[-1:])
+    (run,) = _runs(engine)
+    assert run["status"] == "running"
+    notes = [e["detail"] for e in runs_repo.list_events(engine, run["id"]) if e["kind"] == "note"]
+    assert [n["message"] for n in notes] == ["preempted, retrying (retry 1 of 2, exit code 50001)"]
+
+
 @pytest.mark.parametrize("keep", [("JobUID",), ("TaskUID",)])
 def test_a_task_message_with_only_a_uid_finds_its_run_by_the_recorded_uid(
     app_env, gcs, engine, batch_server, keep

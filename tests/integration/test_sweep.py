@@ -9,6 +9,7 @@ from sqlalchemy import text
 from arc_reactor.adapters import runs_repo
 from arc_reactor.core.batch_policy import LONGEST_RUN, MAX_RUN_DURATION
 from arc_reactor.core.status import RunStatus
+from arc_reactor.local.batch_state import canonical_name
 
 pytestmark = pytest.mark.integration
 
@@ -257,7 +258,7 @@ def test_a_run_left_pending_without_a_job_is_submitted_by_the_sweeper(deps, quie
     report = sweep(deps)
     run = runs_repo.get_run(deps.engine, "r0000000000000000p1")
     assert (report.changed, run.status) == (1, "submitted")
-    assert run.batch_job_name == deps.batch.job_name("r0000000000000000p1")
+    assert run.batch_job_name == canonical_name(deps.batch.job_name("r0000000000000000p1"))  # Batch's form
     env = dict(quiet_batch.jobs()[0].task_groups[0].task_spec.environment.variables)
     assert env["PARAMS_GCS_PATH"] == "gs://arc-runs/runs/r0000000000000000p1/inputs/params.yaml"
     assert "CONFIG_GCS_PATH" not in env

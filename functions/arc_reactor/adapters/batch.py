@@ -29,7 +29,7 @@ from arc_reactor.adapters.batch_status import (
 )
 from arc_reactor.adapters.retry import retry_call
 from arc_reactor.core.batch_policy import RESERVED_EXIT_CODES
-from arc_reactor.core.ids import job_id_for, run_id_from_job
+from arc_reactor.core.ids import job_id_for, job_id_of, run_id_from_job
 from arc_reactor.core.jobspec import OrchestratorJob, create_job_request, parent_for
 from arc_reactor.core.labels import run_label_filter
 from arc_reactor.errors import (
@@ -357,7 +357,7 @@ class BatchService:
             failures.append(f"more than {MAX_TASK_JOBS} active jobs: cancel again for the rest")
         cancelled: list[str] = []
         for job in found[:MAX_TASK_JOBS]:
-            if job.name == orchestrator:
+            if job_id_of(job.name) == job_id_of(orchestrator):
                 continue  # cancelled above; a cancel still in flight can list as RUNNING for a moment
             if self._clock() >= deadline:
                 failures.append(f"{job.name}: not attempted, cancelling ran past {CANCEL_DEADLINE_S:.0f} s")

@@ -44,9 +44,15 @@ def job_id_for(run_id: str) -> str:
     return job_id
 
 
+def job_id_of(job_name_or_id: str) -> str:
+    """The job id in a job id or full job name. Compare jobs by it, never by the full name: Batch answers
+    with the project's number (projects/123456/...) where a request may have used the project id."""
+    return job_name_or_id.rsplit("/", 1)[-1]
+
+
 def run_id_from_job(job_name_or_id: str) -> str | None:
     """The run id in a job id or full job name (projects/p/locations/r/jobs/arc-<run>), else None."""
-    job_id = job_name_or_id.rsplit("/", 1)[-1]
+    job_id = job_id_of(job_name_or_id)
     if not job_id.startswith(JOB_PREFIX):
         return None
     run_id = job_id[len(JOB_PREFIX) :]

@@ -141,6 +141,7 @@ class LocalBatchServer:
             return [bs.copy_job(job) for job in self._jobs.values()]
 
     def wait_for_job(self, job_name: str, timeout: float) -> batch_v1.Job:
+        job_name = bs.canonical_name(job_name)
         """Block until the job is SUCCEEDED, FAILED or CANCELLED; TimeoutError after `timeout` s."""
 
         def terminal() -> bool:
@@ -158,7 +159,7 @@ class LocalBatchServer:
     def set_job_state(self, job_name: str, state: str, *, exit_code: int | None = None) -> None:
         """Put a job in `state` (meant for run_jobs=False), recording a task exit code when given."""
         with self._lock:
-            job = self._jobs[job_name]
+            job = self._jobs[bs.canonical_name(job_name)]
             if exit_code is not None:
                 self._task_ended(job, exit_code, "local-0")
             self._transition(job, state)
@@ -166,7 +167,7 @@ class LocalBatchServer:
     def retry_task(self, job_name: str, exit_code: int = SPOT_PREEMPTED_EXIT_CODE) -> None:
         """Record a task attempt ending with `exit_code` and its retry starting; the job stays RUNNING."""
         with self._lock:
-            job = self._jobs[job_name]
+            job = self._jobs[bs.canonical_name(job_name)]
             self._task_ended(job, exit_code, "local-0")
             self._task_changed(job, "FAILED", "RUNNING")
 
@@ -212,7 +213,7 @@ class LocalBatchServer:
         """CreateJob: store the job QUEUED and start its runner; the same request_id again is a no-op."""
         if problem := bs.create_problem(request, self.region):
             raise RpcFault(grpc.StatusCode.INVALID_ARGUMENT, problem)
-        name = f"{request.parent}/jobs/{request.job_id}"
+        name = bs.canonical_name(f"{request.parent}/jobs/{request.job_id}")
         with self._lock:
             if name in self._jobs:
                 if request.request_id and self._runtime[name].request_id == request.request_id:
@@ -237,7 +238,7 @@ class LocalBatchServer:
 
     def get_job(self, request: batch_v1.GetJobRequest) -> batch_v1.Job:
         """GetJob."""
-        name = request.name
+        name = bs.canonical_name(request.name)
         with self._lock:
             if name not in self._jobs:
                 raise RpcFault(grpc.StatusCode.NOT_FOUND, f"Job {name} not found")
@@ -251,7 +252,7 @@ class LocalBatchServer:
         except ValueError as exc:
             raise RpcFault(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from exc
         size = min(request.page_size or bs.DEFAULT_PAGE_SIZE, bs.MAX_PAGE_SIZE)
-        prefix = f"{request.parent}/jobs/"
+        prefix = bs.canonical_name(f"{request.parent}/jobs/")
         with self._lock:
             found = [j for n, j in self._jobs.items() if n.startswith(prefix) and bs.matches(j, terms)]
             found.sort(key=lambda j: (j.create_time, j.name))
@@ -261,7 +262,7 @@ class LocalBatchServer:
 
     def cancel_job(self, request: batch_v1.CancelJobRequest) -> operations_pb2.Operation:
         """CancelJob: CANCELLATION_IN_PROGRESS now, CANCELLED once the task's process group is gone."""
-        name = request.name
+        name = bs.canonical_name(request.name)
         with self._lock:
             job = self._jobs.get(name)
             if job is None:
@@ -285,7 +286,7 @@ class LocalBatchServer:
 
     def delete_job(self, request: batch_v1.DeleteJobRequest) -> operations_pb2.Operation:
         """DeleteJob: kill the task if it runs and forget the job; the operation is done at once."""
-        name = request.name
+        name = bs.canonical_name(request.name)
         with self._lock:
             job = self._jobs.get(name)
             if job is None:
@@ -302,7 +303,7 @@ class LocalBatchServer:
 
     def get_operation(self, request: operations_pb2.GetOperationRequest) -> operations_pb2.Operation:
         """Operations/GetOperation: a cancel is done once its job is terminal or gone."""
-        name = request.name
+        name = bs.canonical_name(request.name)
         with self._lock:
             if name not in self._ops:
                 raise RpcFault(grpc.StatusCode.NOT_FOUND, f"Operation {name} not found")

@@ -11,6 +11,7 @@ text, like Batch's ("Job state was updated: jobUID=..., previousState=..., curre
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import secrets
@@ -168,6 +169,25 @@ def task_env(job: batch_v1.Job, attempt: int) -> dict[str, str]:
         BATCH_JOB_UID=job.uid,
     )
     return env
+
+
+def project_number(project: str) -> str:
+    """The project number the local service gives a project id: 12 digits, the same for the same id (real
+    Batch returns resource names with the project's number, whichever form the request used)."""
+    if project.isdigit():
+        return project
+    digest = int.from_bytes(hashlib.sha256(project.encode()).digest()[:8], "big")
+    return str(10**11 + digest % (9 * 10**11))
+
+
+def canonical_name(name: str) -> str:
+    """A resource name (`projects/<id or number>/...`) in the form Batch returns: with the project number.
+    Requests may name the project either way, as on Batch."""
+    head, sep, rest = name.partition("/")
+    if head != "projects" or not sep:
+        return name
+    project, sep, tail = rest.partition("/")
+    return f"projects/{project_number(project)}{sep}{tail}"
 
 
 def new_job_uid(job_id: str) -> str:

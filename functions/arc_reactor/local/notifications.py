@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import threading
 
+from arc_reactor.local.batch_state import canonical_name
+
 Notification = tuple[dict[str, str], bytes]  # (attributes, data)
 
 
@@ -24,7 +26,9 @@ class NotificationLog:
         self, n: int, timeout: float = 5.0, job: str | None = None
     ) -> list[tuple[dict[str, str], bytes]]:
         """The notifications (of `job`, a full job name, when given) once `n` have arrived or `timeout`
-        seconds have passed, whichever is first: callers check the count they needed."""
+        seconds have passed, whichever is first: callers check the count they needed. `job` may name the
+        project by id or number (messages carry the number, as Batch's do)."""
+        job = canonical_name(job) if job is not None else None
 
         def of_job(attrs: dict[str, str]) -> bool:  # task messages name the job only in TaskName
             return attrs.get("JobName") == job or attrs.get("TaskName", "").startswith(f"{job}/")
