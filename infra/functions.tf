@@ -135,7 +135,8 @@ module "functions" {
   dead_letter           = each.value.dead_letter
 
   # Eventarc checks the trigger identity's eventReceiver role and, for storage triggers, that the
-  # GCS service agent can publish, when it creates a trigger.
+  # GCS service agent can publish, when it creates a trigger
+  # (https://cloud.google.com/eventarc/docs/roles-permissions).
   depends_on = [google_project_iam_member.project_roles]
 }
 

@@ -3,6 +3,12 @@
 # the permission is checked there (Batch jobs, Cloud SQL, Logging, Eventarc). No primitive roles, and
 # nothing runs as the default compute service account: functions, Batch jobs, builds and triggers each
 # name their own account. tests/unit/test_infra.py holds the same table and fails on any drift.
+#
+# Every grant says what it is for and cites the Google Cloud page that requires it. Role contents, when a
+# comment relies on them:
+#   https://cloud.google.com/iam/docs/roles-permissions/batch
+#   https://cloud.google.com/storage/docs/access-control/iam-roles
+#   https://cloud.google.com/run/docs/reference/iam/roles
 
 # --- Service accounts ----------------------------------------------------------------------------
 
@@ -73,6 +79,32 @@ locals {
   )
 
   # --- Project-level roles: the whole table -------------------------------------------------------
+  #
+  # Why each role is project-level, and the page that requires it:
+  #   roles/batch.jobsEditor         create, cancel and delete Batch jobs; batch.jobs.create is checked on
+  #                                  the project. https://cloud.google.com/batch/docs/create-run-job-custom-service-account
+  #                                  https://cloud.google.com/batch/docs/cancel-job
+  #                                  https://cloud.google.com/batch/docs/delete-job
+  #   roles/batch.jobsViewer         read Batch jobs (jobs.get, jobs.list) and nothing else.
+  #                                  https://cloud.google.com/iam/docs/roles-permissions/batch
+  #   roles/batch.agentReporter      every Batch job's service account, so its VMs report their state.
+  #                                  https://cloud.google.com/batch/docs/get-started#prerequisites
+  #   roles/logging.logWriter        a Batch job's service account, to let the job write its logs to Cloud
+  #                                  Logging: https://cloud.google.com/batch/docs/get-started#prerequisites
+  #                                  The build service account, for the build logs:
+  #                                  https://cloud.google.com/functions/docs/securing/build-custom-sa
+  #   roles/logging.viewer           read log entries (the API's run logs).
+  #                                  https://cloud.google.com/logging/docs/access-control
+  #   roles/cloudsql.client          connect through the Cloud SQL Python connector (cloudsql.instances.connect).
+  #                                  https://cloud.google.com/sql/docs/postgres/connect-connectors
+  #   roles/cloudsql.instanceUser    log in with IAM database authentication (cloudsql.instances.login).
+  #                                  https://cloud.google.com/sql/docs/postgres/iam-logins
+  #   roles/eventarc.eventReceiver   the trigger service account of a Cloud Storage (direct event) trigger;
+  #                                  not needed for the two Pub/Sub triggers, but one account serves all three.
+  #                                  https://cloud.google.com/eventarc/docs/roles-permissions
+  #   roles/pubsub.publisher         the Cloud Storage service agent, for Cloud Storage triggers: Eventarc
+  #                                  creates its transport topic when it creates the trigger, so no narrower
+  #                                  resource exists beforehand. https://cloud.google.com/eventarc/docs/roles-permissions
   project_roles = {
     # Validates a bundle, copies it to the run folder, creates the orchestrator job.
     submit_bundle = ["roles/batch.jobsEditor", "roles/cloudsql.client", "roles/cloudsql.instanceUser"]
@@ -80,8 +112,10 @@ locals {
     runs_api = ["roles/batch.jobsEditor", "roles/cloudsql.client", "roles/cloudsql.instanceUser", "roles/logging.viewer"]
     # Reads the Batch job (jobs.get) and applies the truth.
     reconcile_batch_event = ["roles/batch.jobsViewer", "roles/cloudsql.client", "roles/cloudsql.instanceUser"]
-    # Lists and reads Batch jobs of stuck runs.
-    sweep_stale_runs = ["roles/batch.jobsViewer", "roles/cloudsql.client", "roles/cloudsql.instanceUser"]
+    # Lists the Batch jobs of stuck runs, and cancels them (deletes where Batch refuses to cancel) when a run
+    # is being cancelled or is over its time limit (services/sweep.py, adapters/batch.py cancel_run_jobs).
+    # Cancelling needs Batch Job Editor; jobsViewer holds only jobs.get and jobs.list.
+    sweep_stale_runs = ["roles/batch.jobsEditor", "roles/cloudsql.client", "roles/cloudsql.instanceUser"]
     # Batch agent + logs; creates the engine's task jobs (batch.jobs.create is checked on the project,
     # so jobsEditor cannot be narrowed to the task service account; actAs on it is, below).
     orchestrator = [
@@ -94,7 +128,7 @@ locals {
     task      = ["roles/batch.agentReporter", "roles/logging.logWriter"]
     eventarc  = ["roles/eventarc.eventReceiver"]
     build     = ["roles/logging.logWriter"]
-    gcs_agent = ["roles/pubsub.publisher"] # Storage triggers: Eventarc's transport topic is created later.
+    gcs_agent = ["roles/pubsub.publisher"]
   }
 
   project_role_bindings = merge([
@@ -104,6 +138,8 @@ locals {
   ]...)
 }
 
+# One member per (identity, role) of the table above, whose legend cites each role's page. Granting roles
+# on a project: https://cloud.google.com/iam/docs/granting-changing-revoking-access
 resource "google_project_iam_member" "project_roles" {
   for_each = local.project_role_bindings
 
@@ -112,7 +148,21 @@ resource "google_project_iam_member" "project_roles" {
   member  = local.members[each.value.who]
 }
 
-# Builds read their source from Cloud Functions' own staging buckets (gcf-v2-sources-*) as well as ours.
+# Function builds read their source from Cloud Functions' own source buckets. Cloud Functions copies the
+# archive named in build_config (our functions_source bucket) to gcf-v2-sources-PROJECT_NUMBER-REGION and
+# Cloud Build fetches it from there: https://cloud.google.com/functions/docs/building and
+# https://cloud.google.com/functions/docs/tutorials/terraform. So the build account needs nothing on our
+# bucket, and only read on those buckets (the condition; resource names:
+# https://cloud.google.com/iam/docs/conditions-resource-attributes#resource-name).
+# Storage Object Viewer, not Object Admin: the Cloud Functions page lists Storage Object Admin (with Logs
+# Writer and Artifact Registry Writer) for retrieving the function source
+# (https://cloud.google.com/functions/docs/securing/build-custom-sa), but the role Google defines for
+# exactly this job, Cloud Run Builder (roles/run.builder, "Can build Cloud Run functions and source
+# deployed services", the role https://cloud.google.com/run/docs/configuring/services/build-service-account
+# now asks for), holds storage.objects.get and no storage write or delete permission
+# (https://cloud.google.com/run/docs/reference/iam/roles); a build denied access asks for Storage Object
+# Viewer (hashicorp/terraform-provider-google#20571). Object Admin would let a build rewrite or delete the
+# sources of every function in the project.
 resource "google_project_iam_member" "build_gcf_sources_reader" {
   project = var.project_id
   role    = "roles/storage.objectViewer"
@@ -125,7 +175,9 @@ resource "google_project_iam_member" "build_gcf_sources_reader" {
   }
 }
 
-# People who run migrations: connect through Cloud SQL as their own IAM database user.
+# People who run migrations: connect through the Cloud SQL Python connector as their own IAM database
+# user (docs/deploy.md). https://cloud.google.com/sql/docs/postgres/connect-connectors (cloudsql.client)
+# and https://cloud.google.com/sql/docs/postgres/iam-logins (cloudsql.instanceUser).
 resource "google_project_iam_member" "operators" {
   for_each = {
     for pair in setproduct(var.db_operators, ["roles/cloudsql.client", "roles/cloudsql.instanceUser"]) :
@@ -138,22 +190,42 @@ resource "google_project_iam_member" "operators" {
 }
 
 # --- Buckets -------------------------------------------------------------------------------------
+#
+# Role contents: https://cloud.google.com/storage/docs/access-control/iam-roles. The read-write grants
+# are Storage Object User (create, view, list, update and delete objects; no ACL or IAM-policy
+# permissions). Storage Object Admin is all of storage.objects.*, which adds the object ACL/IAM-policy
+# permissions and more that nothing here uses.
 
+# Reads a bundle (run.yaml and the files next to it) when its manifest lands.
+# https://cloud.google.com/storage/docs/access-control/iam-roles (Storage Object Viewer: objects.get, list)
 resource "google_storage_bucket_iam_member" "inbox_submit_viewer" {
   bucket = google_storage_bucket.inbox.name
   role   = "roles/storage.objectViewer"
   member = local.members.submit_bundle
 }
 
-# Writes <submission>/run.yaml.accepted.json or .rejected.json next to the manifest; never deletes.
-resource "google_storage_bucket_iam_member" "inbox_submit_creator" {
+# Writes <submission>/run.yaml.accepted.json or .rejected.json next to the manifest, and nothing else.
+# The same name is written again when the manifest is re-uploaded (a new run) or an event is redelivered
+# (a duplicate), and replacing an object needs storage.objects.delete, which Storage Object Creator does
+# not have ("Does not give permission to view, delete, or replace objects",
+# https://cloud.google.com/storage/docs/access-control/iam-roles). Storage Object User, limited by the
+# condition to the feedback files, so the function still cannot delete or change what users upload
+# (resource names: https://cloud.google.com/iam/docs/conditions-resource-attributes#resource-name).
+resource "google_storage_bucket_iam_member" "inbox_submit_feedback" {
   bucket = google_storage_bucket.inbox.name
-  role   = "roles/storage.objectCreator"
+  role   = "roles/storage.objectUser"
   member = local.members.submit_bundle
+
+  condition {
+    title       = "submission feedback files only"
+    description = "run.yaml.accepted.json / run.yaml.rejected.json written next to each manifest."
+    expression  = "resource.name.endsWith(\".accepted.json\") || resource.name.endsWith(\".rejected.json\")"
+  }
 }
 
 # People and groups who drop bundles: create, re-upload a manifest (a new generation is a new run, and
 # overwriting needs delete), read the accepted/rejected feedback.
+# https://cloud.google.com/storage/docs/access-control/iam-roles (Storage Object User)
 resource "google_storage_bucket_iam_member" "inbox_uploaders" {
   for_each = toset(var.inbox_uploader_members)
 
@@ -162,52 +234,61 @@ resource "google_storage_bucket_iam_member" "inbox_uploaders" {
   member = each.value
 }
 
-resource "google_storage_bucket_iam_member" "runs_submit_admin" {
+# Copies the bundle to runs/<id>/inputs/ (a redelivery rewrites it) and reads and fills the schema cache.
+# https://cloud.google.com/storage/docs/access-control/iam-roles (Storage Object User)
+resource "google_storage_bucket_iam_member" "runs_submit_user" {
   bucket = google_storage_bucket.runs.name
-  role   = "roles/storage.objectAdmin"
+  role   = "roles/storage.objectUser"
   member = local.members.submit_bundle
 }
 
-resource "google_storage_bucket_iam_member" "runs_api_admin" {
+# Submits and recovers runs: writes a run's inputs, reads a parent run's files, checks its work dir.
+# https://cloud.google.com/storage/docs/access-control/iam-roles (Storage Object User)
+resource "google_storage_bucket_iam_member" "runs_api_user" {
   bucket = google_storage_bucket.runs.name
-  role   = "roles/storage.objectAdmin"
+  role   = "roles/storage.objectUser"
   member = local.members.runs_api
 }
 
 # Reads the outcome an orchestrator hook left when the database was unreachable (runs/<id>/hook-status.json).
+# https://cloud.google.com/storage/docs/access-control/iam-roles (Storage Object Viewer)
 resource "google_storage_bucket_iam_member" "runs_reconcile_viewer" {
   bucket = google_storage_bucket.runs.name
   role   = "roles/storage.objectViewer"
   member = local.members.reconcile_batch_event
 }
 
-resource "google_storage_bucket_iam_member" "runs_orchestrator_admin" {
+# The workflow engine's work dir, resume cache, inputs, results and logs (read, write, replace; the
+# work/ lifecycle rule does the deleting). https://cloud.google.com/storage/docs/access-control/iam-roles
+resource "google_storage_bucket_iam_member" "runs_orchestrator_user" {
   bucket = google_storage_bucket.runs.name
-  role   = "roles/storage.objectAdmin"
+  role   = "roles/storage.objectUser"
   member = local.members.orchestrator
 }
 
-resource "google_storage_bucket_iam_member" "runs_task_admin" {
+# Task VMs mount the work bucket with Cloud Storage FUSE and read and write task files; Storage Object User
+# is the role the FUSE page asks for to mount, read and write:
+# https://cloud.google.com/storage/docs/cloud-storage-fuse/mount-bucket
+resource "google_storage_bucket_iam_member" "runs_task_user" {
   bucket = google_storage_bucket.runs.name
-  role   = "roles/storage.objectAdmin"
+  role   = "roles/storage.objectUser"
   member = local.members.task
 }
 
-resource "google_storage_bucket_iam_member" "functions_source_build_viewer" {
-  bucket = google_storage_bucket.functions_source.name
-  role   = "roles/storage.objectViewer"
-  member = local.members.build
-}
+# No grant on the functions_source bucket: builds read Cloud Functions' copy (build_gcf_sources_reader).
 
 # --- Service accounts as resources (who may act as whom) -----------------------------------------
 
-# Creating a Batch job that runs as the orchestrator account.
+# Creating a Batch job that runs as the orchestrator account needs Service Account User on that account.
+# https://cloud.google.com/batch/docs/create-run-job-custom-service-account
 resource "google_service_account_iam_member" "orchestrator_user_submit" {
   service_account_id = google_service_account.orchestrator.name
   role               = "roles/iam.serviceAccountUser"
   member             = local.members.submit_bundle
 }
 
+# Same, for runs the API submits or recovers.
+# https://cloud.google.com/batch/docs/create-run-job-custom-service-account
 resource "google_service_account_iam_member" "orchestrator_user_api" {
   service_account_id = google_service_account.orchestrator.name
   role               = "roles/iam.serviceAccountUser"
@@ -215,14 +296,17 @@ resource "google_service_account_iam_member" "orchestrator_user_api" {
 }
 
 # The orchestrator creates the engine's task jobs, which run as the task account.
+# https://cloud.google.com/batch/docs/create-run-job-custom-service-account
 resource "google_service_account_iam_member" "task_user_orchestrator" {
   service_account_id = google_service_account.task.name
   role               = "roles/iam.serviceAccountUser"
   member             = local.members.orchestrator
 }
 
-# Pub/Sub mints the OIDC tokens of Eventarc's push deliveries (needed in projects created before
-# April 2021; harmless after).
+# Pub/Sub mints the OIDC tokens of Eventarc's push deliveries, which carry the trigger account's identity:
+# required when the Pub/Sub service agent was enabled on or before April 8, 2021, harmless after.
+# https://cloud.google.com/eventarc/docs/roles-permissions (granted there on the project; here only on
+# the one account whose tokens it mints).
 resource "google_service_account_iam_member" "eventarc_token_creator_pubsub_agent" {
   service_account_id = google_service_account.eventarc.name
   role               = "roles/iam.serviceAccountTokenCreator"
@@ -231,7 +315,8 @@ resource "google_service_account_iam_member" "eventarc_token_creator_pubsub_agen
 
 # --- Topics --------------------------------------------------------------------------------------
 
-# Batch publishes a job's notifications as the job's service account.
+# Batch publishes a job's notifications as the job's service account (the orchestrator job's; task jobs
+# send none). https://cloud.google.com/batch/docs/enable-notifications
 resource "google_pubsub_topic_iam_member" "batch_notifications_orchestrator_publisher" {
   topic  = google_pubsub_topic.batch_notifications.name
   role   = "roles/pubsub.publisher"
@@ -240,6 +325,7 @@ resource "google_pubsub_topic_iam_member" "batch_notifications_orchestrator_publ
 
 # Pub/Sub forwards undeliverable events as its service agent (it also needs pubsub.subscriber on each
 # Eventarc subscription, granted by the same gcloud step that attaches the policy: modules/function).
+# https://cloud.google.com/pubsub/docs/dead-letter-topics (grant forwarding permissions)
 resource "google_pubsub_topic_iam_member" "dead_letter_pubsub_agent_publisher" {
   topic  = google_pubsub_topic.dead_letter.id
   role   = "roles/pubsub.publisher"
@@ -248,6 +334,8 @@ resource "google_pubsub_topic_iam_member" "dead_letter_pubsub_agent_publisher" {
 
 # --- Artifact Registry ---------------------------------------------------------------------------
 
+# Batch pulls the orchestrator image as the job's service account.
+# https://cloud.google.com/artifact-registry/docs/access-control (Artifact Registry Reader)
 resource "google_artifact_registry_repository_iam_member" "orchestrator_repo_orchestrator_reader" {
   location   = google_artifact_registry_repository.orchestrator.location
   repository = google_artifact_registry_repository.orchestrator.name
@@ -255,6 +343,9 @@ resource "google_artifact_registry_repository_iam_member" "orchestrator_repo_orc
   member     = local.members.orchestrator
 }
 
+# For pipeline containers kept in this repository (a task job pulls its image as the task account).
+# https://cloud.google.com/artifact-registry/docs/access-control (Artifact Registry Reader). Not needed by
+# anything in this repository's code: task jobs run the images their pipelines name.
 resource "google_artifact_registry_repository_iam_member" "orchestrator_repo_task_reader" {
   location   = google_artifact_registry_repository.orchestrator.location
   repository = google_artifact_registry_repository.orchestrator.name
@@ -262,6 +353,9 @@ resource "google_artifact_registry_repository_iam_member" "orchestrator_repo_tas
   member     = local.members.task
 }
 
+# Builds push the function images (and their build cache) here: build_config.docker_repository names this
+# repository, so the build account needs Artifact Registry Writer on it and on no other.
+# https://cloud.google.com/functions/docs/securing/build-custom-sa
 resource "google_artifact_registry_repository_iam_member" "functions_repo_build_writer" {
   location   = google_artifact_registry_repository.functions.location
   repository = google_artifact_registry_repository.functions.name

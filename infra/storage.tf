@@ -89,6 +89,9 @@ resource "google_storage_bucket" "runs" {
 
 # Zipped functions/ folder. Terraform replaces the object when the code changes because its name
 # carries the archive's hash, and the new name makes the functions rebuild and redeploy.
+# The build account needs no access to it: Cloud Functions copies the object to its own
+# gcf-v2-sources-PROJECT_NUMBER-REGION bucket and the build reads that copy
+# (https://cloud.google.com/functions/docs/building; the build's grant is in iam.tf).
 resource "google_storage_bucket" "functions_source" {
   name                        = "${var.project_id}-${var.name_prefix}-functions-src"
   location                    = upper(var.region)

@@ -62,7 +62,11 @@ resource "google_cloudfunctions2_function" "this" {
   }
 }
 
-# Name == Cloud Run service name for 2nd gen functions; run.invoker is checked on the service.
+# Name == Cloud Run service name for 2nd gen functions; run.invoker is checked on the service: "2nd gen
+# functions need the Cloud Run Invoker role" (https://cloud.google.com/functions/docs/reference/iam/roles).
+# Callers are the Eventarc trigger account for event functions ("The Cloud Run Invoker role allows your
+# Eventarc trigger to call the target Cloud Run service", https://cloud.google.com/eventarc/docs/roles-permissions)
+# and var.api_invoker_members for runs_api (https://cloud.google.com/run/docs/securing/managing-access).
 resource "google_cloud_run_service_iam_member" "invoker" {
   for_each = var.invoker_members
 
@@ -76,6 +80,8 @@ resource "google_cloud_run_service_iam_member" "invoker" {
 # Eventarc creates and owns the trigger's Pub/Sub subscription, and Terraform cannot set a dead-letter
 # policy on it (see pubsub.tf). Attach one with gcloud after every change of the trigger. If the trigger
 # is ever recreated outside Terraform, taint this resource or run the commands in docs/deploy.md.
+# The one grant made here: roles/pubsub.subscriber for the Pub/Sub service agent on that subscription, so
+# it can forward undeliverable events (https://cloud.google.com/pubsub/docs/dead-letter-topics).
 resource "terraform_data" "dead_letter" {
   count = var.event_trigger != null && var.dead_letter != null ? 1 : 0
 
@@ -93,7 +99,9 @@ resource "terraform_data" "dead_letter" {
         --format 'value(transport.pubsub.subscription)')"
       gcloud pubsub subscriptions update "$sub" --project "$PROJECT" \
         --dead-letter-topic "$TOPIC" --max-delivery-attempts "$ATTEMPTS"
-      # Pub/Sub forwards to the dead-letter topic as its service agent, which must be able to ack here.
+      # Pub/Sub forwards to the dead-letter topic as its service agent, which must be able to ack here
+      # (roles/pubsub.subscriber on the source subscription; the topic side is in iam.tf):
+      # https://cloud.google.com/pubsub/docs/dead-letter-topics
       gcloud pubsub subscriptions add-iam-policy-binding "$sub" --project "$PROJECT" \
         --member "$AGENT" --role roles/pubsub.subscriber >/dev/null
     EOT
