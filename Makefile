@@ -4,6 +4,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+INFRA_STAMP := $(VENV)/.infra-schemas-stamp
 
 .PHONY: install demo up test lint typecheck unit integration chaos bench clean
 
@@ -16,6 +17,12 @@ $(STAMP): requirements.txt functions/requirements.txt pyproject.toml
 	@touch $@
 
 install: $(STAMP)
+
+# Only the tests need the Terraform provider schemas (requirements-infra.txt); bytecode is not compiled
+# for their ~340 MB of generated Python, which is only read as data.
+$(INFRA_STAMP): $(STAMP) requirements-infra.txt
+	$(BIN)/python -m pip install -q --disable-pip-version-check --no-compile -r requirements-infra.txt
+	@touch $@
 
 demo: install
 	NO_GCE_CHECK=true $(BIN)/arc demo
@@ -30,10 +37,10 @@ lint: install
 	@if command -v shellcheck >/dev/null; then shellcheck orchestrator/*.sh .ci/run $$(ls scripts/*.sh 2>/dev/null); \
 	else echo "shellcheck not installed: shell scripts not checked"; fi
 
-test: lint
+test: lint $(INFRA_STAMP)
 	NO_GCE_CHECK=true $(BIN)/pytest -q
 
-unit: install
+unit: install $(INFRA_STAMP)
 	NO_GCE_CHECK=true $(BIN)/pytest -q tests/unit
 
 integration: install
