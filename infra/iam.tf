@@ -295,6 +295,17 @@ resource "google_service_account_iam_member" "orchestrator_user_api" {
   member             = local.members.runs_api
 }
 
+# GET /runs/{id}/results signs short-lived download URLs as the API's own account. A Cloud Run function
+# has no key, so the storage client signs through the IAM Credentials signBlob API, which needs
+# iam.serviceAccounts.signBlob on the signing account: Service Account Token Creator, here on itself only.
+# https://cloud.google.com/storage/docs/authentication/creating-signatures (the signBlob permission "is
+# included in the roles/iam.serviceAccountTokenCreator role")
+resource "google_service_account_iam_member" "api_signs_as_itself" {
+  service_account_id = google_service_account.functions["runs_api"].name
+  role               = "roles/iam.serviceAccountTokenCreator"
+  member             = local.members.runs_api
+}
+
 # The orchestrator creates the engine's task jobs, which run as the task account.
 # https://cloud.google.com/batch/docs/create-run-job-custom-service-account
 resource "google_service_account_iam_member" "task_user_orchestrator" {

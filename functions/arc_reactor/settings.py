@@ -70,6 +70,12 @@ class Settings(BaseSettings):
     )
 
     # Behaviour and limits
+    results_url_ttl_seconds: int = Field(
+        3600,
+        ge=60,
+        le=604800,  # a V4 signed URL lives at most 7 days
+        description="Seconds a results download URL works (ARC_RESULTS_URL_TTL_SECONDS).",
+    )
     max_event_age_seconds: int = Field(
         86400,
         ge=60,

@@ -81,9 +81,35 @@ def test_watch_shows_each_status_until_the_end(api_url, capsys, engine):
     threading.Thread(target=progress).start()
     code, out, _ = arc(capsys, "runs", "watch", run_id, "--api", api_url, "--timeout", "30")
     assert code == 0, out
-    lines = [line.split()[1] for line in out.splitlines() if line.startswith("  ")]
+    history, _, after = out.partition(f"run {run_id} ended completed\n")
+    lines = [line.split()[1] for line in history.splitlines() if line.startswith("  ")]
     assert lines == ["pending", "submitted", "running", "completed"]
-    assert out.strip().endswith(f"run {run_id} ended completed")
+    assert after.splitlines() == [  # where the results are, and how to get them
+        f"  results: gs://arc-runs/runs/{run_id}/results/",
+        f"  list or download them: arc runs results {run_id} [--download DIR]",
+    ]
+
+
+def test_results_are_listed_and_downloaded(api_url, capsys, engine, gcs, tmp_path):
+    _, out, _ = arc(capsys, "submit", str(DEMO_BUNDLE), "--api", api_url)
+    run_id = _submitted_id(out)
+    files = {"stats.tsv": b"S1\t10\n", "per-sample/S1.json": b'{"reads": 10}'}
+    for path, data in files.items():
+        gcs.write_bytes("arc-runs", f"runs/{run_id}/results/{path}", data)
+    code, out, _ = arc(capsys, "runs", "results", run_id, "--api", api_url)
+    assert code == 0, out
+    assert out.splitlines() == [
+        f"results of run {run_id} in gs://arc-runs/runs/{run_id}/results/ (2 file(s), run is submitted: "
+        "more may come)",
+        f"  {13:>12}  per-sample/S1.json",
+        f"  {6:>12}  stats.tsv",
+    ]
+    target = tmp_path / "got"
+    code, out, _ = arc(capsys, "runs", "results", run_id, "--api", api_url, "--download", str(target))
+    assert code == 0, out
+    assert f"downloaded 2 file(s), 19 bytes, into {target}" in out
+    got = {p.relative_to(target).as_posix(): p.read_bytes() for p in target.rglob("*") if p.is_file()}
+    assert got == files
 
 
 def test_cancel_recover_and_logs(api_url, capsys, engine, gcs, tmp_path):

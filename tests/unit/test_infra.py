@@ -42,6 +42,8 @@ EXPECTED_ROLES = {
         ("roles/logging.viewer", "project"),
         ("roles/storage.objectUser", "bucket:runs"),
         ("roles/iam.serviceAccountUser", "sa:orchestrator"),
+        # Signs the results' download URLs as itself (IAM signBlob: iam.serviceAccounts.signBlob).
+        ("roles/iam.serviceAccountTokenCreator", "sa:runs_api"),
     },
     "reconcile_batch_event": CLOUDSQL
     | {("roles/batch.jobsViewer", "project"), ("roles/storage.objectViewer", "bucket:runs")},
@@ -235,7 +237,12 @@ def _default_of(variables, name):
 # IAM resource type -> (scope prefix, argument naming the resource, pattern of the reference in it)
 SCOPE_OF = {
     "google_storage_bucket_iam_member": ("bucket", "bucket", r"google_storage_bucket\.(\w+)\."),
-    "google_service_account_iam_member": ("sa", "service_account_id", r"google_service_account\.(\w+)\."),
+    # The function accounts are one for_each: google_service_account.functions["runs_api"] is sa:runs_api.
+    "google_service_account_iam_member": (
+        "sa",
+        "service_account_id",
+        r"google_service_account\.(?:functions\[\"(\w+)\"\]|(\w+))\.",
+    ),
     "google_pubsub_topic_iam_member": ("topic", "topic", r"google_pubsub_topic\.(\w+)\."),
     "google_artifact_registry_repository_iam_member": (
         "repo",
@@ -280,7 +287,8 @@ def _granted(root, module):
             prefix, attr, pattern = SCOPE_OF[rtype]
             match = re.search(pattern, body[attr])
             assert match, f"{rtype}.{name}: {attr} is not a resource of this configuration"
-            scope = f"{prefix}:{match.group(1)}" + ("[condition]" if "condition" in body else "")
+            target = next(g for g in match.groups() if g)
+            scope = f"{prefix}:{target}" + ("[condition]" if "condition" in body else "")
         else:
             raise AssertionError(f"{rtype}.{name}: IAM resource type not covered by this test")
         grants |= {(who, r, scope) for r in roles}

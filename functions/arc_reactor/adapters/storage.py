@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from arc_reactor.core.layout import split_gs_uri
 from arc_reactor.errors import StorageForbidden, StorageObjectMissing, TransientError
@@ -35,6 +37,16 @@ class ObjectInfo:
     name: str
     size: int
     generation: int
+
+
+@dataclass(frozen=True)
+class ObjectEntry:
+    """One object of a listing."""
+
+    name: str
+    size: int
+    updated: datetime | None
+    content_type: str | None
 
 
 def make_client(settings: Settings) -> storage.Client:
@@ -145,6 +157,64 @@ class Storage:
                 b.name
                 for b in self.client.list_blobs(bucket, prefix=prefix, max_results=limit, timeout=TIMEOUT_S)
             ]
+        except Exception as exc:
+            raise _wrap(exc) from exc
+
+    def list_page(
+        self, bucket: str, prefix: str, page_size: int, token: dict[str, Any] | None
+    ) -> tuple[list[ObjectEntry], dict[str, Any] | None]:
+        """One page of the objects under `prefix`, in name order, and the token of the next page (None at
+        the end). The token holds Cloud Storage's own page token and the last name returned: a server that
+        answers every object at once (the emulator ignores maxResults) is paged here, by name."""
+        gcs_token, after = (token or {}).get("gcs"), str((token or {}).get("after") or "")
+        try:
+            listing = self.client.list_blobs(
+                bucket, prefix=prefix, page_size=page_size, page_token=gcs_token, timeout=TIMEOUT_S
+            )
+            page = sorted(next(listing.pages), key=lambda b: b.name)
+            following = listing.next_page_token
+        except StopIteration:
+            page, following = [], None
+        except Exception as exc:
+            raise _wrap(exc) from exc
+        fresh = [b for b in page if b.name > after]
+        entries = [
+            ObjectEntry(b.name, int(b.size or 0), b.updated, b.content_type) for b in fresh[:page_size]
+        ]
+        if len(fresh) > page_size:  # this page holds more: the same page again, after the last name
+            return entries, {"gcs": gcs_token, "after": entries[-1].name}
+        return entries, (
+            {"gcs": following, "after": entries[-1].name if entries else after} if following else None
+        )
+
+    def download_url(self, bucket: str, name: str, ttl: timedelta) -> str:
+        """A URL that downloads the object without credentials for `ttl`: a V4 signed URL, signed with the
+        client's own key or, for the metadata server's credentials of a Cloud Run function, through the IAM
+        signBlob API as the function's service account (it needs iam.serviceAccounts.signBlob on itself).
+        Against the emulator: its plain download URL (it checks no signature)."""
+        emulator = os.environ.get("STORAGE_EMULATOR_HOST")
+        if emulator:
+            return f"{emulator.rstrip('/')}/download/storage/v1/b/{bucket}/o/{quote(name, safe='')}?alt=media"
+        from google.auth.credentials import Signing
+
+        blob = self.client.bucket(bucket).blob(name)
+        credentials = self.client._credentials
+        try:
+            if isinstance(credentials, Signing):
+                return str(blob.generate_signed_url(version="v4", expiration=ttl, method="GET"))
+            if not credentials.valid:
+                from google.auth.transport.requests import Request
+
+                credentials.refresh(Request())  # type: ignore[no-untyped-call]
+            return str(
+                blob.generate_signed_url(
+                    version="v4",
+                    expiration=ttl,
+                    method="GET",
+                    service_account_email=credentials.service_account_email,
+                    access_token=credentials.token,
+                )
+            )
         except Exception as exc:
             raise _wrap(exc) from exc
 

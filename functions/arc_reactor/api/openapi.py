@@ -6,7 +6,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from arc_reactor.api import listing, run_logs
+from arc_reactor.api import listing, results, run_logs
 from arc_reactor.api.views import DERIVED_FIELDS, EVENT_FIELDS, RUN_FIELDS, SUMMARY_FIELDS
 from arc_reactor.core.ids import RUN_ID_RE
 from arc_reactor.core.status import RunStatus
@@ -111,6 +111,19 @@ def _run_schemas() -> dict[str, Any]:
         }
     )
     line = _object({"timestamp": OPT_STR, "severity": STR, "message": STR})
+    result_file = _object(
+        {
+            "path": {"type": "string", "description": "relative to results_uri"},
+            "uri": STR,
+            "size": {"type": "integer", "minimum": 0},
+            "updated": OPT_STR,
+            "content_type": OPT_STR,
+            "url": {
+                "type": "string",
+                "description": "downloads the file without credentials until urls_expire_at",
+            },
+        }
+    )
     logs = {
         "run_id": STR,
         "source": {"enum": ["local", "cloud_logging"]},
@@ -126,6 +139,20 @@ def _run_schemas() -> dict[str, Any]:
         },
         "RunList": _object({"runs": {"type": "array", "items": ref("Run")}, "next_page_token": OPT_STR}),
         "LogPage": _object({**logs, "next_page_token": OPT_STR}),
+        "ResultsPage": _object(
+            {
+                "run_id": STR,
+                "status": STATUS,
+                "complete": {
+                    "type": "boolean",
+                    "description": "the run completed: no more results will come",
+                },
+                "results_uri": STR,
+                "urls_expire_at": {"type": "string", "format": "date-time"},
+                "files": {"type": "array", "items": result_file},
+                "next_page_token": OPT_STR,
+            }
+        ),
     }
 
 
@@ -175,7 +202,7 @@ _FILES = ("samplesheet", "params", "config", "manifest")
 _ERRORS = {
     "400": "Malformed request (every problem listed)",
     "401": "No valid Google ID token",
-    "403": "Not the run's submitter nor an admin",
+    "403": "Not allowed: not the run's submitter nor an admin, or a location the API may not read",
     "404": "No such run or route",
     "409": "The run's state does not allow it",
     "413": "Request body too large",
@@ -296,6 +323,7 @@ def _actions() -> dict[str, Any]:
 def _run_ops() -> dict[str, Any]:
     """GET /runs/{id}, its events and its logs."""
     log_page = {"type": "integer", "minimum": 1, "maximum": run_logs.MAX_PAGE_SIZE}
+    results_page = {"type": "integer", "minimum": 1, "maximum": results.MAX_PAGE_SIZE}
     log_params = [
         RUN_ID,
         _query("page_size", log_page, f"lines per page (default {run_logs.DEFAULT_PAGE_SIZE})"),
@@ -317,6 +345,20 @@ def _run_ops() -> dict[str, Any]:
         },
         "/runs/{run_id}/logs": {
             "get": _op("runLogs", "The orchestrator's log lines, oldest first", log_params, lines)
+        },
+        "/runs/{run_id}/results": {
+            "get": _op(
+                "runResults",
+                "The files in the run's results location, by name, each with a short-lived download URL",
+                [
+                    RUN_ID,
+                    _query(
+                        "page_size", results_page, f"files per page (default {results.DEFAULT_PAGE_SIZE})"
+                    ),
+                    _query("page_token", STR, "next_page_token of the previous page"),
+                ],
+                _responses({"200": ("A page of files", ref("ResultsPage"))}, (*_AUTHED, "403")),
+            )
         },
         **_actions(),
     }

@@ -93,16 +93,18 @@ def read_local(job_dir: Path, page_size: int, attempt: int, offset: int, follow:
     return LogPage(lines, encode_token({"a": position[0], "o": position[1]}) if follow else None)
 
 
-def _query(call: Call) -> tuple[int, dict[str, Any] | None]:
+def page_query(
+    call: Call, default: int = DEFAULT_PAGE_SIZE, maximum: int = MAX_PAGE_SIZE
+) -> tuple[int, dict[str, Any] | None]:
+    """The page_size and decoded page_token of a paged GET (nothing else is accepted); 400 naming every
+    malformed parameter."""
     problems = [Problem("query", "unknown parameter", field=k) for k in call.request.args if k not in _KEYS]
-    size, token = DEFAULT_PAGE_SIZE, None
+    size, token = default, None
     raw_size = call.request.args.get("page_size")
     if raw_size is not None:
         size = int(raw_size) if raw_size.isdigit() else 0
-        if not 1 <= size <= MAX_PAGE_SIZE:
-            problems.append(
-                Problem("query", f"must be an integer from 1 to {MAX_PAGE_SIZE}", field="page_size")
-            )
+        if not 1 <= size <= maximum:
+            problems.append(Problem("query", f"must be an integer from 1 to {maximum}", field="page_size"))
     raw_token = call.request.args.get("page_token")
     if raw_token is not None:
         try:
@@ -174,7 +176,7 @@ class CloudJobLogs:
 def logs(call: Call) -> Any:
     """GET /runs/{id}/logs?page_size=&page_token=."""
     run_id = call.run_id
-    size, token = _query(call)
+    size, token = page_query(call)
     run = call.deps.runs.get_run(run_id)
     require_reader(call.deps.settings, call.caller, run)
     source = call.deps.run_logs

@@ -40,7 +40,7 @@ def _submit(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _runs(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("runs", help="list, show, watch, cancel, recover runs and read their logs")
+    p = sub.add_parser("runs", help="list, show, watch, cancel, recover runs; read their logs and results")
     rs = p.add_subparsers(dest="runs_command", required=True)
     ls = rs.add_parser("list", help="runs, newest first")
     ls.add_argument("--status", action="append", help="filter (repeatable)")
@@ -78,7 +78,12 @@ def _runs(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     logs.add_argument("--follow", action="store_true", help="keep reading while the run goes on")
     logs.add_argument("--timeout", type=float, default=600.0, help="seconds --follow reads (default 600)")
     logs.set_defaults(func=runs.cmd_logs)
-    for child in (ls, show, watch, cancel, rec, logs):
+    res = rs.add_parser("results", help="a run's result files, with --download to fetch them")
+    res.add_argument("run_id")
+    res.add_argument("--download", metavar="DIR", help="download every file into DIR (paths kept)")
+    res.add_argument("--json", action="store_true")
+    res.set_defaults(func=runs.cmd_results)
+    for child in (ls, show, watch, cancel, rec, logs, res):
         _api_options(child)
 
 

@@ -6,16 +6,19 @@ import argparse
 import json
 import sys
 import time
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
+import requests
 import yaml
 
 from arc_reactor.cli.client import ApiClient, CliError
-from arc_reactor.cli.watch import watch
+from arc_reactor.cli.watch import watch_to_end
 
 LIST_COLUMNS = (("id", 19), ("status", 10), ("pipeline", 22), ("created_at", 19), ("name", 30))
 FOLLOW_POLL_S = 2.0
+DOWNLOAD_ATTEMPTS = 3
+MAX_RESULT_PAGES = 1000  # 500 files each
 
 
 def _client(args: argparse.Namespace) -> ApiClient:
@@ -100,9 +103,71 @@ def cmd_watch(args: argparse.Namespace) -> int:
     """Follow a run until it ends; exit 0 only when it completed."""
     client = _client(args)
     print(f"watching run {args.run_id} (Ctrl-C stops watching, not the run)")
-    final = watch(client, args.run_id, sys.stdout, args.timeout)
-    print(f"run {args.run_id} ended {final}")
-    return 0 if final == "completed" else 1
+    return watch_to_end(client, args.run_id, sys.stdout, args.timeout)
+
+
+def _safe_destination(root: Path, path: str) -> Path | None:
+    """Where a listed file goes under `root`, or None for a path that would leave it."""
+    rel = PurePosixPath(path)
+    if not path or rel.is_absolute() or ".." in rel.parts:
+        return None
+    dest = (root / rel).resolve()
+    return dest if dest.is_relative_to(root.resolve()) else None
+
+
+def _download(url: str, dest: Path) -> int:
+    """Fetch one file (bounded attempts and timeouts) through a temporary name; the bytes written."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    partial = dest.with_name(dest.name + ".part")
+    for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
+        try:
+            with requests.get(url, stream=True, timeout=(10, 300)) as resp:
+                resp.raise_for_status()
+                with partial.open("wb") as fh:
+                    size = sum(fh.write(chunk) for chunk in resp.iter_content(1 << 20))
+            partial.replace(dest)
+            return size
+        except requests.RequestException as exc:
+            if attempt == DOWNLOAD_ATTEMPTS:
+                raise CliError(f"could not download {dest.name}: {exc}") from exc
+            time.sleep(attempt)
+    return 0  # not reached
+
+
+def cmd_results(args: argparse.Namespace) -> int:
+    """List a run's results; --download DIR fetches them, page by page while their URLs are fresh."""
+    client = _client(args)
+    params: dict[str, Any] = {"page_size": 500}
+    root = Path(args.download) if args.download else None
+    listed: list[dict[str, Any]] = []
+    fetched = total = 0
+    page: dict[str, Any] = {}
+    for _ in range(MAX_RESULT_PAGES):
+        page = client.call("GET", f"/runs/{args.run_id}/results", params=params)
+        listed.extend(page["files"])
+        for entry in page["files"] if root else []:
+            dest = _safe_destination(root, entry["path"])  # type: ignore[arg-type]
+            if dest is None:
+                print(f"  skipped {entry['path']!r}: not a relative path", file=sys.stderr)
+                continue
+            total += _download(entry["url"], dest)
+            fetched += 1
+        if not page.get("next_page_token"):
+            break
+        params["page_token"] = page["next_page_token"]
+    if args.json:
+        _print_json(
+            {k: v for k, v in page.items() if k not in ("files", "next_page_token")} | {"files": listed}
+        )
+        return 0
+    state = "complete" if page.get("complete") else f"run is {page.get('status')}: more may come"
+    print(f"results of run {args.run_id} in {page.get('results_uri')} ({len(listed)} file(s), {state})")
+    if root is not None:
+        print(f"downloaded {fetched} file(s), {total} bytes, into {root}")
+        return 0
+    for entry in listed:
+        print(f"  {entry['size']:>12}  {entry['path']}")
+    return 0
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
@@ -142,9 +207,7 @@ def cmd_recover(args: argparse.Namespace) -> int:
     run = client.call("POST", f"/runs/{args.run_id}:recover", expect=(200, 201), json=_overrides(args))
     print(f"run {run['id']} recovers {args.run_id}: {run['status']}")
     if args.watch:
-        final = watch(client, run["id"], sys.stdout, args.timeout)
-        print(f"run {run['id']} ended {final}")
-        return 0 if final == "completed" else 1
+        return watch_to_end(client, run["id"], sys.stdout, args.timeout)
     return 0
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from arc_reactor.cli.client import ApiClient, CliError, local_info
-from arc_reactor.cli.watch import watch
+from arc_reactor.cli.watch import watch_to_end
 
 BUNDLE_FILES = ("samplesheet.csv", "params.yaml", "nextflow.config", "run.yaml")  # the manifest last
 FEEDBACK_TIMEOUT_S = 120.0
@@ -108,7 +108,5 @@ def cmd_submit(args: argparse.Namespace) -> int:
         run_id = str(feedback["run_id"])
         print(f"run {run_id} {feedback.get('status')} (through the inbox, {submission}/)")
     if args.watch and client is not None:
-        final = watch(client, run_id, sys.stdout, args.timeout)
-        print(f"run {run_id} ended {final}")
-        return 0 if final == "completed" else 1
+        return watch_to_end(client, run_id, sys.stdout, args.timeout)
     return 0

@@ -130,3 +130,19 @@ class Watcher:
 def watch(client: ApiClient, run_id: str, out: TextIO, timeout: float, live: bool | None = None) -> str:
     """Follow a run until it ends; return its final status."""
     return Watcher(client, run_id, out, out.isatty() if live is None else live).run(timeout)
+
+
+def watch_to_end(client: ApiClient, run_id: str, out: TextIO, timeout: float) -> int:
+    """Follow a run until it ends, then say where its results are (or what went wrong and what to do next);
+    the exit code is 0 only when it completed."""
+    final = watch(client, run_id, out, timeout)
+    out.write(f"run {run_id} ended {final}\n")
+    run = client.call("GET", f"/runs/{run_id}")
+    if final == "completed":
+        out.write(f"  results: {run.get('results_uri')}\n")
+        out.write(f"  list or download them: arc runs results {run_id} [--download DIR]\n")
+    elif final == "failed":
+        task = f" in {run['error_task']}" if run.get("error_task") else ""
+        out.write(f"  error{task}: {run.get('error_code')}: {run.get('error_message') or ''}\n")
+        out.write(f"  logs: arc runs logs {run_id}; resume it: arc runs recover {run_id}\n")
+    return 0 if final == "completed" else 1
