@@ -44,6 +44,19 @@ def embedded_postgres_url(data_dir: Path, *, delete_on_exit: bool = False) -> st
     return f"postgresql+pg8000://postgres@/postgres?unix_sock={info.socket_dir}/.s.PGSQL.{info.port}"
 
 
+def stop_embedded_postgres(data_dir: Path) -> bool:
+    """Stop the embedded PostgreSQL this process started or joined under `data_dir`, now rather than at
+    exit, when no other process still uses it (pgserver counts them). True when this process had it."""
+    data_dir = _reachable_pg_dir(data_dir.expanduser().resolve())
+    with _lock:
+        srv = _pg_servers.pop(data_dir, None)
+    if srv is None:
+        return False
+    dispose_engines()  # close our connections first: a fast shutdown would cut them anyway
+    srv.cleanup()  # in "stop" mode: stops the server if this was its last user; never deletes data
+    return True
+
+
 def _reachable_pg_dir(data_dir: Path) -> Path:
     """As root, pgserver runs PostgreSQL as the user `pgserver`, which must be able to reach the data dir.
     When an ancestor folder is closed to others (e.g. /root), use a folder under the temp dir instead."""

@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+import yaml
 
 ROOT = Path(__file__).resolve().parents[3]
 LOCAL_INFO = ROOT / ".arc" / "local.json"
@@ -34,6 +35,26 @@ class CliError(Exception):
         super().__init__(message)
         self.problems = problems or []
         self.status = status
+
+
+def read_user_file(path: str | Path) -> bytes:
+    """A file the user named; CliError (exit 2) saying which and why when it cannot be read."""
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise CliError(f"{path}: {exc.strerror or exc}", status=400) from None
+
+
+def load_user_yaml(text: bytes | str, where: str) -> Any:
+    """YAML the user wrote; CliError (exit 2) naming `where`, the line and the problem when it is not YAML."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        hint = ": YAML is indented with spaces, never tabs" if "'\\t'" in problem else ""
+        raise CliError(f"{where} is not valid YAML{at}: {problem}{hint}", status=400) from None
 
 
 def local_info(path: Path | None = None) -> dict[str, Any] | None:

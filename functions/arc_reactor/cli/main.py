@@ -6,10 +6,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import time
 import warnings
 from pathlib import Path
+
+from arc_reactor.cli.client import CliError
 
 
 def _local_env() -> None:
@@ -23,18 +26,27 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """Run the demo end to end on the local stack."""
     _local_env()
     from arc_reactor.local.demo import run_demo
+    from arc_reactor.local.stack import StackBusy
 
-    return run_demo(state_dir=args.state_dir, timeout=args.timeout)
+    _stop_on_sigterm()
+    try:
+        return run_demo(state_dir=args.state_dir, timeout=args.timeout)
+    except StackBusy as exc:
+        raise CliError(str(exc)) from None
 
 
 def cmd_local_up(args: argparse.Namespace) -> int:
     """Start the local stack and keep it up until interrupted."""
     _local_env()
-    from arc_reactor.local.stack import LocalStack
+    from arc_reactor.local.stack import LocalStack, StackBusy
 
     stack = LocalStack(state_dir=args.state_dir) if args.state_dir else LocalStack()
     stack.log_file = stack.state_dir / "logs" / "functions.log"
-    stack.start()
+    _stop_on_sigterm()
+    try:
+        stack.start()
+    except StackBusy as exc:
+        raise CliError(str(exc)) from None
     s = stack.settings
     print("Arc Reactor local stack is up (no authentication: local use only).")
     print(f"  runs API:      {stack.url('runs_api')}runs")
@@ -64,9 +76,22 @@ def cmd_local_up(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        print("stopping the local stack...", flush=True)
         info.unlink(missing_ok=True)
         stack.stop()
+        print("stopped: the functions, the Batch service (its running jobs killed), the storage emulator"
+              " and PostgreSQL; the state stays in " + str(stack.state_dir), flush=True)  # fmt: skip
     return 0
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM (a service manager, `kill`) stops the stack as Ctrl-C does: Python's default would end the
+    process without running the stack's stop, leaving PostgreSQL running."""
+
+    def interrupt(_sig: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def cmd_db_upgrade(_args: argparse.Namespace) -> int:
@@ -104,8 +129,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `arc` script."""
-    from arc_reactor.cli.client import CliError
-
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))

@@ -10,9 +10,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import requests
-import yaml
 
-from arc_reactor.cli.client import ApiClient, CliError
+from arc_reactor.cli.client import ApiClient, CliError, load_user_yaml, read_user_file
 from arc_reactor.cli.watch import watch_to_end
 
 LIST_COLUMNS = (("id", 19), ("status", 10), ("pipeline", 22), ("created_at", 19), ("name", 30))
@@ -183,7 +182,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     body: dict[str, Any] = {}
     params: dict[str, Any] = {}
     if args.params:
-        loaded = yaml.safe_load(Path(args.params).read_text(encoding="utf-8")) or {}
+        loaded = load_user_yaml(read_user_file(args.params), args.params) or {}
         if not isinstance(loaded, dict):
             raise CliError(f"{args.params} must be a YAML mapping")
         params.update(loaded)
@@ -191,11 +190,11 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep:
             raise CliError(f"--set {item!r} is not key=value")
-        params[key] = yaml.safe_load(value)
+        params[key] = load_user_yaml(value, f"--set {item}")
     if params:
         body["params"] = params
     if args.config:
-        body["config"] = Path(args.config).read_text(encoding="utf-8")
+        body["config"] = read_user_file(args.config).decode("utf-8", errors="replace")
     if args.name:
         body["name"] = args.name
     return body

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from arc_reactor.cli.client import ApiClient, CliError, local_info
+from arc_reactor.cli.client import ApiClient, CliError, load_user_yaml, local_info, read_user_file
 from arc_reactor.cli.watch import watch_to_end
 
 BUNDLE_FILES = ("samplesheet.csv", "params.yaml", "nextflow.config", "run.yaml")  # the manifest last
@@ -33,7 +33,7 @@ def bundle_from_args(args: argparse.Namespace) -> dict[str, bytes]:
         folder = Path(args.bundle)
         if not folder.is_dir():
             raise CliError(f"{folder} is not a folder")
-        files = {name: (folder / name).read_bytes() for name in BUNDLE_FILES if (folder / name).is_file()}
+        files = {name: read_user_file(folder / name) for name in BUNDLE_FILES if (folder / name).is_file()}
     for option, name in (
         ("samplesheet", "samplesheet.csv"),
         ("params", "params.yaml"),
@@ -41,8 +41,9 @@ def bundle_from_args(args: argparse.Namespace) -> dict[str, bytes]:
     ):
         path = getattr(args, option)
         if path:
-            files[name] = Path(path).read_bytes()
-    manifest = yaml.safe_load(files.get("run.yaml") or b"") or {}
+            files[name] = read_user_file(path)
+    where = str(Path(args.bundle) / "run.yaml") if args.bundle else "run.yaml"
+    manifest = load_user_yaml(files.get("run.yaml") or b"", where) or {}
     if not isinstance(manifest, dict):
         raise CliError("run.yaml must be a YAML mapping")
     for key in ("pipeline", "revision", "name", "profile"):

@@ -132,6 +132,7 @@ def run_demo(out: TextIO = sys.stdout, state_dir: Path | None = None, timeout: f
         return _report(stack, run_id, final, out, started)
     finally:
         stack.stop()
+        out.write("Stopped the local stack (functions, Batch service, storage emulator, PostgreSQL).\n")
 
 
 def _report(stack: LocalStack, run_id: str, final: str, out: TextIO, started: float) -> int:

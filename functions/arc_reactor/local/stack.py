@@ -4,6 +4,8 @@ functions-framework, wired together by an Eventarc-like router. Offline; loopbac
 
 from __future__ import annotations
 
+import fcntl
+import json
 import logging
 import os
 import subprocess
@@ -40,6 +42,28 @@ FUNCTIONS = {
 }
 
 
+LOCK_FILE = "stack.lock"
+
+
+class StackBusy(Exception):
+    """Another local stack holds the state folder."""
+
+
+def _holder(state_dir: Path, lock_text: str) -> str:
+    """Who holds the folder, as far as its lock and local.json say."""
+    try:
+        who = json.loads(lock_text)
+    except ValueError:
+        who = {}
+    pid = who.get("pid")
+    try:
+        info = json.loads((state_dir / "local.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        info = {}
+    url = f", runs API at {info['api_url']}/runs" if info.get("pid") == pid and info.get("api_url") else ""
+    return f"pid {pid}{url}" if pid else "a process that left no pid"
+
+
 @dataclass
 class LocalStack:
     """Start with `start()`, stop with `stop()`; `state_dir` holds the database, objects and job logs."""
@@ -54,18 +78,58 @@ class LocalStack:
     functions: dict[str, ServedFunction] = field(default_factory=dict)
     _env: dict[str, str] = field(default_factory=dict)
     _saved_env: dict[str, str | None] = field(default_factory=dict)
+    _lock_fd: int | None = None
+    _own_postgres: bool = False
+
+    def _lock(self) -> None:
+        """Hold the state folder for this process's lifetime: a second stack on it (a second `arc local
+        up`, or `arc demo` beside it) is refused, naming the first, instead of sharing its database,
+        objects and local.json. The lock is the kernel's (flock), so a stack that died holds nothing."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.state_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            text = os.pread(fd, 4096, 0).decode(errors="replace")
+            os.close(fd)
+            raise StackBusy(
+                f"another Arc Reactor local stack is using {self.state_dir} "
+                f"({_holder(self.state_dir, text)}): stop it first (Ctrl-C where it runs), "
+                "or give this one another --state-dir"
+            ) from None
+        os.ftruncate(fd, 0)
+        stamp = datetime.now(UTC).isoformat(timespec="seconds")
+        os.pwrite(fd, json.dumps({"pid": os.getpid(), "started_at": stamp}).encode(), 0)
+        self._lock_fd = fd
+
+    def _unlock(self) -> None:
+        if self._lock_fd is not None:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     def start(self) -> LocalStack:
-        """Start every part and point this process's settings at them."""
+        """Start every part and point this process's settings at them; StackBusy when another stack holds
+        the state folder."""
+        self._lock()
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> LocalStack:
         from arc_reactor.adapters import migrate
         from arc_reactor.adapters.db import embedded_postgres_url, get_engine
         from arc_reactor.settings import Settings
 
-        self.state_dir.mkdir(parents=True, exist_ok=True)
         if self.log_file is not None:
             setup_logging(path=self.log_file)
         base = Settings()
-        self.database_url = os.environ.get("DATABASE_URL") or embedded_postgres_url(self.state_dir / "pgdata")
+        self.database_url = os.environ.get("DATABASE_URL", "")
+        if not self.database_url:
+            self.database_url = embedded_postgres_url(self.state_dir / "pgdata")
+            self._own_postgres = True
         storage_dir = self.state_dir / "storage" if self.persistent_storage else None
         self.emulator = StorageEmulator(
             buckets=[base.inbox_bucket, base.runs_bucket, DEMO_DATA_BUCKET], data_dir=storage_dir
@@ -159,7 +223,8 @@ class LocalStack:
         }
 
     def stop(self) -> None:
-        """Stop every part (running local jobs are killed by the Batch service)."""
+        """Stop every part, the embedded PostgreSQL included (running local jobs are killed by the Batch
+        service), and let go of the state folder. Safe to call twice, or after a failed start."""
         if self.emulator is not None:
             self.emulator._watch.clear()
         for fn in self.functions.values():
@@ -167,16 +232,24 @@ class LocalStack:
         self.functions.clear()
         if self.batch is not None:
             self.batch.stop()
+            self.batch = None
         if self.router is not None:
             self.router.close()
+            self.router = None
         if self.emulator is not None:
             self.emulator.stop()
+            self.emulator = None
         for key, value in self._saved_env.items():
             if value is None:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+        self._saved_env.clear()
         self._reset_process_caches()
-        from arc_reactor.adapters.db import dispose_engines
+        from arc_reactor.adapters.db import dispose_engines, stop_embedded_postgres
 
         dispose_engines()
+        if self._own_postgres:  # now, not when the process exits
+            stop_embedded_postgres(self.state_dir / "pgdata")
+            self._own_postgres = False
+        self._unlock()

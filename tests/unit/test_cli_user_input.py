@@ -1,0 +1,61 @@
+"""The CLI and what users give it: files and YAML they wrote get an error naming the file, the line and the
+problem, never a traceback; a listed result path never leaves the download folder."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from arc_reactor.cli.main import main
+from arc_reactor.cli.runs import _safe_destination
+
+ROOT = Path(__file__).resolve().parents[2]
+NO_API = ["--api", "http://127.0.0.1:9"]  # never reached: every case fails before a request
+
+
+def test_only_relative_paths_inside_the_folder_are_written(tmp_path: Path) -> None:
+    assert _safe_destination(tmp_path, "qc/S1.html") == (tmp_path / "qc" / "S1.html").resolve()
+    for bad in ("../outside.txt", "/etc/passwd", "a/../../b", "", "qc/../../x"):
+        assert _safe_destination(tmp_path, bad) is None, bad
+    (tmp_path / "link").symlink_to("/tmp")
+    assert _safe_destination(tmp_path, "link/x") is None  # a symlink out of the folder
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["submit", "{bundle}"],
+            "arc: {bundle}/run.yaml is not valid YAML (line 3, column 1): found character '\\t' that cannot "
+            "start any token: YAML is indented with spaces, never tabs",
+        ),
+        (["runs", "recover", "r1", "--params", "{missing}"], "arc: {missing}: No such file or directory"),
+        (
+            ["runs", "recover", "r1", "--params", "{broken}"],
+            "arc: {broken} is not valid YAML (line 2, column 1): expected the node content, but found "
+            "'<stream end>'",
+        ),
+        (
+            ["runs", "recover", "r1", "--set", "x=[1"],
+            "arc: --set x=[1 is not valid YAML (line 1, column 3): expected ',' or ']', but got "
+            "'<stream end>'",
+        ),
+        (
+            ["submit", "--pipeline", "arc/fastq-stats", "--samplesheet", "{missing}"],
+            "arc: {missing}: No such",
+        ),
+    ],
+)
+def test_a_users_mistake_is_one_line_naming_the_file(
+    argv: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bundle = tmp_path / "bundle"
+    shutil.copytree(ROOT / "examples" / "demo-bundle", bundle)
+    (bundle / "run.yaml").write_text("pipeline: arc/fastq-stats\nlabels:\n\tproject: x\n")
+    (tmp_path / "broken.yaml").write_text("a: [\n")
+    names = {"bundle": bundle, "missing": tmp_path / "missing.yaml", "broken": tmp_path / "broken.yaml"}
+    code = main([arg.format(**names) for arg in argv] + NO_API)
+    _, err = capsys.readouterr()
+    assert code == 2
+    assert err.startswith(message.format(**names)) and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
