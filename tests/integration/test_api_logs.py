@@ -5,7 +5,7 @@ from concurrent import futures
 
 import pytest
 from flow import function_client, upload_demo_data
-from test_runs_api import assert_conforms, demo_body, transition
+from test_runs_api import demo_body, get_conforming, transition
 
 pytestmark = pytest.mark.integration
 
@@ -23,10 +23,7 @@ def api(app_env, gcs, tmp_path, monkeypatch):
 
 
 def _page(api, run_id, **query):
-    resp = api.get(f"/runs/{run_id}/logs", query_string=query)
-    assert resp.status_code == 200, resp.get_json()
-    assert_conforms(resp, "GET", "/runs/{run_id}/logs")
-    return resp.get_json()
+    return get_conforming(api, "/runs/{run_id}/logs", f"/runs/{run_id}/logs", **query)
 
 
 def test_local_logs_page_through_every_attempt(api, engine, tmp_path):

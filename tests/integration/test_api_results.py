@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 from flow import function_client, upload_demo_data
-from test_runs_api import assert_conforms, demo_body, transition
+from test_runs_api import assert_conforms, demo_body, get_conforming, transition
 
 pytestmark = pytest.mark.integration
 
@@ -22,10 +22,7 @@ def api(app_env, gcs):
 
 
 def _page(api, run_id, **query):
-    resp = api.get(f"/runs/{run_id}/results", query_string=query)
-    assert resp.status_code == 200, resp.get_json()
-    assert_conforms(resp, "GET", "/runs/{run_id}/results")
-    return resp.get_json()
+    return get_conforming(api, "/runs/{run_id}/results", f"/runs/{run_id}/results", **query)
 
 
 def test_results_are_listed_in_pages_and_download_without_credentials(api, gcs, engine):

@@ -162,6 +162,14 @@ def assert_conforms(resp, method: str, template: str) -> None:
     assert not errors, [e.message for e in errors[:5]]
 
 
+def get_conforming(api, template: str, path: str, **query):
+    """GET `path`: a 200 whose body matches what /openapi.json promises for `template`; the body."""
+    resp = api.get(path, query_string=query)
+    assert resp.status_code == 200, resp.get_json()
+    assert_conforms(resp, "GET", template)
+    return resp.get_json()
+
+
 def transition(engine, run_id, status, source="batch", **fields):
     """Move a run through the status machine, as the reconcile function or the hooks would."""
     from arc_reactor.adapters import runs_repo
