@@ -2,6 +2,7 @@
 local Batch service): submit (through the API and through the inbox), runs list/show/watch/cancel/recover/
 logs, and what it prints."""
 
+import re
 import threading
 import time
 
@@ -50,8 +51,13 @@ def test_submit_list_show(api_url, capsys):
     code, out, _ = arc(capsys, "runs", "list", "--api", api_url, "--label", "ticket=42")
     assert code == 0
     header, row = out.strip().splitlines()
-    assert header.split()[:3] == ["ID", "STATUS", "PIPELINE"]
+    assert header.split() == ["ID", "STATUS", "PIPELINE", "CREATED_AT", "DURATION", "SUBMITTER", "NAME"]
     assert row.split()[:3] == [run_id, "submitted", "arc/fastq-stats"]
+    assert re.fullmatch(r"\d+m\d\ds", row.split()[5])  # running for seconds so far
+    code, out, _ = arc(capsys, "pipelines", "list", "--api", api_url)
+    assert code == 0
+    assert out.splitlines()[0] == "arc/fastq-stats  [snakemake]  revisions: 1.0.0 (default)"
+    assert "nf-core/scrnaseq  [nextflow]  revisions: 4.0.0 (default), 3.0.0, 2.7.1" in out
     code, out, _ = arc(capsys, "runs", "show", run_id, "--api", api_url)
     assert f"run {run_id}  submitted" in out and "submitter:" in out and "history:" in out
     assert "ticket=42" in out and f"gs://arc-runs/work/{run_id}/" in out

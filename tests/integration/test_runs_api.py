@@ -28,6 +28,18 @@ def api(app_env, gcs):
     return function_client("runs_api", "http")
 
 
+def test_pipelines_lists_the_registry(api):
+    from arc_reactor.core.registry import load_registry
+
+    body = get_conforming(api, "/pipelines", "/pipelines")
+    names = [p["name"] for p in body["pipelines"]]
+    assert names == sorted(load_registry().pipelines) == ["arc/fastq-stats", "nf-core/scrnaseq"]
+    scrnaseq = body["pipelines"][1]
+    assert (scrnaseq["engine"], scrnaseq["default_revision"]) == ("nextflow", "4.0.0")
+    assert scrnaseq["revisions"] == ["4.0.0", "3.0.0", "2.7.1"]
+    assert api.get("/pipelines?engine=nextflow").status_code == 400
+
+
 def test_healthz(api):
     resp = api.get("/healthz")
     assert resp.status_code == 200

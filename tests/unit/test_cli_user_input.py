@@ -59,3 +59,16 @@ def test_a_users_mistake_is_one_line_naming_the_file(
     assert code == 2
     assert err.startswith(message.format(**names)) and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_a_runs_duration_is_from_its_start_to_its_end_or_now() -> None:
+    from datetime import UTC, datetime
+
+    from arc_reactor.cli.runs import duration
+
+    now = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+    run = {"created_at": "2026-12-07T10:00:00+00:00", "started_at": "2026-12-07T10:58:55+00:00"}
+    assert duration(run, now) == "1h01m"
+    assert duration({**run, "completed_at": "2026-12-07T11:02:00+00:00"}, now) == "3m05s"
+    assert duration({"created_at": "2026-12-04T11:00:00+00:00"}, now) == "3d01h"
+    assert duration({}, now) == ""

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from werkzeug.exceptions import HTTPException
 
-from arc_reactor.api import listing, results, run_logs, runs, sse, submission
+from arc_reactor.api import listing, pipelines, results, run_logs, runs, sse, submission
 from arc_reactor.api.auth import Caller
 from arc_reactor.api.http import ApiError, Call, error_response, json_response
 from arc_reactor.api.openapi import openapi_document
@@ -53,6 +53,7 @@ _ID = r"(?P<run_id>[^/:]+)"
 ROUTES = (
     Route(re.compile(r"^/healthz$"), {"GET": _healthz}, public=True),
     Route(re.compile(r"^/openapi\.json$"), {"GET": _openapi}, public=True),
+    Route(re.compile(r"^/pipelines$"), {"GET": pipelines.list_pipelines}),
     Route(re.compile(r"^/runs$"), {"GET": listing.list_runs, "POST": submission.create_run}),
     Route(re.compile(rf"^/runs/{_ID}$"), {"GET": runs.get_run}),
     Route(re.compile(rf"^/runs/{_ID}/events$"), {"GET": sse.events}),

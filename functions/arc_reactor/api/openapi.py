@@ -8,6 +8,7 @@ from typing import Any
 
 from arc_reactor.api import listing, results, run_logs
 from arc_reactor.api.views import DERIVED_FIELDS, EVENT_FIELDS, RUN_FIELDS, SUMMARY_FIELDS
+from arc_reactor.core.engines import ENGINE_NAMES
 from arc_reactor.core.ids import RUN_ID_RE
 from arc_reactor.core.status import RunStatus
 
@@ -111,6 +112,17 @@ def _run_schemas() -> dict[str, Any]:
         }
     )
     line = _object({"timestamp": OPT_STR, "severity": STR, "message": STR})
+    pipeline = _object(
+        {
+            "name": STR,
+            "description": STR,
+            "engine": {"enum": list(ENGINE_NAMES)},
+            "revisions": {"type": "array", "items": STR},
+            "default_revision": STR,
+            "default_profile": OPT_STR,
+            "input_url_schemes": {"type": "array", "items": STR},
+        }
+    )
     result_file = _object(
         {
             "path": {"type": "string", "description": "relative to results_uri"},
@@ -139,6 +151,7 @@ def _run_schemas() -> dict[str, Any]:
         },
         "RunList": _object({"runs": {"type": "array", "items": ref("Run")}, "next_page_token": OPT_STR}),
         "LogPage": _object({**logs, "next_page_token": OPT_STR}),
+        "PipelineList": _object({"pipelines": {"type": "array", "items": pipeline}}),
         "ResultsPage": _object(
             {
                 "run_id": STR,
@@ -374,6 +387,14 @@ def _paths() -> dict[str, Any]:
     return {
         "/healthz": {"get": _public("healthz", "Liveness", "Alive", health)},
         "/openapi.json": {"get": _public("openapi", "This document", "OpenAPI 3.1", OBJECT)},
+        "/pipelines": {
+            "get": _op(
+                "listPipelines",
+                "The pipelines that may run (the registry), by name",
+                [],
+                _responses({"200": ("The registry", ref("PipelineList"))}, ("400", "401", "503")),
+            )
+        },
         "/runs": {"get": _list_runs(), "post": _create_run()},
         **_run_ops(),
     }

@@ -87,7 +87,17 @@ def _runs(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         _api_options(child)
 
 
+def _pipelines(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("pipelines", help="the pipelines that may run here")
+    ps = p.add_subparsers(dest="pipelines_command", required=True)
+    ls = ps.add_parser("list", help="every pipeline of the registry, its engine and revisions")
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(func=runs.cmd_pipelines)
+    _api_options(ls)
+
+
 def add_api_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add `submit` and `runs` to the `arc` parser."""
+    """Add `submit`, `runs` and `pipelines` to the `arc` parser."""
     _submit(sub)
     _runs(sub)
+    _pipelines(sub)

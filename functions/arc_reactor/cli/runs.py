@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -14,7 +15,11 @@ import requests
 from arc_reactor.cli.client import ApiClient, CliError, load_user_yaml, read_user_file
 from arc_reactor.cli.watch import watch_to_end
 
-LIST_COLUMNS = (("id", 19), ("status", 10), ("pipeline", 22), ("created_at", 19), ("name", 30))
+LIST_COLUMNS = (
+    ("id", 19), ("status", 10), ("pipeline", 22), ("created_at", 19), ("duration", 9), ("submitter", 24),
+    ("name", 30),
+)  # fmt: skip
+ENDED_AT = ("completed_at", "failed_at", "cancelled_at")
 FOLLOW_POLL_S = 2.0
 DOWNLOAD_ATTEMPTS = 3
 MAX_RESULT_PAGES = 1000  # 500 files each
@@ -28,8 +33,22 @@ def _print_json(value: Any) -> None:
     print(json.dumps(value, indent=2, ensure_ascii=False))
 
 
+def duration(run: dict[str, Any], now: datetime | None = None) -> str:
+    """How long the run ran (from its start, else its creation, to its end or now), e.g. 1h02m or 3m05s."""
+    begun = run.get("started_at") or run.get("created_at")
+    if not begun:
+        return ""
+    ended = next((run[k] for k in ENDED_AT if run.get(k)), None)
+    stop = datetime.fromisoformat(ended) if ended else (now or datetime.now(UTC))
+    seconds = max(0, int((stop - datetime.fromisoformat(begun)).total_seconds()))
+    hours, rest = divmod(seconds, 3600)
+    if hours >= 24:
+        return f"{hours // 24}d{hours % 24:02d}h"
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
+
+
 def _cell(run: dict[str, Any], key: str, width: int) -> str:
-    value = str(run.get(key) or "")
+    value = duration(run) if key == "duration" else str(run.get(key) or "")
     if key == "created_at":
         value = value[:19].replace("T", " ")
     return (value if len(value) <= width else value[: width - 1] + "…").ljust(width)
@@ -86,6 +105,20 @@ def show_run(run: dict[str, Any]) -> None:
     for event in events:
         when = str(event["created_at"])[:19].replace("T", " ")
         print(f"    {when}  {event['to_status']:<11} by {event['source']}")
+
+
+def cmd_pipelines(args: argparse.Namespace) -> int:
+    """List the pipelines that may run, with their engines and revisions."""
+    pipelines = _client(args).call("GET", "/pipelines")["pipelines"]
+    if args.json:
+        _print_json(pipelines)
+        return 0
+    for p in pipelines:
+        revisions = ", ".join(f"{r} (default)" if r == p["default_revision"] else r for r in p["revisions"])
+        print(f"{p['name']}  [{p['engine']}]  revisions: {revisions}")
+        if p.get("description"):
+            print(f"    {p['description']}")
+    return 0
 
 
 def cmd_show(args: argparse.Namespace) -> int:
