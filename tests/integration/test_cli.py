@@ -43,11 +43,19 @@ def _submitted_id(out):
     return out.split()[1]
 
 
-def test_submit_list_show(api_url, capsys):
-    code, out, _ = arc(capsys, "submit", str(DEMO_BUNDLE), "--api", api_url, "--label", "ticket=42")
+def test_submit_list_show(api_url, capsys, tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text("min_quality: 20\nmin_qualty: 30\n")
+    code, out, _ = arc(
+        capsys, "submit", str(DEMO_BUNDLE), "--params", str(params), "--api", api_url, "--label", "ticket=42"
+    )
     assert code == 0, out
     run_id = _submitted_id(out)
-    assert out.startswith(f"run {run_id} submitted (arc/fastq-stats 1.0.0)")
+    assert out.splitlines() == [
+        f"run {run_id} submitted (arc/fastq-stats 1.0.0)",
+        "  warning: params.yaml:2 [min_qualty]: the pipeline does not know this parameter, so it would be "
+        "ignored; did you mean min_quality?",
+    ]
     code, out, _ = arc(capsys, "runs", "list", "--api", api_url, "--label", "ticket=42")
     assert code == 0
     header, row = out.strip().splitlines()

@@ -61,6 +61,25 @@ def test_post_runs_creates_and_submits_a_run(api, gcs, batch_server):
     assert f"outdir: gs://arc-runs/runs/{run['id']}/results" in params
 
 
+def test_a_parameter_the_pipeline_does_not_know_is_a_warning_kept_with_the_run(
+    api, engine, gcs, batch_server
+):
+    from arc_reactor.adapters import runs_repo
+
+    resp = api.post("/runs", json=_demo_body(params={"min_qualty": 30}))
+    assert resp.status_code == 201, resp.get_json()
+    assert_conforms(resp, "POST", "/runs")
+    run = resp.get_json()
+    [warning] = run["warnings"]
+    assert (warning["file"], warning["field"]) == ("params.yaml", "min_qualty")
+    assert warning["message"].endswith("did you mean min_quality?")
+    assert run["status"] == "submitted"  # nf-schema's default: warn, run anyway
+    notes = [e["detail"] for e in runs_repo.list_events(engine, run["id"]) if e["kind"] == "note"]
+    assert [n["reason"] for n in notes] == ["submission_warnings"]
+    assert "min_qualty" in notes[0]["message"]
+    assert api.post("/runs", json=_demo_body()).get_json()["warnings"] == []
+
+
 def test_post_runs_with_the_same_idempotency_key_returns_the_same_run(api, batch_server):
     first = api.post("/runs", json=_demo_body(), headers={"Idempotency-Key": "k-1"})
     again = api.post("/runs", json=_demo_body(), headers={"Idempotency-Key": "k-1"})

@@ -323,6 +323,22 @@ def test_a_uid_nobody_recorded_is_ignored(app_env, engine):
     assert _runs(engine) == []
 
 
+def test_the_inbox_feedback_carries_the_warnings(app_env, gcs, engine, batch_server):
+    from flow import DEMO_BUNDLE
+
+    upload_demo_data(gcs)
+    files = {p.name: p.read_bytes() for p in DEMO_BUNDLE.iterdir() if p.is_file()}
+    files["params.yaml"] = b"min_quality: 20\nmax_reads: 5\n"
+    manifest = upload_bundle(gcs, "warned", files)
+    headers, body = finalize_event(gcs, manifest)
+    assert function_client("submit_bundle").post("/", headers=headers, data=body).status_code == 200
+    feedback = json.loads(gcs.read_bytes("arc-inbox", manifest + ".accepted.json"))
+    assert feedback["outcome"] == "submitted"
+    assert [(w["file"], w["line"], w["field"]) for w in feedback["warnings"]] == [
+        ("params.yaml", 2, "max_reads")
+    ]
+
+
 def test_sanitized_labels_are_stored_beside_the_raw_ones_and_the_user_is_told(
     app_env, gcs, engine, batch_server
 ):

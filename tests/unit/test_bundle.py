@@ -374,6 +374,23 @@ def test_bundle_validated_against_the_scrnaseq_schemas() -> None:
     bundle = validate(files, schemas=schemas)
     assert len(bundle.samplesheet_rows) == 3
 
+    assert bundle.warnings == ()
+
+    files["params.yaml"] = b"aligner: star\nprotocol: 10XV2\nskip_fastqc: true\nskip_fastq: true\n"
+    typo = only(validate(files, schemas=schemas).warnings)  # accepted, and told
+    assert (typo.file, typo.line, typo.field) == ("params.yaml", 4, "skip_fastq")
+    assert (
+        typo.message
+        == "the pipeline does not know this parameter, so it would be ignored; did you mean skip_fastqc?"
+    )
+    strict = parse_registry({"pipelines": {"nf-core/scrnaseq": {
+        "engine": "nextflow", "source": "nf-core/scrnaseq", "revisions": ["4.0.0"],
+        "params_schema": "nextflow_schema.json", "fail_unrecognised_params": True,
+    }}})  # fmt: skip
+    with pytest.raises(BundleInvalid) as refused:  # the pipeline asks for failUnrecognisedParams
+        validate_bundle(files, strict, max_file_bytes=4096, max_rows=100, schemas=schemas)
+    assert [p.field for p in refused.value.problems if p.file == "params.yaml"] == ["skip_fastq"]
+
     files["samplesheet.csv"] = b"sample,fastq_1\nA B,a.fastq.gz\n"
     files["params.yaml"] = b"aligner: bowtie\n"
     problems = bundle_problems(files, schemas=schemas)

@@ -13,6 +13,9 @@ from arc_reactor.core.ids import RUN_ID_RE
 from arc_reactor.core.status import RunStatus
 
 STR: dict[str, Any] = {"type": "string"}
+WARNINGS = (
+    "accepted, but probably mistakes: e.g. a parameter the pipeline does not know (it would be ignored)"
+)
 OPT_STR: dict[str, Any] = {"type": ["string", "null"]}
 OPT_TIME: dict[str, Any] = {"type": ["string", "null"], "format": "date-time"}
 STATUS: dict[str, Any] = {"type": "string", "enum": [s.value for s in RunStatus]}
@@ -151,6 +154,12 @@ def _run_schemas() -> dict[str, Any]:
         },
         "RunList": _object({"runs": {"type": "array", "items": ref("Run")}, "next_page_token": OPT_STR}),
         "LogPage": _object({**logs, "next_page_token": OPT_STR}),
+        "CreatedRun": {
+            "allOf": [
+                ref("Run"),
+                _object({"warnings": {"type": "array", "items": ref("Problem"), "description": WARNINGS}}),
+            ]
+        },
         "PipelineList": _object({"pipelines": {"type": "array", "items": pipeline}}),
         "ResultsPage": _object(
             {
@@ -290,7 +299,10 @@ def _list_runs() -> dict[str, Any]:
 
 
 def _create_run() -> dict[str, Any]:
-    ok = {"201": ("The new run", ref("Run")), "200": ("The run this Idempotency-Key made", ref("Run"))}
+    ok = {
+        "201": ("The new run", ref("CreatedRun")),
+        "200": ("The run this Idempotency-Key made", ref("CreatedRun")),
+    }
     errors = ("400", "401", "413", "415", "422", "503")
     op = _op(
         "createRun",

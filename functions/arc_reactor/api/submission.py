@@ -203,4 +203,5 @@ def created(call: Call, result: SubmitResult) -> Any:
         raise ApiError(500, "internal", result.reason or "the submission failed")
     run = call.deps.runs.get_run(result.run_id)
     status = 200 if result.outcome == "duplicate" else 201
-    return json_response(run_view(run), status, {"Location": f"/runs/{run['id']}"})
+    view = {**run_view(run), "warnings": [w.as_dict() for w in result.warnings]}
+    return json_response(view, status, {"Location": f"/runs/{run['id']}"})

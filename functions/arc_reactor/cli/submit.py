@@ -26,6 +26,14 @@ BUNDLE_FILES = ("samplesheet.csv", "params.yaml", "nextflow.config", "run.yaml")
 FEEDBACK_TIMEOUT_S = 120.0
 
 
+def print_warnings(warnings: list[dict[str, Any]] | None) -> None:
+    """What the submission was accepted with but is probably a mistake, one line each."""
+    for w in warnings or []:
+        where = ":".join(str(w[k]) for k in ("file", "line") if w.get(k) is not None)
+        field = f" [{w['field']}]" if w.get("field") else ""
+        print(f"  warning: {where}{field}: {w.get('message')}")
+
+
 def bundle_from_args(args: argparse.Namespace) -> dict[str, bytes]:
     """The bundle's files: a folder's, or --pipeline/--samplesheet/... (a manifest is written for them)."""
     files: dict[str, bytes] = {}
@@ -101,6 +109,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         run = via_api(client, files, args.idempotency_key)
         run_id = str(run["id"])
         print(f"run {run_id} {run['status']} ({run['pipeline']} {run['revision']})")
+        print_warnings(run.get("warnings"))
     else:
         submission = args.submission or f"arc-cli-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
         feedback = via_inbox(files, submission, args.inbox)
@@ -108,6 +117,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
             raise CliError("the bundle was rejected", feedback.get("problems"))
         run_id = str(feedback["run_id"])
         print(f"run {run_id} {feedback.get('status')} (through the inbox, {submission}/)")
+        print_warnings(feedback.get("warnings"))
     if args.watch and client is not None:
         return watch_to_end(client, run_id, sys.stdout, args.timeout)
     return 0

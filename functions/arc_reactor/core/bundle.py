@@ -15,7 +15,14 @@ from typing import Any, TypeVar
 from arc_reactor.core.config_policy import CONFIG, check_config
 from arc_reactor.core.engines import traits
 from arc_reactor.core.ids import RUN_ID_RE
-from arc_reactor.core.params import PARAMS, SERVICE_PARAM_PLACES, SERVICE_PARAMS, check_params, parse_params
+from arc_reactor.core.params import (
+    PARAMS,
+    SERVICE_PARAM_PLACES,
+    SERVICE_PARAMS,
+    check_params,
+    parse_params,
+    unrecognised_params,
+)
 from arc_reactor.core.registry import PipelineSpec, Registry
 from arc_reactor.core.samplesheet import (
     SAMPLESHEET,
@@ -76,6 +83,8 @@ class ValidBundle:
     params: dict[str, Any]  # {} when params.yaml is absent
     params_yaml: bytes | None
     nextflow_config: bytes | None
+    # What does not stop the run but is probably a mistake (a parameter the pipeline does not know).
+    warnings: tuple[Problem, ...] = ()
 
 
 def check_object_name(name: str) -> str | None:
@@ -265,6 +274,7 @@ class _Check:
 
     def __post_init__(self) -> None:
         self.problems: list[Problem] = []
+        self.warnings: list[Problem] = []
         self.faults: list[tuple[str, BaseException]] = []
 
     def guarded(self, file: str, check: Callable[[], _T], default: _T) -> _T:
@@ -350,6 +360,8 @@ class _Check:
         schema = self.schema(spec, revision, spec.params_schema if spec else None, PARAMS)
         if schema is not None:
             self.problems.extend(check_params(params, schema, lines))
+            unknown = unrecognised_params(params, schema, lines)
+            (self.problems if spec and spec.fail_unrecognised_params else self.warnings).extend(unknown)
         return params
 
     def config(self, spec: PipelineSpec | None) -> None:
@@ -417,4 +429,5 @@ def validate_bundle(
         params=params,
         params_yaml=files.get(PARAMS),
         nextflow_config=files.get(CONFIG),
+        warnings=tuple(_capped(check.warnings)),
     )

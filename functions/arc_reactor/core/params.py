@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import difflib
 import re
 from typing import Any
 
@@ -120,3 +121,31 @@ def check_params(
     for error in validator.iter_errors(params):
         problems.extend(_problems(error, lines or {}, file))
     return sorted(set(problems), key=lambda p: (p.line or 0, p.field or "", p.message))
+
+
+def known_params(schema: dict[str, Any]) -> frozenset[str]:
+    """Every parameter an nf-core style schema lists: its own properties and those of its `$defs` groups."""
+    names = set((schema.get("properties") or {}).keys())
+    for defs_key in ("$defs", "definitions"):
+        for group in (schema.get(defs_key) or {}).values():
+            if isinstance(group, dict):
+                names.update((group.get("properties") or {}).keys())
+    return frozenset(names)
+
+
+def unrecognised_params(
+    params: dict[str, Any], schema: dict[str, Any], lines: dict[str, int] | None = None, file: str = PARAMS
+) -> list[Problem]:
+    """A Problem for each parameter the schema does not list (a typo such as `min_qualty` would otherwise be
+    passed on and silently ignored), with the closest listed name when there is one. nf-schema warns about
+    these, or fails the run when the pipeline sets validation.failUnrecognisedParams."""
+    known = known_params(schema)
+    if not known:
+        return []
+    out = []
+    for name in sorted(set(params) - known - SERVICE_PARAMS):
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        msg = f"the pipeline does not know this parameter, so it would be ignored{hint}"
+        out.append(Problem(file, msg, line=(lines or {}).get(name), field=name))
+    return out

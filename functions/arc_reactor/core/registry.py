@@ -56,6 +56,9 @@ class PipelineSpec:
     input_url_schemes: tuple[str, ...] = ("gs",)
     # Nextflow only: the pipeline's own errorStrategy, which ours composes with (core/nextflow_config.py).
     error_strategy: ErrorStrategy = field(default_factory=ErrorStrategy)
+    # A parameter the params schema does not list: a warning (nf-schema's default), or with this set (the
+    # pipeline's validation.failUnrecognisedParams), a reason to refuse the bundle.
+    fail_unrecognised_params: bool = False
 
     @property
     def local_path(self) -> str | None:
@@ -106,6 +109,7 @@ def parse_registry(doc: dict[str, Any]) -> Registry:
             head_job=HeadJob(**(entry.get("head_job") or {})),
             input_url_schemes=_url_schemes(name, entry.get("input_url_schemes")),
             error_strategy=_error_strategy(name, entry.get("error_strategy")),
+            fail_unrecognised_params=_flag(name, entry, "fail_unrecognised_params"),
         )
     return Registry(version=int(doc.get("version", 1)), pipelines=out)
 
@@ -119,6 +123,13 @@ def _url_schemes(name: str, value: Any) -> tuple[str, ...]:
     if unknown or "gs" not in schemes:
         raise ValueError(f"pipeline registry: {name}: input_url_schemes must include gs and may add https")
     return schemes
+
+
+def _flag(name: str, entry: dict[str, Any], key: str) -> bool:
+    value = entry.get(key, False)
+    if not isinstance(value, bool):
+        raise ValueError(f"pipeline registry: {name}: {key} must be true or false")
+    return value
 
 
 def _exit_codes(name: str, items: Any) -> tuple[int, ...]:

@@ -61,6 +61,7 @@ class SubmitResult:
     reason: str = ""
     problems: list[Problem] = field(default_factory=list)
     run: RunRecord | None = None  # the run as this submission left it, when it has it at hand
+    warnings: list[Problem] = field(default_factory=list)  # accepted, but probably a mistake
 
 
 def handle_inbox_object(deps: Deps, ev: StorageObjectEvent, now: datetime | None = None) -> SubmitResult:
@@ -277,9 +278,25 @@ def create_and_launch(deps: Deps, bundle: ValidBundle, source: RunSource) -> Sub
     row, created = deps.runs.insert_run(values)
     if not created and (reused := key_reused(row, source)) is not None:
         return reused
+    warnings = list(bundle.warnings)
+    if warnings:
+        _note_warnings(deps, row.id, warnings)
     if not created and row.status != RunStatus.PENDING:
-        return SubmitResult("duplicate", run_id=row.id, reason=f"already {row.status}")
-    return _launch(deps, row, bundle, parent_session=parent.session_id if parent is not None else None)
+        return SubmitResult("duplicate", run_id=row.id, reason=f"already {row.status}", warnings=warnings)
+    result = _launch(deps, row, bundle, parent_session=parent.session_id if parent is not None else None)
+    return replace(result, warnings=warnings)
+
+
+def _note_warnings(deps: Deps, run_id: str, warnings: list[Problem]) -> None:
+    """The submission's warnings as one `note` event of the run (once, whatever the redeliveries), so they
+    stay with the run where its history is read (GET /runs/{id}, the dashboard), not only in the answer."""
+    detail = {
+        "reason": "submission_warnings",
+        "message": f"{len(warnings)} warning(s): "
+        + "; ".join(f"{w.field or w.file}: {w.message}" for w in warnings),
+        "warnings": [w.as_dict() for w in warnings],
+    }
+    deps.runs.add_note_once(run_id, "submit", "submission_warnings", detail)
 
 
 def key_reused(earlier: RunRecord, source: RunSource) -> SubmitResult | None:
@@ -470,6 +487,8 @@ def _write_feedback(deps: Deps, bucket: str, manifest: str, result: SubmitResult
             body["labels_changed"] = changes
     if result.problems:
         body["problems"] = [p.as_dict() for p in result.problems]
+    if result.warnings:
+        body["warnings"] = [w.as_dict() for w in result.warnings]
     if result.reason:
         body["reason"] = result.reason
     suffix = ".accepted.json" if accepted else ".rejected.json"
