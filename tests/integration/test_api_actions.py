@@ -154,7 +154,9 @@ def test_recover_of_a_rejected_inbox_bundle_and_bad_overrides(api, engine, gcs):
     run = _failed_run_with_work(api, engine, gcs)
     resp = api.post(f"/runs/{run['id']}:recover", json={"params": {"min_quality": "very"}})
     assert resp.status_code == 422
-    assert resp.get_json()["error"]["problems"][0]["field"] == "min_quality"
+    [problem] = resp.get_json()["error"]["problems"]
+    assert (problem["file"], problem["field"]) == ("params (override)", "min_quality")
+    assert "line" not in problem  # a line of the params.yaml the recovery generates would mean nothing
     resp = api.post(f"/runs/{run['id']}:recover", json={"params": [1], "colour": "red", "config": 3})
     assert resp.status_code == 400
     assert {p["field"] for p in resp.get_json()["error"]["problems"]} == {"params", "colour", "config"}

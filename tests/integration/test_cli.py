@@ -133,6 +133,9 @@ def test_cancel_recover_and_logs(api_url, capsys, engine, gcs, tmp_path):
     assert (code, out.strip()) == (0, f"run {run_id} is cancelling")
     transition(engine, run_id, "cancelled")
     gcs.write_bytes("arc-runs", f"work/{run_id}/.snakemake/metadata/x", b"{}")
+    code, _, err = arc(capsys, "runs", "recover", run_id, "--api", api_url, "--set", "min_quality=high")
+    assert code == 2  # the problem is named after the option that gave the value, not a generated file
+    assert "\n  --set min_quality=high [min_quality]: 'high' is not of type" in err, err
     code, out, _ = arc(capsys, "runs", "recover", run_id, "--api", api_url, "--set", "min_quality=30")
     assert code == 0, out
     child = out.split()[1]

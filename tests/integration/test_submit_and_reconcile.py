@@ -103,6 +103,47 @@ def test_invalid_bundle_is_rejected_with_every_problem_and_no_job(app_env, gcs, 
     assert gcs.read_bytes("arc-inbox", "bad/samplesheet.csv") is not None  # nothing in the inbox is deleted
 
 
+def test_a_folder_fixed_and_uploaded_again_tells_the_whole_story(app_env, gcs, engine, batch_server):
+    """Rejected (the run keeps what the user meant), fixed (the refusal is marked superseded), and run.yaml
+    uploaded once more (a second run, and the feedback says so and why)."""
+    from flow import DEMO_BUNDLE
+
+    upload_demo_data(gcs)
+    client = function_client("submit_bundle")
+
+    def deliver(manifest):
+        headers, body = finalize_event(gcs, manifest)
+        assert client.post("/", headers=headers, data=body).status_code == 200
+
+    files = {p.name: p.read_bytes() for p in DEMO_BUNDLE.iterdir() if p.is_file()}
+    good_manifest = files["run.yaml"]
+    files["run.yaml"] = b"pipeline: arc/fastq-stats\nname: atlas S1\nsubmitter: ana@example.org\n"
+    files["run.yaml"] += b"labels: {project: atlas}\nrevison: 1\n"  # a typo: refused
+    manifest = upload_bundle(gcs, "story", files)
+    deliver(manifest)
+    rejected = json.loads(gcs.read_bytes("arc-inbox", manifest + ".rejected.json"))
+    assert rejected["outcome"] == "rejected" and not {"inputs", "results", "logs"} & rejected.keys()
+    [failed] = _runs(engine)
+    assert (failed["name"], failed["submitter"], failed["labels"]) == (
+        "atlas S1", "ana@example.org", {"project": "atlas"},
+    )  # fmt: skip
+
+    gcs.write_bytes("arc-inbox", manifest, good_manifest)  # fixed
+    deliver(manifest)
+    accepted = json.loads(gcs.read_bytes("arc-inbox", manifest + ".accepted.json"))
+    assert accepted["outcome"] == "submitted" and "previous_run_id" not in accepted
+    superseded = json.loads(gcs.read_bytes("arc-inbox", manifest + ".rejected.json"))
+    assert (superseded["outcome"], superseded["superseded_by_run_id"]) == ("superseded", accepted["run_id"])
+    assert superseded["see"] == "run.yaml.accepted.json" and superseded["rejected"] == rejected
+
+    gcs.write_bytes("arc-inbox", manifest, good_manifest)  # uploaded once more: a new generation
+    deliver(manifest)
+    second = json.loads(gcs.read_bytes("arc-inbox", manifest + ".accepted.json"))
+    assert second["run_id"] != accepted["run_id"] and second["previous_run_id"] == accepted["run_id"]
+    assert f"arc runs recover {accepted['run_id']}" in second["note"]
+    assert json.loads(gcs.read_bytes("arc-inbox", manifest + ".rejected.json")) == superseded  # once
+
+
 def test_objects_that_are_not_manifests_are_ignored(app_env, gcs, engine, batch_server):
     gcs.write_bytes("arc-inbox", "sub/samplesheet.csv", b"sample\n")
     headers, body = finalize_event(gcs, "sub/samplesheet.csv")
@@ -436,4 +477,6 @@ def test_a_submission_reads_each_bundle_file_in_one_request(app_env, gcs, engine
     assert len(reads) == 4, reads  # run.yaml, samplesheet.csv, params.yaml and the absent nextflow.config
     assert all("alt=media" in line for line in reads), reads
     assert sum("ifGenerationMatch" in line for line in reads) == 1
+    listings = [r.getMessage() for r in caplog.records if '"GET /storage/v1/b/arc-inbox/o?' in r.getMessage()]
+    assert len(listings) == 1, listings  # the feedback files the folder already has (none): one listing
     assert _count(engine, "SELECT count(*) FROM runs WHERE status = 'submitted'") == 1

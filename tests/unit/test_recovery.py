@@ -50,3 +50,13 @@ def test_the_storage_and_lineage_preconditions():
     assert check(parent(), present=())[0] == "work_dir_missing"
     assert check(parent(), present=("gs://b/work/r1/",))[0] == "cache_missing"
     assert check(parent(engine="snakemake"), present=("gs://b/work/r1/",))[0] is None  # no cache needed
+
+
+def test_a_refusal_with_nothing_left_to_resume_says_what_to_do_instead():
+    for row, present in (
+        (parent(), ()),
+        (parent(), ("gs://b/work/r1/",)),
+        (parent(created_at=NOW - timedelta(days=WORK_RETENTION_DAYS + 1)), ()),
+    ):
+        why = refusal(row, active_in_lineage=lambda _: [], has_objects=lambda u, p=present: u in p, now=NOW)
+        assert why is not None and "submit it again as a new run" in why.message, why

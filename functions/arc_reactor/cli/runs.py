@@ -233,10 +233,26 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return body
 
 
+def _named_after_options(exc: CliError, args: argparse.Namespace) -> CliError:
+    """The API's problems with an override, named after the option that gave it (`--set key=value`, or
+    the --params file) rather than the `params (override)` the API reports."""
+    given = {item.partition("=")[0]: f"--set {item}" for item in args.set or []}
+    problems = [
+        {**p, "file": given.get(str(p.get("field") or "").split(".")[0]) or args.params or "params"}
+        if p.get("file") == "params (override)"
+        else p
+        for p in exc.problems
+    ]
+    return CliError(str(exc), problems, exc.status)
+
+
 def cmd_recover(args: argparse.Namespace) -> int:
     """Recover a failed or cancelled run (optionally with new params/config), then optionally watch it."""
     client = _client(args)
-    run = client.call("POST", f"/runs/{args.run_id}:recover", expect=(200, 201), json=_overrides(args))
+    try:
+        run = client.call("POST", f"/runs/{args.run_id}:recover", expect=(200, 201), json=_overrides(args))
+    except CliError as exc:
+        raise _named_after_options(exc, args) from None
     print(f"run {run['id']} recovers {args.run_id}: {run['status']}")
     if args.watch:
         return watch_to_end(client, run["id"], sys.stdout, args.timeout)

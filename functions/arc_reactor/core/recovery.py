@@ -56,7 +56,8 @@ def refusal(
     if age > timedelta(days=WORK_RETENTION_DAYS):
         return Refusal(
             "recovery_expired",
-            f"run {rid} is {age.days} days old: its work dir is deleted after {WORK_RETENTION_DAYS} days",
+            f"run {rid} is {age.days} days old: its work dir is deleted after {WORK_RETENTION_DAYS} days, so "
+            "nothing is left to resume; submit it again as a new run",
         )
     active = active_in_lineage(parent.lineage_id)
     if active:
@@ -65,10 +66,16 @@ def refusal(
             "recovery_in_progress", f"run {rid} shares its work dir with {busy}: wait for it to end"
         )
     if not has_objects(parent.work_dir):
-        return Refusal("work_dir_missing", f"the work dir of run {rid} ({parent.work_dir}) is empty or gone")
+        return Refusal(
+            "work_dir_missing",
+            f"the work dir of run {rid} ({parent.work_dir}) is empty or gone, so nothing is left to resume: "
+            f"submit it again as a new run (its inputs are kept in {parent.inputs_uri})",
+        )
     if _keeps_cache(parent.engine) and not has_objects(parent.cache_dir):
         return Refusal(
-            "cache_missing", f"the resume cache of run {rid} ({parent.cache_dir}) is empty or gone"
+            "cache_missing",
+            f"the resume cache of run {rid} ({parent.cache_dir}) is empty or gone, so the engine could not "
+            "tell what is done: submit it again as a new run",
         )
     return None
 

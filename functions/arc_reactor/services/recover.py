@@ -10,7 +10,7 @@ written, are core/recovery.py's (shared with an inbox manifest's `parent_run_id`
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -19,7 +19,7 @@ import yaml
 from arc_reactor.core.layout import split_gs_uri
 from arc_reactor.core.recovery import Refusal
 from arc_reactor.core.run_record import RunRecord
-from arc_reactor.errors import Conflict
+from arc_reactor.errors import Conflict, Problem
 from arc_reactor.services.submit import (
     RunSource,
     SubmitResult,
@@ -96,4 +96,25 @@ def recover_run(
     why = recovery_refusal_for(deps, parent, now)
     if why is not None:
         raise RecoveryRefused(why)
-    return submit_files(deps, recovery_files(deps, parent, overrides), source)
+    result = submit_files(deps, recovery_files(deps, parent, overrides), source)
+    if result.problems or result.warnings:
+        result = replace(
+            result,
+            problems=[params_source(p, parent, overrides) for p in result.problems],
+            warnings=[params_source(p, parent, overrides) for p in result.warnings],
+        )
+    return result
+
+
+OVERRIDE_FILE = "params (override)"
+
+
+def params_source(problem: Problem, parent: RunRecord, overrides: Overrides) -> Problem:
+    """A problem of the params.yaml a recovery writes, named after where the value came from: the request's
+    overrides (`params (override)`, which `arc runs recover --set` names after its own option) or the
+    parent's params. Lines of that generated file would point at nothing the user wrote."""
+    if problem.file != "params.yaml":
+        return problem
+    key = (problem.field or "").split(".")[0]
+    where = OVERRIDE_FILE if key in (overrides.params or {}) else f"params.yaml of run {parent.id}"
+    return Problem(where, problem.message, field=problem.field)

@@ -178,7 +178,8 @@ def _reject(
     )
     if source.kind != "inbox":
         return SubmitResult("rejected", problems=problems)
-    manifest = _loose_manifest(files.get(deps.settings.manifest_name))
+    raw = files.get(deps.settings.manifest_name)
+    manifest = _loose_manifest(raw)
     run_id = new_run_id()
     locs = run_locations(deps.settings.runs_bucket, run_id)
     values = _run_values(
@@ -190,6 +191,8 @@ def _reject(
         engine="unknown",
         locs=locs,
     )
+    # What the user meant, so `arc runs list --status failed --label ...` finds the refused run by it.
+    values.update(name=manifest.get("name"), submitter=manifest.get("submitter"), labels=_loose_labels(raw))
     # Recorded like every run (pending, then one status change), so the rejection has its events and log line;
     # a redelivery finds the same row (same manifest generation) and the change is a no-op.
     row, _created = deps.runs.insert_run(values)
@@ -206,6 +209,18 @@ def _reject(
         },
     )
     return SubmitResult("rejected", run_id=row.id, problems=problems)
+
+
+def _loose_labels(data: bytes | None) -> dict[str, str]:
+    """The labels of a rejected manifest, as far as they are a mapping of short strings (else none)."""
+    labels = manifest_mapping(data).get("labels")
+    if not isinstance(labels, dict):
+        return {}
+    return {
+        str(k)[:63]: str(v)[:63]
+        for k, v in list(labels.items())[:64]
+        if isinstance(k, str) and isinstance(v, str | int | float | bool)
+    }
 
 
 def _loose_manifest(data: bytes | None) -> dict[str, str]:
@@ -467,22 +482,22 @@ def _copy_inputs(deps: Deps, run: RunRecord, bundle: ValidBundle) -> tuple[str, 
     return inputs + "params.yaml", config_uri
 
 
+ACCEPTED, REJECTED = ".accepted.json", ".rejected.json"
+
+
 def _write_feedback(deps: Deps, bucket: str, manifest: str, result: SubmitResult) -> None:
-    """Tell the user, next to the manifest, what became of the bundle."""
+    """Tell the user, next to the manifest, what became of the bundle. An accepted bundle's feedback says
+    when the folder had already started a run (run.yaml uploaded again starts another) and marks an earlier
+    rejected.json of the folder superseded, so the folder never shows a stale refusal beside a run."""
     if result.outcome in ("ignored",):
         return
     accepted = result.outcome in ("submitted", "duplicate")
     body: dict[str, Any] = {"run_id": result.run_id, "outcome": result.outcome}
     if result.run_id:
         run = result.run or deps.runs.get_run(result.run_id)
-        body.update(
-            status=run.status,
-            pipeline=run.pipeline,
-            revision=run.revision,
-            inputs=run.inputs_uri,
-            results=run.results_uri,
-            logs=run.logs_uri,
-        )
+        body.update(status=run.status, pipeline=run.pipeline, revision=run.revision)
+        if accepted:  # a refused bundle's run has no inputs, results or logs: name none
+            body.update(inputs=run.inputs_uri, results=run.results_uri, logs=run.logs_uri)
         if changes := label_changes(run.labels):
             body["labels_changed"] = changes
     if result.problems:
@@ -491,7 +506,45 @@ def _write_feedback(deps: Deps, bucket: str, manifest: str, result: SubmitResult
         body["warnings"] = [w.as_dict() for w in result.warnings]
     if result.reason:
         body["reason"] = result.reason
-    suffix = ".accepted.json" if accepted else ".rejected.json"
-    deps.storage.write_bytes(
-        bucket, manifest + suffix, json.dumps(body, indent=2, default=str).encode(), "application/json"
+    earlier_accepted, earlier_rejected = None, None
+    if result.outcome == "submitted":  # this upload made a new run: what did the folder say before?
+        present = set(deps.storage.list_names(bucket, manifest + ".", limit=10))  # usually nothing
+        earlier_accepted, earlier_rejected = storage_map(
+            lambda suffix: (
+                _feedback(deps, bucket, manifest + suffix) if manifest + suffix in present else None
+            ),
+            (ACCEPTED, REJECTED),
+        )
+    earlier_run = (earlier_accepted or {}).get("run_id")
+    if earlier_run and earlier_run != result.run_id:
+        body["previous_run_id"] = earlier_run
+        body["note"] = (
+            "run.yaml was uploaded again into this folder, and every new upload of a manifest starts a new "
+            f"run: this is a second run beside {earlier_run}. To resume a run instead, recover it "
+            f"(`arc runs recover {earlier_run}`, or a manifest with parent_run_id)."
+        )
+    write = deps.storage.write_bytes
+    if earlier_rejected is not None and earlier_rejected.get("outcome") != "superseded":
+        superseded = {
+            "outcome": "superseded",
+            "superseded_by_run_id": result.run_id,
+            "see": manifest.rpartition("/")[2] + ACCEPTED,
+            "rejected": earlier_rejected,
+        }
+        write(bucket, manifest + REJECTED, json.dumps(superseded, indent=2).encode(), "application/json")
+    write(
+        bucket,
+        manifest + (ACCEPTED if accepted else REJECTED),
+        json.dumps(body, indent=2, default=str).encode(),
+        "application/json",
     )
+
+
+def _feedback(deps: Deps, bucket: str, name: str) -> dict[str, Any] | None:
+    """A feedback file already in the inbox, or None (absent, unreadable or not ours)."""
+    try:
+        data = deps.storage.read_bytes(bucket, name, max_bytes=1 << 20)
+        doc = json.loads(data) if data else None
+    except (ValueError, ObjectTooLarge):
+        return None
+    return doc if isinstance(doc, dict) else None
