@@ -151,6 +151,27 @@ def test_cancel_recover_and_logs(api_url, capsys, engine, gcs, tmp_path):
     assert out.splitlines() == ["2026-11-22 10:00:00  orchestrator starting", "Building DAG"]
 
 
+def test_cancel_by_label_lists_confirms_and_cancels_only_the_selection(api_url, capsys, monkeypatch):
+    ids = []
+    for label in ("batch=7", "batch=7", "batch=8"):
+        _, out, _ = arc(capsys, "submit", str(DEMO_BUNDLE), "--api", api_url, "--label", label)
+        ids.append(_submitted_id(out))
+    code, out, _ = arc(capsys, "runs", "cancel", "--label", "batch=7", "--dry-run", "--api", api_url)
+    assert code == 0
+    assert [line.split()[0] for line in out.splitlines()[:-1]] == [ids[1], ids[0]]  # newest first
+    assert out.splitlines()[-1] == "2 run(s) would be cancelled (--dry-run: none was)"
+    monkeypatch.setattr("sys.stdin.isatty", lambda: False)
+    code, _, err = arc(capsys, "runs", "cancel", "--label", "batch=7", "--api", api_url)
+    assert code == 1 and "needs a confirmation: run it in a terminal, or add --yes" in err
+    code, out, _ = arc(capsys, "runs", "cancel", "--label", "batch=7", "--yes", "--api", api_url)
+    assert code == 0
+    assert out.splitlines()[-2:] == [f"run {ids[1]} is cancelling", f"run {ids[0]} is cancelling"]
+    code, out, _ = arc(capsys, "runs", "list", "--api", api_url, "--label", "batch=8")
+    assert out.splitlines()[1].split()[1] == "submitted"  # not selected, not touched
+    code, _, err = arc(capsys, "runs", "cancel", ids[2], "--label", "batch=8", "--api", api_url)
+    assert code == 1 and "not both" in err
+
+
 def test_submit_through_the_inbox(api_url, capsys, storage_emulator):
     from arc_reactor.core.events import storage_cloudevent
 

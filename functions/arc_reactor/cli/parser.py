@@ -60,8 +60,16 @@ def _runs(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     watch.add_argument("run_id")
     watch.add_argument("--timeout", type=float, default=3600.0)
     watch.set_defaults(func=runs.cmd_watch)
-    cancel = rs.add_parser("cancel", help="cancel a run and its Batch jobs")
-    cancel.add_argument("run_id")
+    cancel = rs.add_parser(
+        "cancel", help="cancel runs and their Batch jobs: by id, or every active run a filter selects"
+    )
+    cancel.add_argument("run_ids", nargs="*", metavar="RUN", help="run ids (or give filters instead)")
+    cancel.add_argument("--label", action="append", metavar="KEY=VALUE", help="filter (repeatable)")
+    cancel.add_argument("--status", action="append", help="filter (default: pending, submitted, running)")
+    cancel.add_argument("--pipeline")
+    cancel.add_argument("--submitter")
+    cancel.add_argument("--dry-run", action="store_true", help="list what would be cancelled, cancel nothing")
+    cancel.add_argument("--yes", action="store_true", help="do not ask for confirmation (scripts)")
     cancel.set_defaults(func=runs.cmd_cancel)
     rec = rs.add_parser("recover", help="resume a failed or cancelled run in a new run")
     rec.add_argument("run_id")

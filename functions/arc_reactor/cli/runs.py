@@ -22,6 +22,8 @@ LIST_COLUMNS = (
 ENDED_AT = ("completed_at", "failed_at", "cancelled_at")
 FOLLOW_POLL_S = 2.0
 DOWNLOAD_ATTEMPTS = 3
+ACTIVE_STATUSES = ("pending", "submitted", "running")
+MAX_BULK_CANCEL = 500
 MAX_RESULT_PAGES = 1000  # 500 files each
 
 
@@ -202,13 +204,80 @@ def cmd_results(args: argparse.Namespace) -> int:
     return 0
 
 
+def _selected(client: ApiClient, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The runs a filtered cancel names: every run matching the filters, active ones by default."""
+    params: dict[str, Any] = {
+        "status": args.status or list(ACTIVE_STATUSES),
+        "label": args.label or None,
+        "pipeline": args.pipeline,
+        "submitter": args.submitter,
+        "page_size": 100,
+    }
+    found: list[dict[str, Any]] = []
+    while len(found) <= MAX_BULK_CANCEL:
+        page = client.call("GET", "/runs", params={k: v for k, v in params.items() if v is not None})
+        found.extend(page["runs"])
+        if not page.get("next_page_token"):
+            break
+        params["page_token"] = page["next_page_token"]
+    if len(found) > MAX_BULK_CANCEL:
+        raise CliError(
+            f"the filters select more than {MAX_BULK_CANCEL} runs: narrow them (--label, --pipeline)"
+        )
+    return found
+
+
+def _confirmed(count: int, args: argparse.Namespace) -> bool:
+    if args.yes:
+        return True
+    if not sys.stdin.isatty():
+        raise CliError(f"cancelling {count} run(s) needs a confirmation: run it in a terminal, or add --yes")
+    return input(f"cancel these {count} run(s)? [y/N] ").strip().lower() in ("y", "yes")
+
+
 def cmd_cancel(args: argparse.Namespace) -> int:
-    """Cancel a run."""
-    run = _client(args).call("POST", f"/runs/{args.run_id}:cancel", expect=(200, 202))
-    print(f"run {run['id']} is {run['status']}")
-    for failure in (run.get("cancellation") or {}).get("failures") or []:
-        print(f"  warning: {failure}")
-    return 0
+    """Cancel runs by id, or every active run the filters select (listed first, confirmed, or --dry-run)."""
+    client = _client(args)
+    filtered = bool(args.label or args.status or args.pipeline or args.submitter)
+    if args.run_ids and filtered:
+        raise CliError("give run ids or filters (--label, --status, --pipeline, --submitter), not both")
+    if not args.run_ids and not filtered:
+        raise CliError(
+            "name the runs to cancel, or select them with --label, --status, --pipeline, --submitter"
+        )
+    if filtered:
+        runs = _selected(client, args)
+        for run in runs:
+            print("  " + "  ".join(_cell(run, name, width) for name, width in LIST_COLUMNS).rstrip())
+        if not runs:
+            print("no run matches: nothing to cancel")
+            return 0
+        if args.dry_run:
+            print(f"{len(runs)} run(s) would be cancelled (--dry-run: none was)")
+            return 0
+        if not _confirmed(len(runs), args):
+            print("nothing cancelled")
+            return 1
+        ids = [str(r["id"]) for r in runs]
+    else:
+        ids = list(args.run_ids)
+        if args.dry_run:
+            print(f"{len(ids)} run(s) would be cancelled (--dry-run: none was)")
+            return 0
+    failed = 0
+    for run_id in ids:
+        try:
+            run = client.call("POST", f"/runs/{run_id}:cancel", expect=(200, 202))
+        except CliError as exc:  # one refusal (finished meanwhile, not yours) does not stop the others
+            if len(ids) == 1:
+                raise
+            print(f"run {run_id}: not cancelled: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        print(f"run {run['id']} is {run['status']}")
+        for failure in (run.get("cancellation") or {}).get("failures") or []:
+            print(f"  warning: {failure}")
+    return 1 if failed else 0
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
