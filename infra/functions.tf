@@ -21,6 +21,7 @@ locals {
     ARC_DB_MAX_OVERFLOW              = tostring(var.db_max_overflow)
     ARC_ADMIN_GROUP                  = var.admin_group
     ARC_READER_MEMBERS               = join(",", var.reader_members)
+    ARC_GROUP_LOOKUP                 = tostring(var.group_lookup)
     ARC_MAX_EVENT_AGE_SECONDS        = tostring(var.max_event_age_seconds)
     # The audience runs_api checks ID tokens against (never the request's Host header): its deterministic
     # Cloud Run URL, known before the function exists.

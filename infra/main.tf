@@ -33,6 +33,7 @@ resource "google_project_service" "apis" {
     "batch.googleapis.com",
     "cloudbuild.googleapis.com",
     "cloudfunctions.googleapis.com",
+    "cloudidentity.googleapis.com", # members of the admin and reader groups (ARC_GROUP_LOOKUP)
     "cloudresourcemanager.googleapis.com",
     "cloudscheduler.googleapis.com",
     "compute.googleapis.com",

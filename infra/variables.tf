@@ -201,12 +201,18 @@ variable "inbox_uploader_members" {
 
 variable "admin_group" {
   type        = string
-  description = "Google group e-mail whose members may cancel and recover other people's runs (ARC_ADMIN_GROUP)."
+  description = "Google group (or user) e-mails, comma-separated, who may read, cancel and recover every run (ARC_ADMIN_GROUP); group members are looked up when group_lookup is true."
 
   validation {
-    condition     = can(regex("^[^@\\s]+@[^@\\s]+$", var.admin_group))
-    error_message = "admin_group must be an e-mail address."
+    condition     = alltrue([for p in split(",", var.admin_group) : can(regex("^[^@\\s]+@[^@\\s]+$", trimspace(p)))])
+    error_message = "admin_group must be e-mail addresses, comma-separated."
   }
+}
+
+variable "group_lookup" {
+  type        = bool
+  description = "Look up the members of the groups in admin_group and reader_members with the Cloud Identity Groups API (ARC_GROUP_LOOKUP). runs_api's service account needs the Groups Reader admin role in your Workspace or Cloud Identity account (docs/security.md); false: only listed e-mails match."
+  default     = true
 }
 
 variable "reader_members" {

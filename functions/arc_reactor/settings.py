@@ -115,6 +115,15 @@ class Settings(BaseSettings):
         description="Comma-separated e-mails (users, or groups named in the token) who may read every run; "
         "others read only the runs they submitted (ARC_READER_MEMBERS).",
     )
+    group_lookup: bool = Field(
+        True,
+        description="Look up members of the groups in ARC_ADMIN_GROUP and ARC_READER_MEMBERS with the Cloud "
+        "Identity Groups API (ARC_GROUP_LOOKUP; false: only emails and token groups claims match).",
+    )
+    cloud_identity_endpoint: str = Field(
+        "https://cloudidentity.googleapis.com",
+        description="Cloud Identity API endpoint (ARC_CLOUD_IDENTITY_ENDPOINT; tests use a local server).",
+    )
     admin_group: str = Field(
         "", description="Group email whose members may cancel or recover anyone's runs (ARC_ADMIN_GROUP)."
     )

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
     from arc_reactor.adapters.batch import BatchService
     from arc_reactor.adapters.cloud_logging import CloudLogs
+    from arc_reactor.adapters.groups import GroupDirectory
     from arc_reactor.adapters.storage import Storage
     from arc_reactor.api.auth import Authenticator, TokenVerifier
     from arc_reactor.api.run_logs import RunLogSource
@@ -120,11 +121,20 @@ class Deps:
     def authenticator(self) -> Authenticator:
         """Who is calling runs_api: Google ID tokens, except on the embedded local stack (never deployed:
         settings.py refuses ARC_LOCAL on Cloud Run)."""
-        from arc_reactor.api.auth import IdTokenAuthenticator, LocalStackAuthenticator
+        from arc_reactor.api.auth import IdTokenAuthenticator, LocalStackAuthenticator, principals
 
         if self.settings.local:
             return LocalStackAuthenticator()
-        return IdTokenAuthenticator(self.token_verifier, self.settings.service_urls)
+        candidates = principals(self.settings.admin_group) | principals(self.settings.reader_members)
+        directory = self.group_directory if self.settings.group_lookup and candidates else None
+        return IdTokenAuthenticator(self.token_verifier, self.settings.service_urls, directory, candidates)
+
+    @cached_property
+    def group_directory(self) -> GroupDirectory:
+        """Google group membership (Cloud Identity), cached; its session is made on first use."""
+        from arc_reactor.adapters.groups import GroupDirectory
+
+        return GroupDirectory(endpoint=self.settings.cloud_identity_endpoint)
 
     @cached_property
     def run_logs(self) -> RunLogSource:

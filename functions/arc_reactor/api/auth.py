@@ -26,6 +26,7 @@ from arc_reactor.api.http import ApiError
 if TYPE_CHECKING:
     import flask
 
+    from arc_reactor.adapters.groups import GroupDirectory
     from arc_reactor.core.run_record import RunRecord
     from arc_reactor.settings import Settings
 
@@ -153,6 +154,10 @@ class IdTokenAuthenticator:
     # The service's own URL(s) from configuration (ARC_SERVICE_URL), never from the request: a Host header
     # is the caller's to choose, so a token minted for another service must not pass by naming it.
     audiences: tuple[str, ...]
+    # The configured admin and reader principals that may be groups, and who knows their members (ID
+    # tokens name no groups): a caller's groups are those of these it belongs to (adapters/groups.py).
+    directory: GroupDirectory | None = None
+    candidate_groups: frozenset[str] = frozenset()
 
     def __call__(self, request: flask.Request) -> Caller:
         """The caller of `request`; ApiError 401 without a valid ID token, 503 when the deployment does not
@@ -165,12 +170,12 @@ class IdTokenAuthenticator:
         if scheme.lower() != "bearer" or not token.strip():
             raise unauthenticated("send a Google ID token for this service: Authorization: Bearer <token>")
         claims = self.verifier.verify(token.strip(), self.audiences)
-        groups = claims.get("groups")
-        return Caller(
-            email=str(claims["email"]).lower(),
-            groups=frozenset(str(g).lower() for g in groups) if isinstance(groups, list) else frozenset(),
-            authenticated=True,
-        )
+        email = str(claims["email"]).lower()
+        listed = claims.get("groups")  # IAP and Workforce Identity Federation tokens may carry them
+        groups = frozenset(str(g).lower() for g in listed) if isinstance(listed, list) else frozenset()
+        if self.directory is not None and self.candidate_groups - groups - {email}:
+            groups |= self.directory.groups_of(email, self.candidate_groups - groups - {email})
+        return Caller(email=email, groups=groups, authenticated=True)
 
 
 class LocalStackAuthenticator:
