@@ -59,6 +59,8 @@ def api(app_env, gcs, keys, monkeypatch):
 
     monkeypatch.delenv("ARC_LOCAL")
     monkeypatch.setenv("ARC_ADMIN_GROUP", "ops@example.org")
+    # Group lookups would need Google's credentials (never in tests): tests/unit/test_groups.py covers them.
+    monkeypatch.setenv("ARC_GROUP_LOOKUP", "false")
     monkeypatch.setenv("ARC_SERVICE_URL", keys.audience)
     upload_demo_data(gcs)
     get_settings.cache_clear()

@@ -118,6 +118,7 @@ def as_deployed(monkeypatch, fake):
     monkeypatch.delenv("ARC_LOCAL")
     monkeypatch.setenv("ARC_SERVICE_URL", "https://runs-api-1.us-central1.run.app")
     monkeypatch.setenv("ARC_READER_MEMBERS", "ada@example.org")  # the run was made on the local stack
+    monkeypatch.setenv("ARC_GROUP_LOOKUP", "false")  # no Google credentials in tests
     get_settings.cache_clear()
     reset_deps()
     deps = get_deps()

@@ -103,7 +103,10 @@ class GroupDirectory:
 
     def _get(self, path: str) -> tuple[int, dict[str, Any]]:
         if self._session is None:
-            self._session = self.session_factory()
+            try:
+                self._session = self.session_factory()
+            except Exception as exc:  # no credentials: nothing can be looked up
+                raise _Failed(f"no credentials for Cloud Identity: {type(exc).__name__}: {exc}") from exc
         url = f"{self.endpoint.rstrip('/')}/v1/{path}"
         for attempt in (1, 2):
             try:
