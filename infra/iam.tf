@@ -373,3 +373,31 @@ resource "google_artifact_registry_repository_iam_member" "functions_repo_build_
   role       = "roles/artifactregistry.writer"
   member     = local.members.build
 }
+
+# --- Input buckets ---------------------------------------------------------------------------------
+
+locals {
+  # Who reads the files a samplesheet names: submit_bundle and runs_api check that they exist before a run
+  # is accepted (nf-schema's `exists`), the orchestrator stages them (Snakemake) and the task VMs read them
+  # (Nextflow's tasks read gs:// inputs themselves).
+  input_readers = ["submit_bundle", "runs_api", "orchestrator", "task"]
+  input_buckets = concat(var.demo_data ? [local.demo_data_bucket] : [], var.input_buckets)
+  input_reader_grants = {
+    for pair in setproduct(local.input_readers, local.input_buckets) : "${pair[0]}/${pair[1]}" => {
+      who    = pair[0]
+      bucket = pair[1]
+    }
+  }
+}
+
+# Read-only, object level, on each input bucket; nothing else of those buckets is visible.
+# https://cloud.google.com/storage/docs/access-control/iam-roles (Storage Object Viewer: list and read objects)
+resource "google_storage_bucket_iam_member" "input_readers" {
+  for_each = local.input_reader_grants
+
+  bucket = each.value.bucket
+  role   = "roles/storage.objectViewer"
+  member = local.members[each.value.who]
+
+  depends_on = [google_storage_bucket.demo_data]
+}

@@ -18,6 +18,8 @@ locals {
 
   inbox_bucket = var.inbox_bucket_name != "" ? var.inbox_bucket_name : "${var.project_id}-${var.name_prefix}-inbox"
   runs_bucket  = var.runs_bucket_name != "" ? var.runs_bucket_name : "${var.project_id}-${var.name_prefix}-runs"
+  # The demo's FASTQ files (storage.tf), for the first run of docs/deploy.md.
+  demo_data_bucket = "${var.project_id}-${var.name_prefix}-demo-data"
 
   orchestrator_image = (
     var.orchestrator_image != ""

@@ -95,3 +95,8 @@ output "connection_budget" {
     function_max_sum = local.db_function_instances
   }
 }
+
+output "demo_data_bucket" {
+  description = "The bucket with the demo bundle's FASTQ files (null when demo_data is false)."
+  value       = var.demo_data ? google_storage_bucket.demo_data[0].name : null
+}

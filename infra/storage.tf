@@ -114,3 +114,27 @@ resource "google_storage_bucket_object" "functions_source" {
   bucket = google_storage_bucket.functions_source.name
   source = data.archive_file.functions.output_path
 }
+
+# The demo bundle's input files (examples/data), so that the first run of docs/deploy.md works as written:
+# its samplesheet names gs://arc-demo-data/..., a bucket of the local stack only; the doc points it here.
+# Nothing but these small files lives in it, so it may be destroyed with its objects.
+resource "google_storage_bucket" "demo_data" {
+  count = var.demo_data ? 1 : 0
+
+  name                        = local.demo_data_bucket
+  location                    = upper(var.region)
+  storage_class               = "STANDARD"
+  uniform_bucket_level_access = true
+  public_access_prevention    = "enforced"
+  force_destroy               = true
+
+  depends_on = [google_project_service.apis]
+}
+
+resource "google_storage_bucket_object" "demo_data" {
+  for_each = var.demo_data ? fileset("${path.module}/../examples/data", "*.fastq.gz") : toset([])
+
+  bucket = google_storage_bucket.demo_data[0].name
+  name   = "fastq/${each.value}"
+  source = "${path.module}/../examples/data/${each.value}"
+}

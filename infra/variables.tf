@@ -257,3 +257,20 @@ variable "orchestrator_image" {
   description = "Orchestrator container image (ARC_ORCHESTRATOR_IMAGE); empty means <region>-docker.pkg.dev/<project>/<prefix>-orchestrator/arc-orchestrator:latest (the name scripts/build-orchestrator.sh pushes). Prefer a digest in production."
   default     = ""
 }
+
+variable "demo_data" {
+  type        = bool
+  description = "Create the demo-data bucket with the demo bundle's FASTQ files (examples/data), for the first run of docs/deploy.md."
+  default     = true
+}
+
+variable "input_buckets" {
+  type        = list(string)
+  description = "Names of the labs' own buckets that samplesheets may name (gs://<bucket>/...): the functions that validate a submission, the orchestrator and the pipeline tasks get Storage Object Viewer on each."
+  default     = []
+
+  validation {
+    condition     = alltrue([for b in var.input_buckets : can(regex("^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$", b))])
+    error_message = "input_buckets are bucket names (no gs:// and no path)."
+  }
+}

@@ -35,6 +35,7 @@ EXPECTED_ROLES = {
         ("roles/storage.objectUser", "bucket:inbox[condition]"),
         ("roles/storage.objectUser", "bucket:runs"),
         ("roles/iam.serviceAccountUser", "sa:orchestrator"),
+        ("roles/storage.objectViewer", "bucket:inputs"),  # the demo data and var.input_buckets
     },
     "runs_api": CLOUDSQL
     | {
@@ -44,6 +45,7 @@ EXPECTED_ROLES = {
         ("roles/iam.serviceAccountUser", "sa:orchestrator"),
         # Signs the results' download URLs as itself (IAM signBlob: iam.serviceAccounts.signBlob).
         ("roles/iam.serviceAccountTokenCreator", "sa:runs_api"),
+        ("roles/storage.objectViewer", "bucket:inputs"),  # the demo data and var.input_buckets
     },
     "reconcile_batch_event": CLOUDSQL
     | {("roles/batch.jobsViewer", "project"), ("roles/storage.objectViewer", "bucket:runs")},
@@ -58,12 +60,14 @@ EXPECTED_ROLES = {
         ("roles/iam.serviceAccountUser", "sa:task"),
         ("roles/pubsub.publisher", "topic:batch_notifications"),
         ("roles/artifactregistry.reader", "repo:orchestrator"),
+        ("roles/storage.objectViewer", "bucket:inputs"),  # the demo data and var.input_buckets
     },
     "task": {
         ("roles/batch.agentReporter", "project"),
         ("roles/logging.logWriter", "project"),
         ("roles/storage.objectUser", "bucket:runs"),
         ("roles/artifactregistry.reader", "repo:orchestrator"),
+        ("roles/storage.objectViewer", "bucket:inputs"),  # the demo data and var.input_buckets
     },
     "eventarc": {
         ("roles/eventarc.eventReceiver", "project"),
@@ -277,6 +281,15 @@ def _granted(root, module):
         if (rtype, name) == ("google_project_iam_member", "project_roles"):
             assert body["for_each"] == "${local.project_role_bindings}"
             assert body["member"] == "${local.members[each.value.who]}"
+            continue
+        if (rtype, name) == ("google_storage_bucket_iam_member", "input_readers"):
+            # One grant per (reader, input bucket): the demo-data bucket and var.input_buckets.
+            assert body["for_each"] == "${local.input_reader_grants}"
+            assert (body["member"], body["bucket"]) == (
+                "${local.members[each.value.who]}",
+                "${each.value.bucket}",
+            )
+            grants |= {(who, body["role"], "bucket:inputs") for who in _locals(root)["input_readers"]}
             continue
         who = _who(body["member"], name)
         role = body["role"]
