@@ -274,3 +274,9 @@ variable "input_buckets" {
     error_message = "input_buckets are bucket names (no gs:// and no path)."
   }
 }
+
+variable "alert_notification_channels" {
+  type        = list(string)
+  description = "Monitoring notification channel ids (projects/<p>/notificationChannels/<id>) the alert policies of monitoring.tf notify; empty: the alerts still open incidents in the console."
+  default     = []
+}
