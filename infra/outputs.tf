@@ -100,3 +100,8 @@ output "demo_data_bucket" {
   description = "The bucket with the demo bundle's FASTQ files (null when demo_data is false)."
   value       = var.demo_data ? google_storage_bucket.demo_data[0].name : null
 }
+
+output "region" {
+  description = "The region of the functions, Batch jobs and buckets."
+  value       = var.region
+}
