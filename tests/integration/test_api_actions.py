@@ -165,3 +165,39 @@ def test_recover_of_a_rejected_inbox_bundle_and_bad_overrides(api, engine, gcs):
     resp = api.post(f"/runs/{run['id']}:recover")
     assert resp.status_code == 409
     assert resp.get_json()["error"]["code"] == "run_never_started"
+
+
+def test_relaunch_makes_a_new_run_from_the_same_inputs_with_changes(api, engine, gcs):
+    source = api.post("/runs", json=demo_body(params={"min_quality": 25})).get_json()
+    sheet = gcs.read_bytes("arc-runs", f"runs/{source['id']}/inputs/samplesheet.csv").decode()
+    fewer = "\n".join(sheet.splitlines()[:2]) + "\n"  # the header and the first sample only
+    resp = api.post(f"/runs/{source['id']}:relaunch", json={"samplesheet": fewer, "name": "first only"})
+    assert resp.status_code == 201, resp.get_json()
+    assert_conforms(resp, "POST", "/runs/{run_id}:relaunch")
+    run = resp.get_json()
+    assert run["id"] != source["id"] and not run["is_recovery"] and run["parent_run_id"] is None
+    assert (run["pipeline"], run["params"], run["name"]) == (
+        source["pipeline"],
+        {"min_quality": 25},
+        "first only",
+    )
+    assert run["work_dir"] != source["work_dir"]  # its own lineage: nothing of the source is resumed
+    assert gcs.read_bytes("arc-runs", f"runs/{run['id']}/inputs/samplesheet.csv").decode() == fewer
+    again = api.post(f"/runs/{source['id']}:relaunch")  # any status: the source is still submitted
+    assert again.status_code == 201 and again.get_json()["id"] not in (source["id"], run["id"])
+
+    bad = api.post(f"/runs/{source['id']}:relaunch", json={"samplesheet": "sample\nS1\n"})
+    assert bad.status_code == 422
+    assert {p["file"] for p in bad.get_json()["error"]["problems"]} == {"samplesheet.csv"}
+    assert api.post(f"/runs/{source['id']}:relaunch", json={"parent_run_id": "x"}).status_code == 400
+    assert api.post("/runs/r000000000000000000:relaunch").status_code == 404
+
+
+def test_a_run_refused_at_submission_has_nothing_to_relaunch(api, engine):
+    from arc_reactor.adapters import runs_repo
+
+    run = api.post("/runs", json=demo_body()).get_json()
+    transition(engine, run["id"], "failed", error_code="invalid_bundle")
+    resp = api.post(f"/runs/{run['id']}:relaunch")
+    assert resp.status_code == 409 and resp.get_json()["error"]["code"] == "inputs_missing"
+    assert len(runs_repo.list_runs(engine)) == 1

@@ -172,6 +172,22 @@ def test_cancel_by_label_lists_confirms_and_cancels_only_the_selection(api_url, 
     assert code == 1 and "not both" in err
 
 
+def test_relaunch_with_an_edited_samplesheet(api_url, capsys, tmp_path):
+    _, out, _ = arc(capsys, "submit", str(DEMO_BUNDLE), "--api", api_url)
+    run_id = _submitted_id(out)
+    sheet = tmp_path / "fixed.csv"
+    sheet.write_text("sample,fastq_1\n")  # no fastq_2 column, no rows
+    code, _, err = arc(capsys, "runs", "relaunch", run_id, "--samplesheet", str(sheet), "--api", api_url)
+    assert code == 2
+    assert f"\n  {sheet}" in err  # the problems name the user's file, not the bundle's samplesheet.csv
+    rows = (DEMO_BUNDLE / "samplesheet.csv").read_text().splitlines()
+    sheet.write_text("\n".join(rows[:2]) + "\n")
+    code, out, _ = arc(capsys, "runs", "relaunch", run_id, "--samplesheet", str(sheet), "--api", api_url)
+    assert code == 0, out
+    new_id = out.split()[1]
+    assert out.strip() == f"run {new_id} relaunches {run_id}: submitted"
+
+
 def test_submit_through_the_inbox(api_url, capsys, storage_emulator):
     from arc_reactor.core.events import storage_cloudevent
 

@@ -61,6 +61,7 @@ ROUTES = (
     Route(re.compile(rf"^/runs/{_ID}/results$"), {"GET": results.results}),
     Route(re.compile(rf"^/runs/{_ID}:cancel$"), {"POST": runs.cancel}),
     Route(re.compile(rf"^/runs/{_ID}:recover$"), {"POST": runs.recover}),
+    Route(re.compile(rf"^/runs/{_ID}:relaunch$"), {"POST": runs.relaunch}),
 )
 
 

@@ -205,6 +205,15 @@ def _request_schemas() -> dict[str, Any]:
         "RunRequest": _object(submission, ["pipeline", "samplesheet"], closed=True),
         "RunForm": _object(form, ["samplesheet"]),
         "RecoverRequest": _object(recover, [], closed=True),
+        "RelaunchRequest": _object(
+            {
+                **recover,
+                "params": {**OBJECT, "description": "merged over the source run's; null removes one"},
+                "samplesheet": {**STR, "description": "samplesheet.csv text replacing the source run's"},
+            },
+            [],
+            closed=True,
+        ),
     }
 
 
@@ -319,14 +328,18 @@ def _create_run() -> dict[str, Any]:
 
 
 def _actions() -> dict[str, Any]:
-    """POST /runs/{id}:cancel and :recover."""
+    """POST /runs/{id}:cancel, :recover and :relaunch."""
     cancelled = {
         "202": ("Cancelling: Batch is stopping the jobs", ref("CancelledRun")),
         "200": ("Cancelled", ref("CancelledRun")),
     }
     recovered = {
-        "201": ("The recovery run", ref("Run")),
-        "200": ("The recovery this Idempotency-Key made", ref("Run")),
+        "201": ("The recovery run", ref("CreatedRun")),
+        "200": ("The recovery this Idempotency-Key made", ref("CreatedRun")),
+    }
+    relaunched = {
+        "201": ("The new run", ref("CreatedRun")),
+        "200": ("The run this Idempotency-Key made", ref("CreatedRun")),
     }
     cancel = _op(
         "cancelRun",
@@ -342,7 +355,20 @@ def _actions() -> dict[str, Any]:
     )
     body = {"application/json": {"schema": ref("RecoverRequest")}}
     recover["requestBody"] = {"required": False, "content": body}
-    return {"/runs/{run_id}:cancel": {"post": cancel}, "/runs/{run_id}:recover": {"post": recover}}
+    relaunch = _op(
+        "relaunchRun",
+        "A new run from the same inputs, with changes (e.g. a corrected samplesheet); nothing is resumed",
+        [RUN_ID, IDEMPOTENCY_KEY],
+        _responses(relaunched, (*_AUTHED, "409", "422")),
+    )
+    relaunch["requestBody"] = {
+        "required": False, "content": {"application/json": {"schema": ref("RelaunchRequest")}},
+    }  # fmt: skip
+    return {
+        "/runs/{run_id}:cancel": {"post": cancel},
+        "/runs/{run_id}:recover": {"post": recover},
+        "/runs/{run_id}:relaunch": {"post": relaunch},
+    }
 
 
 def _run_ops() -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""GET /runs/{id}, POST /runs/{id}:cancel and POST /runs/{id}:recover."""
+"""GET /runs/{id}, POST /runs/{id}:cancel, :recover and :relaunch."""
 
 from __future__ import annotations
 
@@ -11,11 +11,12 @@ from arc_reactor.api.submission import created, fingerprint, idempotency_key
 from arc_reactor.api.views import event_view, locations, run_view, summary_view
 from arc_reactor.errors import NotFound, Problem
 from arc_reactor.services.cancel import cancel_run
-from arc_reactor.services.recover import Overrides, RecoveryRefused, recover_run
+from arc_reactor.services.recover import Overrides, RecoveryRefused, recover_run, relaunch_run
 from arc_reactor.services.submit import RunSource
 
 RECENT_EVENTS = 50
 RECOVER_FIELDS = frozenset({"params", "config", "name"})
+RELAUNCH_FIELDS = RECOVER_FIELDS | {"samplesheet"}
 
 
 def get_run(call: Call) -> Any:
@@ -55,23 +56,49 @@ def cancel(call: Call) -> Any:
     return json_response(view, 202 if result.outcome == "cancelling" else 200)
 
 
-def _overrides(call: Call) -> Overrides:
-    """The optional JSON body of a recovery; ApiError 400 listing every malformed field."""
+def _overrides(call: Call, fields: frozenset[str] = RECOVER_FIELDS) -> Overrides:
+    """The optional JSON body of a recovery or relaunch; ApiError 400 listing every malformed field."""
     if not call.request.get_data(cache=True):
         return Overrides()
     body = call.request.get_json(silent=True)
     if not isinstance(body, dict):
         raise bad_request("the request body must be empty or a JSON object")
-    problems = [Problem("request", "unknown field", field=str(k)) for k in body if k not in RECOVER_FIELDS]
-    params, config, name = body.get("params"), body.get("config"), body.get("name")
+    problems = [Problem("request", "unknown field", field=str(k)) for k in body if k not in fields]
+    params = body.get("params")
     if params is not None and not isinstance(params, dict):
         problems.append(Problem("request", "must be an object of parameter: value", field="params"))
-    for key, value in (("config", config), ("name", name)):
+    texts = {k: body.get(k) for k in ("config", "name", "samplesheet")}
+    for key, value in texts.items():
         if value is not None and not isinstance(value, str):
             problems.append(Problem("request", "must be a string", field=key))
     if problems:
         raise bad_request("the request body is invalid", problems)
-    return Overrides(params=params, config=config, name=name)
+    return Overrides(
+        params=params, config=texts["config"], name=texts["name"], samplesheet=texts["samplesheet"]
+    )
+
+
+def relaunch(call: Call) -> Any:
+    """POST /runs/{id}:relaunch: 201 with a new, independent run from the same inputs (overrides applied,
+    e.g. a corrected samplesheet); 409 when the run has no inputs to reuse; 422 for an invalid result."""
+    run_id = call.run_id
+    parent = call.deps.runs.get_run(run_id)
+    require_reader(call.deps.settings, call.caller, parent)  # whoever may see its inputs may rerun them
+    overrides = _overrides(call, RELAUNCH_FIELDS)
+    source = RunSource(
+        "api",
+        idempotency_key=idempotency_key(call, namespace=f"relaunch:{run_id}:"),
+        submitter=call.caller.email or parent.submitter,
+        fingerprint=fingerprint(
+            {"params": overrides.params, "config": overrides.config, "name": overrides.name,
+             "samplesheet": overrides.samplesheet}
+        ),
+    )  # fmt: skip
+    try:
+        result = relaunch_run(call.deps, run_id, overrides, source)
+    except RecoveryRefused as exc:
+        raise ApiError(409, exc.code, str(exc)) from exc
+    return created(call, result)
 
 
 def recover(call: Call) -> Any:

@@ -39,6 +39,26 @@ def _submit(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=submit.cmd_submit)
 
 
+def _rerun_parsers(
+    rs: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
+    """`runs recover` (resume in the same work dir) and `runs relaunch` (a new run from the same inputs)."""
+    rec = rs.add_parser("recover", help="resume a failed or cancelled run in a new run")
+    rel = rs.add_parser("relaunch", help="a new run from a run's inputs, with changes (nothing resumed)")
+    rel.add_argument("--samplesheet", help="a samplesheet.csv replacing the run's")
+    for p, what in ((rec, "parent's"), (rel, "run's")):
+        p.add_argument("run_id")
+        p.add_argument("--params", help=f"YAML file of params merged over the {what}")
+        p.add_argument("--set", action="append", metavar="KEY=VALUE", help="one param override (YAML value)")
+        p.add_argument("--config", help=f"a nextflow.config replacing the {what}")
+        p.add_argument("--name")
+        p.add_argument("--watch", action="store_true")
+        p.add_argument("--timeout", type=float, default=3600.0)
+    rec.set_defaults(func=runs.cmd_recover)
+    rel.set_defaults(func=runs.cmd_relaunch)
+    return rec, rel
+
+
 def _runs(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("runs", help="list, show, watch, cancel, recover runs; read their logs and results")
     rs = p.add_subparsers(dest="runs_command", required=True)
@@ -71,15 +91,7 @@ def _runs(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     cancel.add_argument("--dry-run", action="store_true", help="list what would be cancelled, cancel nothing")
     cancel.add_argument("--yes", action="store_true", help="do not ask for confirmation (scripts)")
     cancel.set_defaults(func=runs.cmd_cancel)
-    rec = rs.add_parser("recover", help="resume a failed or cancelled run in a new run")
-    rec.add_argument("run_id")
-    rec.add_argument("--params", help="YAML file of params merged over the parent's")
-    rec.add_argument("--set", action="append", metavar="KEY=VALUE", help="one param override (YAML value)")
-    rec.add_argument("--config", help="a nextflow.config replacing the parent's")
-    rec.add_argument("--name")
-    rec.add_argument("--watch", action="store_true")
-    rec.add_argument("--timeout", type=float, default=3600.0)
-    rec.set_defaults(func=runs.cmd_recover)
+    rec, rel = _rerun_parsers(rs)
     logs = rs.add_parser("logs", help="the orchestrator's log lines")
     logs.add_argument("run_id")
     logs.add_argument("--page-size", type=int, default=500)
@@ -91,7 +103,7 @@ def _runs(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     res.add_argument("--download", metavar="DIR", help="download every file into DIR (paths kept)")
     res.add_argument("--json", action="store_true")
     res.set_defaults(func=runs.cmd_results)
-    for child in (ls, show, watch, cancel, rec, logs, res):
+    for child in (ls, show, watch, cancel, rec, rel, logs, res):
         _api_options(child)
 
 

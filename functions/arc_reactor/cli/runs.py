@@ -13,6 +13,7 @@ from typing import Any
 import requests
 
 from arc_reactor.cli.client import ApiClient, CliError, load_user_yaml, read_user_file
+from arc_reactor.cli.submit import print_warnings
 from arc_reactor.cli.watch import watch_to_end
 
 LIST_COLUMNS = (
@@ -306,9 +307,12 @@ def _named_after_options(exc: CliError, args: argparse.Namespace) -> CliError:
     """The API's problems with an override, named after the option that gave it (`--set key=value`, or
     the --params file) rather than the `params (override)` the API reports."""
     given = {item.partition("=")[0]: f"--set {item}" for item in args.set or []}
+    sheet = getattr(args, "samplesheet", None)
     problems = [
         {**p, "file": given.get(str(p.get("field") or "").split(".")[0]) or args.params or "params"}
         if p.get("file") == "params (override)"
+        else {**p, "file": sheet}
+        if sheet and p.get("file") == "samplesheet.csv"
         else p
         for p in exc.problems
     ]
@@ -323,6 +327,23 @@ def cmd_recover(args: argparse.Namespace) -> int:
     except CliError as exc:
         raise _named_after_options(exc, args) from None
     print(f"run {run['id']} recovers {args.run_id}: {run['status']}")
+    if args.watch:
+        return watch_to_end(client, run["id"], sys.stdout, args.timeout)
+    return 0
+
+
+def cmd_relaunch(args: argparse.Namespace) -> int:
+    """A new run from a run's inputs, with changes (a corrected samplesheet, params, config, name)."""
+    client = _client(args)
+    body = _overrides(args)
+    if args.samplesheet:
+        body["samplesheet"] = read_user_file(args.samplesheet).decode("utf-8", errors="replace")
+    try:
+        run = client.call("POST", f"/runs/{args.run_id}:relaunch", expect=(200, 201), json=body)
+    except CliError as exc:
+        raise _named_after_options(exc, args) from None
+    print(f"run {run['id']} relaunches {args.run_id}: {run['status']}")
+    print_warnings(run.get("warnings"))
     if args.watch:
         return watch_to_end(client, run["id"], sys.stdout, args.timeout)
     return 0

@@ -40,12 +40,13 @@ class RecoveryRefused(Conflict):
 
 @dataclass(frozen=True)
 class Overrides:
-    """What a recovery may change: params merged over the parent's (a None value removes the key), a
-    replacement nextflow.config, and a name."""
+    """What a recovery or relaunch may change: params merged over the parent's (a None value removes the
+    key), a replacement nextflow.config, and a name; a relaunch may also replace the samplesheet."""
 
     params: Mapping[str, Any] | None = None
     config: str | None = None
     name: str | None = None
+    samplesheet: str | None = None
 
 
 def _read_input(deps: Deps, parent: RunRecord, name: str) -> bytes | None:
@@ -53,14 +54,18 @@ def _read_input(deps: Deps, parent: RunRecord, name: str) -> bytes | None:
     return deps.storage.read_bytes(bucket, prefix + name, max_bytes=deps.settings.max_file_bytes)
 
 
-def recovery_files(deps: Deps, parent: RunRecord, overrides: Overrides) -> dict[str, bytes | None]:
-    """The bundle of the recovery run: the parent's inputs, with the overrides applied."""
+def recovery_files(
+    deps: Deps, parent: RunRecord, overrides: Overrides, *, resume: bool = True
+) -> dict[str, bytes | None]:
+    """The bundle of the recovery run (or, with resume=False, of a fresh relaunch): the parent's inputs,
+    with the overrides applied."""
     manifest: dict[str, Any] = {
         "pipeline": parent.pipeline,
         "revision": parent.revision,
-        "parent_run_id": parent.id,
         "labels": dict(parent.labels or {}),
     }
+    if resume:
+        manifest["parent_run_id"] = parent.id
     name = overrides.name if overrides.name is not None else parent.name
     for key, value in (("name", name), ("profile", parent.profile)):
         if value is not None:
@@ -71,7 +76,10 @@ def recovery_files(deps: Deps, parent: RunRecord, overrides: Overrides) -> dict[
             params.pop(key, None)
         else:
             params[key] = value
-    samplesheet = _read_input(deps, parent, "samplesheet.csv")
+    if overrides.samplesheet is not None:
+        samplesheet: bytes | None = overrides.samplesheet.encode()
+    else:
+        samplesheet = _read_input(deps, parent, "samplesheet.csv")
     if samplesheet is None:
         raise RecoveryRefused(Refusal("inputs_missing", f"the samplesheet of run {parent.id} is gone"))
     config = overrides.config.encode() if overrides.config is not None else None
@@ -118,3 +126,27 @@ def params_source(problem: Problem, parent: RunRecord, overrides: Overrides) -> 
     key = (problem.field or "").split(".")[0]
     where = OVERRIDE_FILE if key in (overrides.params or {}) else f"params.yaml of run {parent.id}"
     return Problem(where, problem.message, field=problem.field)
+
+
+def relaunch_run(deps: Deps, source_id: str, overrides: Overrides, source: RunSource) -> SubmitResult:
+    """A new, independent run of the same pipeline, revision, inputs, params and config as `source_id`
+    (any status: nothing is resumed), with the overrides applied: e.g. a corrected samplesheet. NotFound for
+    an unknown run; RecoveryRefused (409) when its inputs are gone (a refused bundle never had any); a
+    `rejected` result listing every problem when the result is not a valid bundle."""
+    parent = deps.runs.get_run(source_id)
+    if source.idempotency_key:
+        earlier = deps.runs.find_by_idempotency_key(source.idempotency_key)
+        if earlier is not None:
+            return key_reused(earlier, source) or SubmitResult("duplicate", run_id=earlier.id)
+    if parent.error_code == "invalid_bundle":
+        raise RecoveryRefused(
+            Refusal("inputs_missing", f"run {parent.id} was refused at submission: it has no inputs to reuse")
+        )
+    result = submit_files(deps, recovery_files(deps, parent, overrides, resume=False), source)
+    if result.problems or result.warnings:
+        result = replace(
+            result,
+            problems=[params_source(p, parent, overrides) for p in result.problems],
+            warnings=[params_source(p, parent, overrides) for p in result.warnings],
+        )
+    return result
