@@ -188,6 +188,23 @@ def test_relaunch_with_an_edited_samplesheet(api_url, capsys, tmp_path):
     assert out.strip() == f"run {new_id} relaunches {run_id}: submitted"
 
 
+def test_a_run_is_named_by_a_prefix_of_its_id_or_by_its_name(api_url, capsys):
+    ids = []
+    for name in ("atlas one", "atlas two"):
+        _, out, _ = arc(capsys, "submit", str(DEMO_BUNDLE), "--api", api_url, "--name", name)
+        ids.append(_submitted_id(out))
+    unique = next(n for n in range(8, 19) if ids[0][:n] != ids[1][:n])
+    code, out, _ = arc(capsys, "runs", "show", ids[1][:unique], "--api", api_url)
+    assert code == 0 and out.startswith(f"run {ids[1]}  submitted")
+    code, out, _ = arc(capsys, "runs", "show", "atlas one", "--api", api_url)
+    assert code == 0 and out.startswith(f"run {ids[0]}  submitted")
+    common = ids[0][: unique - 1]
+    code, _, err = arc(capsys, "runs", "show", common, "--api", api_url)
+    assert code == 2 and f"2 runs whose id starts with {common!r}: {ids[1]} (submitted" in err
+    code, _, err = arc(capsys, "runs", "cancel", "no such run", "--api", api_url)
+    assert code == 2 and "no run whose id starts with or whose name is 'no such run'" in err
+
+
 def test_submit_through_the_inbox(api_url, capsys, storage_emulator):
     from arc_reactor.core.events import storage_cloudevent
 

@@ -126,3 +126,20 @@ def test_poll_events_merges_cursor_reads_with_the_window_and_gives_the_tables_to
     assert set(got.rows[0]) == set(runs_repo.list_events(engine, "r0window00000000a")[0])
     with pytest.raises(ValueError, match="not a run id"):
         runs_repo.poll_events(engine, {"a,b": 0})
+
+
+def test_a_run_is_found_by_a_prefix_of_its_id_or_by_its_name_from_an_index(engine):
+    for rid, name in (
+        ("r0findab0000000001", "atlas"),
+        ("r0findab0000000002", "atlas"),
+        ("r0findcd0000000003", "x"),
+    ):
+        runs_repo.insert_run(engine, {**run_row(rid), "name": name})
+    by_prefix = runs_repo.RunFilter(id_prefix="r0findc")
+    assert [r.id for r in runs_repo.list_runs(engine, limit=5, where=by_prefix)] == ["r0findcd0000000003"]
+    by_name = runs_repo.RunFilter(name="atlas")
+    assert [r.id for r in runs_repo.list_runs(engine, limit=5, where=by_name)] == [
+        "r0findab0000000002", "r0findab0000000001",
+    ]  # fmt: skip
+    assert "ix_runs_id_pattern" in _plan(engine, runs_repo.list_stmt(by_prefix, 2))
+    assert "ix_runs_name" in _plan(engine, runs_repo.list_stmt(by_name, 2))

@@ -370,6 +370,8 @@ class RunFilter:
     labels: tuple[tuple[str, str], ...] = ()
     created_after: datetime | None = None  # strictly after
     created_before: datetime | None = None  # strictly before
+    id_prefix: str | None = None  # [0-9a-z] only (the API checks): LIKE needs no escaping
+    name: str | None = None
 
     def clauses(self) -> list[Any]:
         """The WHERE clauses of this filter."""
@@ -380,6 +382,10 @@ class RunFilter:
             out.append(runs.c.pipeline == self.pipeline)
         if self.submitter is not None:
             out.append(runs.c.submitter == self.submitter)
+        if self.id_prefix is not None:
+            out.append(runs.c.id.like(self.id_prefix + "%"))  # ix_runs_id_pattern (text_pattern_ops)
+        if self.name is not None:
+            out.append(runs.c.name == self.name)
         if self.labels:  # jsonb containment (list_runs reads the candidates from run_labels, in order)
             out.append(runs.c.labels.contains(dict(self.labels)))
         if self.created_after is not None:

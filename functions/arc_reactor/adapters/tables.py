@@ -85,6 +85,9 @@ runs = Table(
         "updated_at",
         postgresql_where=text(ACTIVE_SQL),
     ),
+    # A run by a prefix of its id (LIKE, whatever the collation) or by its name (migration 0008).
+    Index("ix_runs_id_pattern", "id", postgresql_ops={"id": "text_pattern_ops"}),
+    Index("ix_runs_name", "name", "created_at", "id"),
 )
 
 run_events = Table(

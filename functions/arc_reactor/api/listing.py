@@ -11,6 +11,7 @@ import base64
 import binascii
 import hashlib
 import json
+import re
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
@@ -27,9 +28,21 @@ MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 50
 MAX_FILTER_CHARS = 256
 QUERY_KEYS = frozenset(
-    {"status", "pipeline", "submitter", "label", "created_after", "created_before", "page_size", "page_token"}
+    {
+        "status",
+        "pipeline",
+        "submitter",
+        "label",
+        "created_after",
+        "created_before",
+        "id_prefix",
+        "name",
+        "page_size",
+        "page_token",
+    }
 )
 _STATUSES = frozenset(s.value for s in RunStatus)
+_ID_PREFIX = re.compile(r"r[0-9a-z]{2,18}")
 
 
 class _Query:
@@ -90,7 +103,12 @@ def parse_filter(q: _Query) -> runs_repo.RunFilter:
             q.add("label", f"{raw[:80]!r} is not key=value")
         else:
             labels[key] = value
+    id_prefix = q.one("id_prefix")
+    if id_prefix is not None and not _ID_PREFIX.fullmatch(id_prefix):
+        q.add("id_prefix", "must be the start of a run id: r and 2 to 18 of [0-9a-z]")
     return runs_repo.RunFilter(
+        id_prefix=id_prefix,
+        name=q.one("name"),
         statuses=tuple(sorted(set(statuses))),
         pipeline=q.one("pipeline"),
         submitter=q.one("submitter"),
@@ -110,6 +128,8 @@ def fingerprint(where: runs_repo.RunFilter) -> str:
             where.labels,
             where.created_after,
             where.created_before,
+            where.id_prefix,
+            where.name,
         ],
         default=str,
     )

@@ -300,6 +300,8 @@ def _list_runs() -> dict[str, Any]:
         ),
         _query("created_after", {"type": "string", "format": "date-time"}, "created strictly after"),
         _query("created_before", {"type": "string", "format": "date-time"}, "created strictly before"),
+        _query("id_prefix", {"type": "string", "pattern": "^r[0-9a-z]{2,18}$"}, "runs whose id starts so"),
+        _query("name", STR, "runs of this name"),
         _query("page_size", page, f"runs per page (default {listing.DEFAULT_PAGE_SIZE})"),
         _query("page_token", STR, "next_page_token of the previous page"),
     ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from datetime import UTC, datetime
@@ -15,6 +16,7 @@ import requests
 from arc_reactor.cli.client import ApiClient, CliError, load_user_yaml, read_user_file
 from arc_reactor.cli.submit import print_warnings
 from arc_reactor.cli.watch import watch_to_end
+from arc_reactor.core.ids import is_run_id
 
 LIST_COLUMNS = (
     ("id", 19), ("status", 10), ("pipeline", 22), ("created_at", 19), ("duration", 9), ("submitter", 24),
@@ -24,12 +26,42 @@ ENDED_AT = ("completed_at", "failed_at", "cancelled_at")
 FOLLOW_POLL_S = 2.0
 DOWNLOAD_ATTEMPTS = 3
 ACTIVE_STATUSES = ("pending", "submitted", "running")
+RUN_ID_PREFIX = re.compile(r"r[0-9a-z]{2,17}")
 MAX_BULK_CANCEL = 500
 MAX_RESULT_PAGES = 1000  # 500 files each
 
 
 def _client(args: argparse.Namespace) -> ApiClient:
-    return ApiClient.connect(args.api, no_auth=args.no_auth)
+    """The API client; a command's run given by a prefix of its id or by its name is resolved to its id."""
+    client = ApiClient.connect(args.api, no_auth=args.no_auth)
+    if getattr(args, "run_id", None):
+        args.run_id = resolve_run(client, args.run_id)
+    if getattr(args, "run_ids", None):
+        args.run_ids = [resolve_run(client, ref) for ref in args.run_ids]
+    return client
+
+
+def resolve_run(client: ApiClient, ref: str) -> str:
+    """A run id for `ref`: a run id as it is; else the one run whose id starts with it, or else the one run
+    of that name (among the runs the caller may list). Several matches are an error listing them."""
+    if is_run_id(ref):
+        return ref
+    matches: list[dict[str, Any]] = []
+    if RUN_ID_PREFIX.fullmatch(ref):
+        matches = client.call("GET", "/runs", params={"id_prefix": ref, "page_size": 5})["runs"]
+    what = "id starts with"
+    if not matches:
+        matches = client.call("GET", "/runs", params={"name": ref, "page_size": 5})["runs"]
+        what = "name is"
+    if len(matches) == 1:
+        return str(matches[0]["id"])
+    if not matches:
+        raise CliError(f"no run whose id starts with or whose name is {ref!r}", status=404)
+    listed = ", ".join(f"{m['id']} ({m['status']}, {str(m['created_at'])[:19]})" for m in matches[:4])
+    more = " and more" if len(matches) > 4 else ""
+    raise CliError(
+        f"{len(matches)} runs whose {what} {ref!r}: {listed}{more}; give more of the id", status=400
+    )
 
 
 def _print_json(value: Any) -> None:
