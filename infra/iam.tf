@@ -234,6 +234,26 @@ resource "google_storage_bucket_iam_member" "inbox_uploaders" {
   member = each.value
 }
 
+# People who read runs' files with their own tools (gsutil, a notebook, IGV): object reads under runs/
+# only, so the engines' work/ and cache/ files stay out of reach. The bucket-type clause is what lets them
+# list objects (a listing is checked against the bucket, not an object: it shows names, never contents).
+# Per-run access for everyone else goes through the API's signed URLs (GET /runs/{id}/results).
+# https://cloud.google.com/storage/docs/access-control/iam-roles (Storage Object Viewer)
+# https://cloud.google.com/iam/docs/conditions-resource-attributes#resource-name
+resource "google_storage_bucket_iam_member" "runs_results_readers" {
+  for_each = toset(var.results_reader_members)
+
+  bucket = google_storage_bucket.runs.name
+  role   = "roles/storage.objectViewer"
+  member = each.value
+
+  condition {
+    title       = "run folders only"
+    description = "Inputs, results and logs under runs/; not the work dirs or the resume cache."
+    expression  = "resource.type == \"storage.googleapis.com/Bucket\" || resource.name.startsWith(\"projects/_/buckets/${local.runs_bucket}/objects/runs/\")"
+  }
+}
+
 # Copies the bundle to runs/<id>/inputs/ (a redelivery rewrites it) and reads and fills the schema cache.
 # https://cloud.google.com/storage/docs/access-control/iam-roles (Storage Object User)
 resource "google_storage_bucket_iam_member" "runs_submit_user" {

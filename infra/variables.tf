@@ -199,6 +199,17 @@ variable "inbox_uploader_members" {
   }
 }
 
+variable "results_reader_members" {
+  type        = list(string)
+  description = "IAM members (e.g. [\"group:arc-analysts@example.com\"]) who may read every run's inputs, results and logs directly in the runs bucket (gs://<runs>/runs/...), for tools that read gs:// paths; not the engines' work files. Everyone else gets their own runs' results through GET /runs/{id}/results."
+  default     = []
+
+  validation {
+    condition     = alltrue([for m in var.results_reader_members : !contains(["allUsers", "allAuthenticatedUsers"], m)])
+    error_message = "Run results are private: allUsers and allAuthenticatedUsers are not allowed."
+  }
+}
+
 variable "admin_group" {
   type        = string
   description = "Google group (or user) e-mails, comma-separated, who may read, cancel and recover every run (ARC_ADMIN_GROUP); group members are looked up when group_lookup is true."

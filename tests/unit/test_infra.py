@@ -89,6 +89,8 @@ EXPECTED_ROLES = {
     },
     "operators": CLOUDSQL,
     "inbox_uploaders": {("roles/storage.objectUser", "bucket:inbox")},
+    # Read runs/ (inputs, results, logs) with their own tools; never work/ or cache/.
+    "runs_results_readers": {("roles/storage.objectViewer", "bucket:runs[condition]")},
     "api_invokers": {("roles/run.invoker", "run:runs_api")},
 }
 
@@ -99,6 +101,10 @@ CONDITIONS = {
     ),
     ("submit_bundle", "roles/storage.objectUser", "bucket:inbox[condition]"): (
         'resource.name.endsWith(".accepted.json") || resource.name.endsWith(".rejected.json")'
+    ),
+    ("runs_results_readers", "roles/storage.objectViewer", "bucket:runs[condition]"): (
+        'resource.type == "storage.googleapis.com/Bucket" || '
+        'resource.name.startsWith("projects/_/buckets/${local.runs_bucket}/objects/runs/")'
     ),
 }
 
@@ -544,7 +550,7 @@ def test_event_triggers_always_retry(root, module):
 def test_runs_api_is_not_public(root):
     call = _function_calls(root)["runs_api"]
     assert call["ingress"] == "ALLOW_ALL"  # reachable, but only by IAM invokers
-    for name in ("api_invoker_members", "inbox_uploader_members"):
+    for name in ("api_invoker_members", "inbox_uploader_members", "results_reader_members"):
         validation = _one(_named(root, "variable")[name]["validation"])
         assert "allUsers" in validation["condition"], name
 
