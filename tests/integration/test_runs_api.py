@@ -393,3 +393,10 @@ def test_a_json_body_nested_100000_deep_is_a_400_not_a_500(api, batch_server):
     resp = api.post("/runs", data=body, content_type="application/json")
     assert resp.status_code == 400
     assert batch_server.jobs() == []
+
+
+def test_a_filter_with_a_nul_character_is_a_400_not_a_database_error(api):
+    for query in ("label=k%3D%00v", "name=a%00b", "pipeline=%00", "submitter=x%00@y"):
+        resp = api.get(f"/runs?{query}")
+        assert resp.status_code == 400, (query, resp.get_json())
+        assert "NUL" in resp.get_json()["error"]["problems"][0]["message"]

@@ -51,6 +51,9 @@ class _Query:
     def __init__(self, args: Any) -> None:
         self.args = args
         self.problems: list[Problem] = []
+        for key in args:  # PostgreSQL text cannot hold NUL: no run could match, and the query would fail
+            if any("\x00" in v for v in args.getlist(key)):
+                self.add(key, "must not contain a NUL character")
 
     def add(self, field: str, message: str) -> None:
         self.problems.append(Problem("query", message, field=field))

@@ -353,9 +353,10 @@ def _named_after_options(exc: CliError, args: argparse.Namespace) -> CliError:
 
 def cmd_recover(args: argparse.Namespace) -> int:
     """Recover a failed or cancelled run (optionally with new params/config), then optionally watch it."""
+    body = _overrides(args)  # the user's files first: their mistakes need no API to be told
     client = _client(args)
     try:
-        run = client.call("POST", f"/runs/{args.run_id}:recover", expect=(200, 201), json=_overrides(args))
+        run = client.call("POST", f"/runs/{args.run_id}:recover", expect=(200, 201), json=body)
     except CliError as exc:
         raise _named_after_options(exc, args) from None
     print(f"run {run['id']} recovers {args.run_id}: {run['status']}")
@@ -366,10 +367,10 @@ def cmd_recover(args: argparse.Namespace) -> int:
 
 def cmd_relaunch(args: argparse.Namespace) -> int:
     """A new run from a run's inputs, with changes (a corrected samplesheet, params, config, name)."""
-    client = _client(args)
-    body = _overrides(args)
+    body = _overrides(args)  # the user's files first: their mistakes need no API to be told
     if args.samplesheet:
         body["samplesheet"] = read_user_file(args.samplesheet).decode("utf-8", errors="replace")
+    client = _client(args)
     try:
         run = client.call("POST", f"/runs/{args.run_id}:relaunch", expect=(200, 201), json=body)
     except CliError as exc:
