@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     ForeignKey,
@@ -67,6 +68,8 @@ runs = Table(
     Column("metrics", JSONB),
     Column("session_id", Text),
     Column("upload_failures", Integer),  # files the orchestrator could not upload, when any (0005)
+    Column("tower_token_hash", Text),  # SHA-256 of the run's own Tower token (0009); never shown
+    Column("progress", JSONB),  # task counts, overall and per process (0009)
     UniqueConstraint("source_bucket", "source_object", "source_generation", name="uq_runs_source"),
     UniqueConstraint("idempotency_key", name="uq_runs_idempotency_key"),
     Index("ix_runs_status_updated", "status", "updated_at"),
@@ -114,4 +117,39 @@ run_labels = Table(
     Column("created_at", DateTime(timezone=True), primary_key=True),
     Column("run_id", Text, ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
     Index("ix_run_labels_run", "run_id"),
+)
+
+# One row per attempt of each task of a run (migration 0009; adapters/tasks_repo.py writes it).
+run_tasks = Table(
+    "run_tasks",
+    metadata,
+    Column("id", BigInteger, Identity(always=False), primary_key=True),
+    Column("run_id", Text, ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("task_id", Text, nullable=False),
+    Column("attempt", Integer, nullable=False, server_default="1"),
+    Column("process", Text),
+    Column("name", Text),
+    Column("tag", Text),
+    Column(
+        "status", Text, nullable=False
+    ),  # pending | submitted | running | succeeded | cached | failed | aborted
+    Column("exit_code", Integer),
+    Column("submitted_at", DateTime(timezone=True)),
+    Column("started_at", DateTime(timezone=True)),
+    Column("completed_at", DateTime(timezone=True)),
+    Column("cpus", Integer),
+    Column("memory_bytes", BigInteger),
+    Column("machine_type", Text),
+    Column("zone", Text),
+    Column("spot", Boolean),
+    Column("preempted", Boolean),
+    Column("native_id", Text),  # the task's Batch job (google-batch: job/task/uid)
+    Column("work_dir", Text),
+    Column("error_tail", Text),
+    Column("extra", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    UniqueConstraint("run_id", "task_id", "attempt", name="uq_run_tasks_attempt"),
+    Index("ix_run_tasks_run", "run_id", "id"),
+    Index("ix_run_tasks_run_status", "run_id", "status", "id"),
+    Index("ix_run_tasks_run_process", "run_id", "process", "id"),
 )

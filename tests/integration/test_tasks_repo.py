@@ -1,0 +1,104 @@
+"""The run_tasks ledger on real PostgreSQL: updates in any order, duplicated, batched or one by one, leave
+the same rows; a task never moves backwards; a retry is a new row; counts take each task's latest attempt."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from flow import run_row
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import text
+
+from arc_reactor.adapters import runs_repo
+from arc_reactor.adapters.tasks_repo import TaskUpdate, list_tasks, merge, task_counts, upsert_tasks
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2026, 12, 7, 10, 0, tzinfo=UTC)
+STAGES = ("pending", "submitted", "running")
+
+
+def _story(task: str, end: str, attempt: int = 1) -> list[TaskUpdate]:
+    """One attempt's reports, as an engine sends them: each stage adds what it knows."""
+    ok = end == "succeeded"
+    started, ended = T0 + timedelta(minutes=1), T0 + timedelta(minutes=9)
+    return [
+        TaskUpdate(task, "pending", attempt, process="FASTQC", name=f"FASTQC ({task})", tag=task),
+        TaskUpdate(task, "submitted", attempt, submitted_at=T0, native_id=f"nf-{task}-{attempt}", cpus=2),
+        TaskUpdate(task, "running", attempt, started_at=started, machine_type="n2-standard-2"),
+        TaskUpdate(
+            task, end, attempt, completed_at=ended, exit_code=0 if ok else 137,
+            error_tail=None if ok else "Killed", extra={"realtime_ms": 480000},
+        ),
+    ]  # fmt: skip
+
+
+REPORTS = [*_story("t1", "succeeded"), *_story("t2", "failed"), *_story("t2", "succeeded", attempt=2)]
+
+
+def _rows(engine, run_id):
+    rows = list_tasks(engine, run_id, limit=100)
+    drop = ("id", "run_id", "updated_at")
+    return sorted(
+        ({k: v for k, v in r.items() if k not in drop} for r in rows),
+        key=lambda r: (r["task_id"], r["attempt"]),
+    )
+
+
+@pytest.fixture
+def run_id(engine):
+    with engine.begin() as conn:
+        conn.execute(text("TRUNCATE run_tasks"))
+    rid = "r0tasks00000000001"
+    runs_repo.insert_run(engine, run_row(rid))
+    return rid
+
+
+def test_reports_in_order_make_one_row_per_attempt(engine, run_id):
+    for report in REPORTS:
+        upsert_tasks(engine, run_id, [report])
+    rows = _rows(engine, run_id)
+    assert [(r["task_id"], r["attempt"], r["status"], r["exit_code"]) for r in rows] == [
+        ("t1", 1, "succeeded", 0), ("t2", 1, "failed", 137), ("t2", 2, "succeeded", 0),
+    ]  # fmt: skip
+    first = rows[0]
+    assert (first["process"], first["name"], first["cpus"], first["machine_type"]) == (
+        "FASTQC",
+        "FASTQC (t1)",
+        2,
+        "n2-standard-2",
+    )
+    assert (first["submitted_at"], first["completed_at"]) == (T0, T0 + timedelta(minutes=9))
+    assert first["extra"] == {"realtime_ms": 480000}
+    counts = task_counts(engine, run_id)
+    assert counts == {"FASTQC": {"succeeded": 2, "retries": 1}}  # t2 counts once, by its latest attempt
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(order=st.permutations(REPORTS), repeats=st.lists(st.integers(0, len(REPORTS) - 1), max_size=6),
+       batch=st.integers(1, 5))  # fmt: skip
+def test_any_order_duplicates_and_batching_give_the_same_rows(engine, run_id, order, repeats, batch):
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM run_tasks WHERE run_id = :r"), {"r": run_id})
+    for report in REPORTS:
+        upsert_tasks(engine, run_id, [report])
+    expected = _rows(engine, run_id)
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM run_tasks WHERE run_id = :r"), {"r": run_id})
+    stream = [*order, *(REPORTS[i] for i in repeats)]
+    for i in range(0, len(stream), batch):
+        upsert_tasks(engine, run_id, stream[i : i + batch])
+    assert _rows(engine, run_id) == expected
+
+
+def test_the_first_terminal_status_wins_and_nothing_moves_backwards(engine, run_id):
+    upsert_tasks(engine, run_id, [TaskUpdate("t9", "failed", exit_code=1)])
+    upsert_tasks(engine, run_id, [TaskUpdate("t9", "running"), TaskUpdate("t9", "succeeded", exit_code=0)])
+    [row] = _rows(engine, run_id)
+    assert row["status"] == "failed"
+    merged = merge(TaskUpdate("t9", "failed", exit_code=1), TaskUpdate("t9", "succeeded", exit_code=0))
+    assert merged.status == "failed"  # the in-batch merge follows the same rule as the database
+    with pytest.raises(ValueError, match="unknown task status"):
+        TaskUpdate("t9", "done")
