@@ -51,7 +51,7 @@ def _rows(engine, run_id):
 def run_id(engine):
     with engine.begin() as conn:
         conn.execute(text("TRUNCATE run_tasks"))
-    rid = "r0tasks00000000001"
+    rid = "r0tasks000000000001"
     runs_repo.insert_run(engine, run_row(rid))
     return rid
 
@@ -102,3 +102,29 @@ def test_the_first_terminal_status_wins_and_nothing_moves_backwards(engine, run_
     assert merged.status == "failed"  # the in-batch merge follows the same rule as the database
     with pytest.raises(ValueError, match="unknown task status"):
         TaskUpdate("t9", "done")
+
+
+def test_the_api_pages_a_runs_tasks_with_filters(app_env, engine, run_id):
+    from flow import function_client
+    from test_runs_api import get_conforming
+
+    for report in REPORTS:
+        upsert_tasks(engine, run_id, [report])
+    api = function_client("runs_api", "http")
+    path, template = f"/runs/{run_id}/tasks", "/runs/{run_id}/tasks"
+    first = get_conforming(api, template, path, page_size=2)
+    assert [(t["task_id"], t["attempt"], t["status"]) for t in first["tasks"]] == [
+        ("t1", 1, "succeeded"), ("t2", 1, "failed"),
+    ]  # fmt: skip
+    rest = get_conforming(api, template, path, page_size=2, page_token=first["next_page_token"])
+    assert [(t["task_id"], t["attempt"]) for t in rest["tasks"]] == [("t2", 2)] and rest[
+        "next_page_token"
+    ] is None
+    failed = get_conforming(api, template, path, status="failed")
+    assert [t["exit_code"] for t in failed["tasks"]] == [137]
+    assert failed["tasks"][0]["completed_at"] == "2026-12-07T10:09:00+00:00"
+    assert get_conforming(api, template, path, process="OTHER")["tasks"] == []
+    assert api.get(f"{path}?status=done").status_code == 400
+    bad = api.get(f"{path}?status=failed&page_token={first['next_page_token']}")
+    assert bad.status_code == 400  # a token made for other filters
+    assert api.get("/runs/r000000000000000000/tasks").status_code == 404

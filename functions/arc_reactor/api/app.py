@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from werkzeug.exceptions import HTTPException
 
-from arc_reactor.api import listing, pipelines, results, run_logs, runs, sse, submission
+from arc_reactor.api import listing, pipelines, results, run_logs, runs, sse, submission, tasks
 from arc_reactor.api.auth import Caller
 from arc_reactor.api.http import ApiError, Call, error_response, json_response
 from arc_reactor.api.openapi import openapi_document
@@ -59,6 +59,7 @@ ROUTES = (
     Route(re.compile(rf"^/runs/{_ID}/events$"), {"GET": sse.events}),
     Route(re.compile(rf"^/runs/{_ID}/logs$"), {"GET": run_logs.logs}),
     Route(re.compile(rf"^/runs/{_ID}/results$"), {"GET": results.results}),
+    Route(re.compile(rf"^/runs/{_ID}/tasks$"), {"GET": tasks.tasks}),
     Route(re.compile(rf"^/runs/{_ID}:cancel$"), {"POST": runs.cancel}),
     Route(re.compile(rf"^/runs/{_ID}:recover$"), {"POST": runs.recover}),
     Route(re.compile(rf"^/runs/{_ID}:relaunch$"), {"POST": runs.relaunch}),

@@ -6,7 +6,8 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from arc_reactor.api import listing, results, run_logs
+from arc_reactor.adapters.tasks_repo import TASK_STATUSES
+from arc_reactor.api import listing, results, run_logs, tasks
 from arc_reactor.api.views import DERIVED_FIELDS, EVENT_FIELDS, RUN_FIELDS, SUMMARY_FIELDS
 from arc_reactor.core.engines import ENGINE_NAMES
 from arc_reactor.core.ids import RUN_ID_RE
@@ -115,6 +116,17 @@ def _run_schemas() -> dict[str, Any]:
         }
     )
     line = _object({"timestamp": OPT_STR, "severity": STR, "message": STR})
+    opt_int, opt_bool = {"type": ["integer", "null"]}, {"type": ["boolean", "null"]}
+    task = _object(
+        {
+            **dict.fromkeys(tasks.TASK_FIELDS, OPT_STR),
+            "task_id": STR,
+            "attempt": {"type": "integer", "minimum": 1},
+            "status": {"enum": list(TASK_STATUSES)},
+            **dict.fromkeys(("exit_code", "cpus", "memory_bytes"), opt_int),
+            **dict.fromkeys(("spot", "preempted"), opt_bool),
+        }
+    )
     pipeline = _object(
         {
             "name": STR,
@@ -160,6 +172,9 @@ def _run_schemas() -> dict[str, Any]:
                 _object({"warnings": {"type": "array", "items": ref("Problem"), "description": WARNINGS}}),
             ]
         },
+        "TaskPage": _object(
+            {"run_id": STR, "tasks": {"type": "array", "items": task}, "next_page_token": OPT_STR}
+        ),
         "PipelineList": _object({"pipelines": {"type": "array", "items": pipeline}}),
         "ResultsPage": _object(
             {
@@ -377,6 +392,7 @@ def _run_ops() -> dict[str, Any]:
     """GET /runs/{id}, its events and its logs."""
     log_page = {"type": "integer", "minimum": 1, "maximum": run_logs.MAX_PAGE_SIZE}
     results_page = {"type": "integer", "minimum": 1, "maximum": results.MAX_PAGE_SIZE}
+    tasks_page = {"type": "integer", "minimum": 1, "maximum": tasks.MAX_PAGE_SIZE}
     log_params = [
         RUN_ID,
         _query("page_size", log_page, f"lines per page (default {run_logs.DEFAULT_PAGE_SIZE})"),
@@ -398,6 +414,22 @@ def _run_ops() -> dict[str, Any]:
         },
         "/runs/{run_id}/logs": {
             "get": _op("runLogs", "The orchestrator's log lines, oldest first", log_params, lines)
+        },
+        "/runs/{run_id}/tasks": {
+            "get": _op(
+                "runTasks",
+                "The run's task attempts (the ledger), in the order first seen",
+                [
+                    RUN_ID,
+                    _query(
+                        "status", {"enum": list(TASK_STATUSES)}, "tasks in any of these statuses", many=True
+                    ),
+                    _query("process", STR, "tasks of this process or rule"),
+                    _query("page_size", tasks_page, f"tasks per page (default {tasks.DEFAULT_PAGE_SIZE})"),
+                    _query("page_token", STR, "next_page_token of the previous page"),
+                ],
+                _responses({"200": ("A page of tasks", ref("TaskPage"))}, _AUTHED),
+            )
         },
         "/runs/{run_id}/results": {
             "get": _op(

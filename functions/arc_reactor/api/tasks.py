@@ -1,0 +1,82 @@
+"""GET /runs/{id}/tasks: the run's task attempts from the ledger (adapters/tasks_repo.py), in the order
+they were first seen, a page at a time; `status` (repeatable or comma-separated) and `process` filter."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from arc_reactor.adapters.tasks_repo import TASK_STATUSES, list_tasks
+from arc_reactor.api.auth import require_reader
+from arc_reactor.api.http import Call, bad_request, json_response
+from arc_reactor.api.run_logs import decode_token, encode_token
+from arc_reactor.errors import Problem
+
+MAX_PAGE_SIZE = 500
+DEFAULT_PAGE_SIZE = 100
+_KEYS = frozenset({"status", "process", "page_size", "page_token"})
+TASK_FIELDS = (
+    "task_id", "attempt", "process", "name", "tag", "status", "exit_code", "submitted_at", "started_at",
+    "completed_at", "cpus", "memory_bytes", "machine_type", "zone", "spot", "preempted", "native_id",
+    "work_dir", "error_tail", "updated_at",
+)  # fmt: skip
+
+
+def task_view(row: dict[str, Any]) -> dict[str, Any]:
+    """One task attempt as the API shows it."""
+    view = {k: row.get(k) for k in TASK_FIELDS}
+    for key in ("submitted_at", "started_at", "completed_at", "updated_at"):
+        when = view[key]
+        view[key] = when.isoformat() if when is not None else None
+    return view
+
+
+def _query(call: Call) -> tuple[tuple[str, ...], str | None, int, int | None, str]:
+    args = call.request.args
+    problems = [Problem("query", "unknown parameter", field=k) for k in args if k not in _KEYS]
+    statuses = tuple(s for raw in args.getlist("status") for s in raw.split(",") if s)
+    problems += [
+        Problem("query", f"unknown status {s!r}; one of {', '.join(TASK_STATUSES)}", field="status")
+        for s in statuses
+        if s not in TASK_STATUSES
+    ]
+    process = args.get("process")
+    if process is not None and (not 0 < len(process) <= 256 or "\x00" in process):
+        problems.append(Problem("query", "must be 1 to 256 characters, without NUL", field="process"))
+    raw_size, size = args.get("page_size"), DEFAULT_PAGE_SIZE
+    if raw_size is not None:
+        size = int(raw_size) if raw_size.isdigit() else 0
+        if not 1 <= size <= MAX_PAGE_SIZE:
+            problems.append(
+                Problem("query", f"must be an integer from 1 to {MAX_PAGE_SIZE}", field="page_size")
+            )
+    fp = hashlib.sha256(json.dumps([sorted(set(statuses)), process]).encode()).hexdigest()[:16]
+    after = None
+    if (raw_token := args.get("page_token")) is not None:
+        try:
+            doc = decode_token(raw_token)
+            after = int(doc["after"])
+            if doc.get("f") != fp:
+                problems.append(Problem("query", "was made for other filters", field="page_token"))
+        except (ValueError, KeyError, TypeError):
+            problems.append(Problem("query", "is not a page token from this API", field="page_token"))
+    if problems:
+        raise bad_request("the query is invalid", problems)
+    return tuple(sorted(set(statuses))), process, size, after, fp
+
+
+def tasks(call: Call) -> Any:
+    """GET /runs/{id}/tasks?status=&process=&page_size=&page_token=."""
+    statuses, process, size, after, fp = _query(call)
+    run = call.deps.runs.get_run(call.run_id)
+    require_reader(call.deps.settings, call.caller, run)
+    rows = list_tasks(
+        call.deps.engine, run.id, limit=size + 1, after_id=after, statuses=statuses, process=process
+    )
+    token = None
+    if len(rows) > size:
+        token = encode_token({"after": rows[size - 1]["id"], "f": fp})
+    return json_response(
+        {"run_id": run.id, "tasks": [task_view(r) for r in rows[:size]], "next_page_token": token}
+    )
