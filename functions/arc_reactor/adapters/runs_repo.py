@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ParamSpec, TypeVar
 
-from sqlalchemy import Select, TextClause, and_, insert, literal, or_, select, text, tuple_
+from sqlalchemy import BigInteger, Select, TextClause, and_, cast, insert, literal, or_, select, text, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection, CursorResult, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
@@ -597,6 +597,24 @@ def add_note_once(engine: Engine, run_id: str, source: str, key: str, detail: Ma
         if conn.execute(text(_LOCK_RUN_SQL), params).first() is None:
             raise NotFound(f"run {run_id} does not exist")
         return bool(conn.execute(text(_NOTE_ONCE_SQL), params).rowcount)
+
+
+def set_tower_token_hash(engine: Engine, run_id: str, token_hash: str) -> None:
+    """Store the hash of the run's Tower access token (core/tower.py), replacing any earlier one."""
+    with _transaction(engine) as conn:
+        conn.execute(runs.update().where(runs.c.id == run_id).values(tower_token_hash=token_hash))
+
+
+def set_progress(engine: Engine, run_id: str, progress: Mapping[str, Any], instant: int) -> bool:
+    """Keep the engine's latest progress snapshot on the run: one taken at `instant` (epoch ms) replaces
+    the stored one only when it is newer, so a late or repeated report never turns the counts back. True
+    when stored."""
+    doc = {**progress, "instant": instant}
+    stored = cast(runs.c.progress["instant"].astext, BigInteger)  # epoch ms do not fit an integer
+    newer = or_(runs.c.progress.is_(None), stored < literal(instant, BigInteger))
+    with _transaction(engine) as conn:
+        done = conn.execute(runs.update().where(runs.c.id == run_id, newer).values(progress=doc))
+    return bool(done.rowcount)
 
 
 def record_job_name(engine: Engine, run_id: str, job_name: str, job_uid: str | None = None) -> None:

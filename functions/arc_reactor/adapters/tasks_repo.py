@@ -11,66 +11,17 @@ twice in one statement).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, fields, replace
-from datetime import datetime
+from collections.abc import Iterable, Sequence
+from dataclasses import fields
 from typing import Any
 
 from sqlalchemy import Engine, case, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from arc_reactor.adapters.tables import run_tasks
+from arc_reactor.core.tasks import MERGED_FIELDS, TASK_STATUSES, TaskUpdate, merge, rank
 
-TASK_STATUSES = ("pending", "submitted", "running", "succeeded", "cached", "failed", "aborted")
-TERMINAL_TASK_STATUSES = frozenset({"succeeded", "cached", "failed", "aborted"})
-_RANK = {"pending": 0, "submitted": 1, "running": 2, **dict.fromkeys(TERMINAL_TASK_STATUSES, 3)}
-
-
-def rank(status: str) -> int:
-    """How far a status is along a task's life (the database's arc_task_rank)."""
-    return _RANK.get(status, -1)
-
-
-@dataclass(frozen=True)
-class TaskUpdate:
-    """What one report says about one attempt of one task; None means "not said"."""
-
-    task_id: str
-    status: str
-    attempt: int = 1
-    process: str | None = None
-    name: str | None = None
-    tag: str | None = None
-    exit_code: int | None = None
-    submitted_at: datetime | None = None
-    started_at: datetime | None = None
-    completed_at: datetime | None = None
-    cpus: int | None = None
-    memory_bytes: int | None = None
-    machine_type: str | None = None
-    zone: str | None = None
-    spot: bool | None = None
-    preempted: bool | None = None
-    native_id: str | None = None
-    work_dir: str | None = None
-    error_tail: str | None = None
-    extra: Mapping[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.status not in _RANK:
-            raise ValueError(f"unknown task status {self.status!r}; one of {', '.join(TASK_STATUSES)}")
-
-
-_MERGED = tuple(f.name for f in fields(TaskUpdate) if f.name not in ("task_id", "attempt", "status", "extra"))
-
-
-def merge(old: TaskUpdate, new: TaskUpdate) -> TaskUpdate:
-    """Two updates of the same attempt as one, by the ledger's rule (the database applies the same)."""
-    status = new.status if rank(new.status) > rank(old.status) else old.status  # the first terminal wins
-    # Values: the more advanced report's (the later one at the same stage), else what the other has.
-    ahead, behind = (new, old) if rank(new.status) >= rank(old.status) else (old, new)
-    values = {n: getattr(ahead, n) if getattr(ahead, n) is not None else getattr(behind, n) for n in _MERGED}
-    return replace(old, status=status, **values, extra={**behind.extra, **ahead.extra})
+__all__ = ["TASK_STATUSES", "TaskUpdate", "list_tasks", "merge", "rank", "task_counts", "upsert_tasks"]
 
 
 def _merged(updates: Iterable[TaskUpdate]) -> list[TaskUpdate]:
@@ -99,7 +50,7 @@ def upsert_tasks(engine: Engine, run_id: str, updates: Sequence[TaskUpdate]) -> 
         "extra": old.extra.op("||")(new.extra),
         "updated_at": func.now(),
     }
-    for name in _MERGED:
+    for name in MERGED_FIELDS:
         assignments[name] = case(
             (ahead, func.coalesce(new[name], old[name])), else_=func.coalesce(old[name], new[name])
         )

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from werkzeug.exceptions import HTTPException
 
-from arc_reactor.api import listing, pipelines, results, run_logs, runs, sse, submission, tasks
+from arc_reactor.api import listing, pipelines, results, run_logs, runs, sse, submission, tasks, tower
 from arc_reactor.api.auth import Caller
 from arc_reactor.api.http import ApiError, Call, error_response, json_response
 from arc_reactor.api.openapi import openapi_document
@@ -54,6 +54,16 @@ ROUTES = (
     Route(re.compile(r"^/healthz$"), {"GET": _healthz}, public=True),
     Route(re.compile(r"^/openapi\.json$"), {"GET": _openapi}, public=True),
     Route(re.compile(r"^/pipelines$"), {"GET": pipelines.list_pipelines}),
+    # Nextflow's Tower reports: authenticated by the run's own token (api/tower.py), not an ID token.
+    Route(re.compile(r"^/tower/trace/create$"), {"POST": tower.create}, public=True),
+    *(
+        Route(
+            re.compile(rf"^/tower/trace/(?P<workflow_id>[^/]+)/(?P<action>{action})$"),
+            {"PUT": tower.update},
+            True,
+        )
+        for action in ("begin", "progress", "heartbeat", "complete")
+    ),
     Route(re.compile(r"^/runs$"), {"GET": listing.list_runs, "POST": submission.create_run}),
     Route(re.compile(rf"^/runs/{_ID}$"), {"GET": runs.get_run}),
     Route(re.compile(rf"^/runs/{_ID}/events$"), {"GET": sse.events}),

@@ -454,6 +454,32 @@ def _public(op_id: str, summary: str, description: str, schema: dict[str, Any]) 
     return {**_op(op_id, summary, [], _responses({"200": (description, schema)}, ())), "security": []}
 
 
+def _tower() -> dict[str, Any]:
+    """The Tower trace endpoints Nextflow reports to (api/tower.py), with the run's own token."""
+    token: list[dict[str, list[str]]] = [{"runToken": []}]
+    body = {"required": True, "content": {"application/json": {"schema": OBJECT}}}
+    workflow = {"name": "workflow_id", "in": "path", "required": True, "schema": STR}
+    created = _object({"workflowId": STR, "message": OPT_STR})
+    out: dict[str, Any] = {
+        "/tower/trace/create": {
+            "post": {
+                **_op("towerCreate", "Nextflow starts reporting a run (Tower protocol)", [],
+                      _responses({"200": ("The workflowId: the run id", created)}, ("400", "401"))),
+                "security": token, "requestBody": body,
+            }
+        }
+    }  # fmt: skip
+    answers = {"begin": _object({"watchUrl": STR})}
+    for action in ("begin", "progress", "heartbeat", "complete"):
+        ok = answers.get(action, _object({"tasks": {"type": "integer"}}))
+        op = _op(f"tower{action.title()}", f"Nextflow's {action} report (Tower protocol)", [workflow],
+                 _responses({"200": ("Recorded", ok)}, ("400", "401")))  # fmt: skip
+        out[f"/tower/trace/{{workflow_id}}/{action}"] = {
+            "put": {**op, "security": token, "requestBody": body}
+        }
+    return out
+
+
 def _paths() -> dict[str, Any]:
     health = _object({"status": {"const": "ok"}})
     return {
@@ -469,6 +495,7 @@ def _paths() -> dict[str, Any]:
         },
         "/runs": {"get": _list_runs(), "post": _create_run()},
         **_run_ops(),
+        **_tower(),
     }
 
 
@@ -493,7 +520,12 @@ def openapi_document() -> dict[str, Any]:
                     "scheme": "bearer",
                     "bearerFormat": "JWT",
                     "description": "A Google ID token for this service's URL (the local stack has no auth)",
-                }
+                },
+                "runToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "A run's own Tower access token (arc.<run id>.<secret>) for its Nextflow",
+                },
             },
         },
     }
