@@ -353,13 +353,19 @@ def _named_after_options(exc: CliError, args: argparse.Namespace) -> CliError:
 
 def cmd_recover(args: argparse.Namespace) -> int:
     """Recover a failed or cancelled run (optionally with new params/config), then optionally watch it."""
-    body = _overrides(args)  # the user's files first: their mistakes need no API to be told
+    return _rerun(args, "recover", "recovers", _overrides(args))
+
+
+def _rerun(args: argparse.Namespace, action: str, verb: str, body: dict[str, Any]) -> int:
+    """POST /runs/{id}:<action> with `body` (read from the user's files before the API is reached), print
+    the new run and its warnings, and optionally watch it."""
     client = _client(args)
     try:
-        run = client.call("POST", f"/runs/{args.run_id}:recover", expect=(200, 201), json=body)
+        run = client.call("POST", f"/runs/{args.run_id}:{action}", expect=(200, 201), json=body)
     except CliError as exc:
         raise _named_after_options(exc, args) from None
-    print(f"run {run['id']} recovers {args.run_id}: {run['status']}")
+    print(f"run {run['id']} {verb} {args.run_id}: {run['status']}")
+    print_warnings(run.get("warnings"))
     if args.watch:
         return watch_to_end(client, run["id"], sys.stdout, args.timeout)
     return 0
@@ -367,19 +373,10 @@ def cmd_recover(args: argparse.Namespace) -> int:
 
 def cmd_relaunch(args: argparse.Namespace) -> int:
     """A new run from a run's inputs, with changes (a corrected samplesheet, params, config, name)."""
-    body = _overrides(args)  # the user's files first: their mistakes need no API to be told
+    body = _overrides(args)
     if args.samplesheet:
         body["samplesheet"] = read_user_file(args.samplesheet).decode("utf-8", errors="replace")
-    client = _client(args)
-    try:
-        run = client.call("POST", f"/runs/{args.run_id}:relaunch", expect=(200, 201), json=body)
-    except CliError as exc:
-        raise _named_after_options(exc, args) from None
-    print(f"run {run['id']} relaunches {args.run_id}: {run['status']}")
-    print_warnings(run.get("warnings"))
-    if args.watch:
-        return watch_to_end(client, run["id"], sys.stdout, args.timeout)
-    return 0
+    return _rerun(args, "relaunch", "relaunches", body)
 
 
 def cmd_logs(args: argparse.Namespace) -> int:

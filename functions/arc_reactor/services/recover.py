@@ -104,7 +104,15 @@ def recover_run(
     why = recovery_refusal_for(deps, parent, now)
     if why is not None:
         raise RecoveryRefused(why)
-    result = submit_files(deps, recovery_files(deps, parent, overrides), source)
+    return _submit_from(deps, parent, overrides, source, resume=True)
+
+
+def _submit_from(
+    deps: Deps, parent: RunRecord, overrides: Overrides, source: RunSource, *, resume: bool
+) -> SubmitResult:
+    """Submit `parent`'s inputs with the overrides (as its recovery, or as a fresh run); problems and
+    warnings about params are named after where the value came from."""
+    result = submit_files(deps, recovery_files(deps, parent, overrides, resume=resume), source)
     if result.problems or result.warnings:
         result = replace(
             result,
@@ -142,11 +150,4 @@ def relaunch_run(deps: Deps, source_id: str, overrides: Overrides, source: RunSo
         raise RecoveryRefused(
             Refusal("inputs_missing", f"run {parent.id} was refused at submission: it has no inputs to reuse")
         )
-    result = submit_files(deps, recovery_files(deps, parent, overrides, resume=False), source)
-    if result.problems or result.warnings:
-        result = replace(
-            result,
-            problems=[params_source(p, parent, overrides) for p in result.problems],
-            warnings=[params_source(p, parent, overrides) for p in result.warnings],
-        )
-    return result
+    return _submit_from(deps, parent, overrides, source, resume=False)
