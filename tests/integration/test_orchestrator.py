@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from arc_reactor.adapters import runs_repo
+from arc_reactor.adapters.tasks_repo import list_tasks
 from arc_reactor.core.ids import new_run_id
 from arc_reactor.core.layout import RunLocations, run_locations
 from arc_reactor.core.status import RunStatus
@@ -215,6 +216,19 @@ def test_demo_pipeline_runs_and_completes(engine, gcs, demo, tmp_path):
     trace = gcs.read_bytes(RUNS_BUCKET, f"runs/{run_id}/logs/trace.txt").decode()
     assert trace.count("\tstats\tCOMPLETED\t") == 3 and "\tsummary\tCOMPLETED\t" in trace
 
+    # The task ledger, filled by Snakemake itself through `--logger arc` (snakemake_logger_plugin_arc).
+    tasks = list_tasks(engine, run_id, limit=50)
+    assert sorted((t["process"], t["status"]) for t in tasks) == [
+        ("all", "succeeded"), ("stats", "succeeded"), ("stats", "succeeded"), ("stats", "succeeded"),
+        ("summary", "succeeded"),
+    ]  # fmt: skip
+    assert sorted(t["tag"] for t in tasks if t["process"] == "stats") == [
+        f"sample=sample{i}" for i in (1, 2, 3)
+    ]
+    assert all(t["started_at"] and t["completed_at"] >= t["started_at"] for t in tasks)
+    progress = runs_repo.get_run(engine, run_id).progress
+    assert (progress["source"], progress["succeeded"], progress["total"]) == ("snakemake", 5, 5)  # with `all`
+
     for line in filter(None, proc.stderr.splitlines()):  # every log line is structured, with the run id
         entry = json.loads(line)
         assert entry["severity"] and entry["message"] and entry["run_id"] == run_id
@@ -267,6 +281,8 @@ def test_pipeline_error_fails_the_run_with_the_engine_message(engine, gcs, demo)
     assert run["error_message"].startswith("snakemake exited with code 1: ValueError: ")
     assert "sample3_R1.fastq.gz: malformed FASTQ record ending at line 4" in run["error_message"]
     assert {"snakemake.log", "console.log"} <= names_under(gcs, locs.logs)
+    failed = [t for t in list_tasks(engine, run_id, limit=50) if t["status"] == "failed"]
+    assert [(t["process"], t["tag"]) for t in failed] == [("stats", "sample=sample3")]  # the failing rule
 
 
 # --- Snakemake: retry and recovery resume in the same work dir ---------------------------------------------

@@ -72,3 +72,12 @@ def test_a_runs_duration_is_from_its_start_to_its_end_or_now() -> None:
     assert duration({**run, "completed_at": "2026-12-07T11:02:00+00:00"}, now) == "3m05s"
     assert duration({"created_at": "2026-12-04T11:00:00+00:00"}, now) == "3d01h"
     assert duration({}, now) == ""
+
+
+def test_progress_is_told_in_a_line() -> None:
+    from arc_reactor.cli.runs import describe_progress
+
+    assert describe_progress({"source": "snakemake", "succeeded": 4, "total": 5}) == "4 of 5 tasks done"
+    counts = {"succeeded": 10, "cached": 3, "running": 2, "failed": 1, "retries": 1, "pending": 0}
+    assert describe_progress(counts) == "10 succeeded, 3 cached, 2 running, 1 failed, 1 retries"
+    assert describe_progress({"source": "nextflow"}) == "no task yet"

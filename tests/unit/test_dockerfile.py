@@ -61,6 +61,10 @@ def test_copies_the_package_from_the_repository_root():
     assert sources["functions/arc_reactor"] == "/opt/arc/functions/arc_reactor"
     assert sources["orchestrator/"] == "/opt/arc/orchestrator/"
     assert sources["examples/pipelines"] == "/opt/arc/examples/pipelines"  # the Snakemake demo pipeline
+    # Snakemake finds its logger plugin by module name on PYTHONPATH (/opt/arc/functions).
+    assert (
+        sources["functions/snakemake_logger_plugin_arc"] == "/opt/arc/functions/snakemake_logger_plugin_arc"
+    )
     for src, _ in copies():
         assert (ROOT / src).exists(), f"COPY {src}: not in the repository (the context is its root)"
     env = [part for args in args_of("ENV") for part in args.split()]

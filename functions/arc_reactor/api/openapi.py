@@ -79,6 +79,11 @@ _RUN_TYPES: dict[str, dict[str, Any]] = {
         "description": "Log or result files the orchestrator could not upload (a note event names them)",
     },
     "metrics": {"type": ["object", "null"]},
+    "progress": {
+        "type": ["object", "null"],
+        "description": "the engine's latest task counts: totals and per process (Nextflow), or done/total "
+        "(Snakemake); the task ledger is GET /runs/{id}/tasks",
+    },
     "is_recovery": {"type": "boolean"},
 }
 

@@ -38,6 +38,7 @@ RUN_FIELDS = (
     "error_task",
     "exit_code",
     "metrics",
+    "progress",
     "session_id",
     "upload_failures",
 )

@@ -118,6 +118,14 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def describe_progress(progress: dict[str, Any]) -> str:
+    """A run's task counts in a line: "4 of 5 tasks done" (Snakemake) or Nextflow's per-status counts."""
+    if "total" in progress:
+        return f"{progress.get('succeeded', 0)} of {progress['total']} tasks done"
+    keys = ("succeeded", "cached", "running", "submitted", "pending", "failed", "retries")
+    return ", ".join(f"{progress[k]} {k}" for k in keys if progress.get(k)) or "no task yet"
+
+
 def show_run(run: dict[str, Any]) -> None:
     """Print a run for a person."""
     print(f"run {run['id']}  {run['status']}")
@@ -128,6 +136,8 @@ def show_run(run: dict[str, Any]) -> None:
         print(f"  {'error:':<16}{run['error_code']}: {run.get('error_message') or ''}")
     if run.get("labels"):
         print(f"  {'labels:':<16}{', '.join(f'{k}={v}' for k, v in run['labels'].items())}")
+    if progress := run.get("progress"):
+        print(f"  {'progress:':<16}{describe_progress(progress)}")
     for key, value in (run.get("locations") or {}).items():
         print(f"  {key + ':':<16}{value}")
     if run.get("parent"):

@@ -120,6 +120,8 @@ def snakemake_command(source: str, ws: Workspace, cores: int) -> list[str]:
         "--rerun-incomplete",
         "--rerun-triggers", *SNAKEMAKE_RERUN_TRIGGERS,
         "--nolock",
+        # Job events into the run's task ledger (functions/snakemake_logger_plugin_arc), beside the console.
+        "--logger", "arc",
     ]  # fmt: skip
 
 
