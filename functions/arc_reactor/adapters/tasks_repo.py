@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import fields
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Engine, case, func, select
@@ -40,13 +41,20 @@ def upsert_tasks(engine: Engine, run_id: str, updates: Sequence[TaskUpdate]) -> 
     ]
     if not rows:
         return 0
-    stmt = pg_insert(run_tasks).values(rows)
+    with engine.begin() as conn:
+        conn.execute(_upsert(), rows)  # executemany: one multi-row INSERT, its statement compiled once
+    return len(rows)
+
+
+@lru_cache(maxsize=1)
+def _upsert() -> Any:
+    """The INSERT .. ON CONFLICT of the ledger's rule, built once."""
+    stmt = pg_insert(run_tasks)
     new, old = stmt.excluded, run_tasks.c
     ahead = func.arc_task_rank(new.status) >= func.arc_task_rank(old.status)
+    further = func.arc_task_rank(new.status) > func.arc_task_rank(old.status)
     assignments: dict[str, Any] = {
-        "status": case(
-            (func.arc_task_rank(new.status) > func.arc_task_rank(old.status), new.status), else_=old.status
-        ),
+        "status": case((further, new.status), else_=old.status),
         "extra": old.extra.op("||")(new.extra),
         "updated_at": func.now(),
     }
@@ -54,10 +62,7 @@ def upsert_tasks(engine: Engine, run_id: str, updates: Sequence[TaskUpdate]) -> 
         assignments[name] = case(
             (ahead, func.coalesce(new[name], old[name])), else_=func.coalesce(old[name], new[name])
         )
-    stmt = stmt.on_conflict_do_update(constraint="uq_run_tasks_attempt", set_=assignments)
-    with engine.begin() as conn:
-        conn.execute(stmt)
-    return len(rows)
+    return stmt.on_conflict_do_update(constraint="uq_run_tasks_attempt", set_=assignments)
 
 
 def list_tasks(
