@@ -205,6 +205,26 @@ def test_a_run_is_named_by_a_prefix_of_its_id_or_by_its_name(api_url, capsys):
     assert code == 2 and "no run whose id starts with or whose name is 'no such run'" in err
 
 
+def test_tasks_are_listed_from_the_ledger(api_url, capsys, engine):
+    from arc_reactor.adapters.tasks_repo import TaskUpdate, upsert_tasks
+
+    _, out, _ = arc(capsys, "submit", str(DEMO_BUNDLE), "--api", api_url)
+    run_id = _submitted_id(out)
+    upsert_tasks(engine, run_id, [
+        TaskUpdate("1", "succeeded", process="stats", tag="sample=sample1", exit_code=0),
+        TaskUpdate("2", "failed", process="stats", tag="sample=sample2", exit_code=1),
+    ])  # fmt: skip
+    code, out, _ = arc(capsys, "runs", "tasks", run_id, "--api", api_url)
+    assert code == 0
+    assert [line.split() for line in out.splitlines()] == [
+        ["TASK_ID", "ATTEMPT", "PROCESS", "STATUS", "EXIT_CODE", "TAG"],
+        ["1", "1", "stats", "succeeded", "0", "sample=sample1"],
+        ["2", "1", "stats", "failed", "1", "sample=sample2"],
+    ]
+    code, out, _ = arc(capsys, "runs", "tasks", run_id, "--status", "failed", "--api", api_url)
+    assert [line.split()[0] for line in out.splitlines()[1:]] == ["2"]
+
+
 def test_submit_through_the_inbox(api_url, capsys, storage_emulator):
     from arc_reactor.core.events import storage_cloudevent
 

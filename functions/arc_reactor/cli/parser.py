@@ -98,12 +98,19 @@ def _runs(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     logs.add_argument("--follow", action="store_true", help="keep reading while the run goes on")
     logs.add_argument("--timeout", type=float, default=600.0, help="seconds --follow reads (default 600)")
     logs.set_defaults(func=runs.cmd_logs)
+    tasks = rs.add_parser("tasks", help="a run's tasks (each attempt), from its ledger")
+    tasks.add_argument("run_id")
+    tasks.add_argument("--status", action="append", help="filter (repeatable)")
+    tasks.add_argument("--process", help="one process or rule")
+    tasks.add_argument("--limit", type=int, default=1000, help="at most this many (default 1000)")
+    tasks.add_argument("--json", action="store_true")
+    tasks.set_defaults(func=runs.cmd_tasks)
     res = rs.add_parser("results", help="a run's result files, with --download to fetch them")
     res.add_argument("run_id")
     res.add_argument("--download", metavar="DIR", help="download every file into DIR (paths kept)")
     res.add_argument("--json", action="store_true")
     res.set_defaults(func=runs.cmd_results)
-    for child in (ls, show, watch, cancel, rec, rel, logs, res):
+    for child in (ls, show, watch, cancel, rec, rel, logs, res, tasks):
         _api_options(child)
 
 

@@ -83,7 +83,8 @@ def duration(run: dict[str, Any], now: datetime | None = None) -> str:
 
 
 def _cell(run: dict[str, Any], key: str, width: int) -> str:
-    value = duration(run) if key == "duration" else str(run.get(key) or "")
+    raw = run.get(key)
+    value = duration(run) if key == "duration" else ("" if raw is None else str(raw))
     if key == "created_at":
         value = value[:19].replace("T", " ")
     return (value if len(value) <= width else value[: width - 1] + "…").ljust(width)
@@ -276,6 +277,37 @@ def _confirmed(count: int, args: argparse.Namespace) -> bool:
     if not sys.stdin.isatty():
         raise CliError(f"cancelling {count} run(s) needs a confirmation: run it in a terminal, or add --yes")
     return input(f"cancel these {count} run(s)? [y/N] ").strip().lower() in ("y", "yes")
+
+
+TASK_COLUMNS = (
+    ("task_id", 8),
+    ("attempt", 7),
+    ("process", 28),
+    ("status", 10),
+    ("exit_code", 9),
+    ("tag", 30),
+)
+
+
+def cmd_tasks(args: argparse.Namespace) -> int:
+    """A run's task attempts from its ledger, in the order first seen (every page, up to --limit)."""
+    client = _client(args)
+    params: dict[str, Any] = {"status": args.status or None, "process": args.process, "page_size": 500}
+    tasks: list[dict[str, Any]] = []
+    while len(tasks) < args.limit:
+        page = client.call("GET", f"/runs/{args.run_id}/tasks", params={k: v for k, v in params.items() if v})
+        tasks.extend(page["tasks"])
+        if not page.get("next_page_token"):
+            break
+        params["page_token"] = page["next_page_token"]
+    tasks = tasks[: args.limit]
+    if args.json:
+        _print_json(tasks)
+        return 0
+    print("  ".join(name.upper().ljust(width) for name, width in TASK_COLUMNS).rstrip())
+    for task in tasks:
+        print("  ".join(_cell(task, name, width) for name, width in TASK_COLUMNS).rstrip())
+    return 0
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:

@@ -137,6 +137,7 @@ def run_demo(out: TextIO = sys.stdout, state_dir: Path | None = None, timeout: f
 
 def _report(stack: LocalStack, run_id: str, final: str, out: TextIO, started: float) -> int:
     from arc_reactor.adapters import runs_repo
+    from arc_reactor.adapters.tasks_repo import task_counts
     from arc_reactor.wiring import get_deps
 
     run = runs_repo.get_run(get_deps().engine, run_id)
@@ -144,6 +145,12 @@ def _report(stack: LocalStack, run_id: str, final: str, out: TextIO, started: fl
     files = export_outputs(stack, run_id, dest)
     out.write(f"Run {run_id} ended {final} in {time.monotonic() - started:.1f} s.\n")
     out.write(f"  results: {run['results_uri']}\n  logs:    {run['logs_uri']}\n")
+    counts = task_counts(get_deps().engine, run_id)  # the ledger Snakemake filled (--logger arc)
+    if counts:
+        per_rule = ", ".join(
+            f"{rule} {sum(v for k, v in c.items() if k != 'retries')}" for rule, c in sorted(counts.items())
+        )
+        out.write(f"  tasks:   {per_rule} (each one: arc runs tasks {run_id})\n")
     out.write(f"  copied to {dest} ({len(files)} files)\n")
     out.write(f"  function logs: {stack.log_file}; job output: {stack.state_dir / 'jobs'}\n")
     summary = dest / "results" / "summary.tsv"
