@@ -102,20 +102,33 @@ def cmd_list(args: argparse.Namespace) -> int:
         "created_before": args.created_before,
         "page_size": min(args.limit, 100),
     }
-    runs: list[dict[str, Any]] = []
-    while len(runs) < args.limit:
-        page = client.call("GET", "/runs", params={k: v for k, v in params.items() if v is not None})
-        runs.extend(page["runs"])
+    return _paged_table(client, "/runs", "runs", params, args, columns=LIST_COLUMNS)
+
+
+def _paged_table(
+    client: ApiClient,
+    path: str,
+    key: str,
+    params: dict[str, Any],
+    args: argparse.Namespace,
+    *,
+    columns: tuple[tuple[str, int], ...],
+) -> int:
+    """GET `path` page after page (up to --limit items of `key`), then print them as JSON or a table."""
+    items: list[dict[str, Any]] = []
+    while len(items) < args.limit:
+        page = client.call("GET", path, params={k: v for k, v in params.items() if v is not None})
+        items.extend(page[key])
         if not page.get("next_page_token"):
             break
         params["page_token"] = page["next_page_token"]
-    runs = runs[: args.limit]
+    items = items[: args.limit]
     if args.json:
-        _print_json(runs)
+        _print_json(items)
         return 0
-    print("  ".join(name.upper().ljust(width) for name, width in LIST_COLUMNS).rstrip())
-    for run in runs:
-        print("  ".join(_cell(run, name, width) for name, width in LIST_COLUMNS).rstrip())
+    print("  ".join(name.upper().ljust(width) for name, width in columns).rstrip())
+    for item in items:
+        print("  ".join(_cell(item, name, width) for name, width in columns).rstrip())
     return 0
 
 
@@ -293,21 +306,7 @@ def cmd_tasks(args: argparse.Namespace) -> int:
     """A run's task attempts from its ledger, in the order first seen (every page, up to --limit)."""
     client = _client(args)
     params: dict[str, Any] = {"status": args.status or None, "process": args.process, "page_size": 500}
-    tasks: list[dict[str, Any]] = []
-    while len(tasks) < args.limit:
-        page = client.call("GET", f"/runs/{args.run_id}/tasks", params={k: v for k, v in params.items() if v})
-        tasks.extend(page["tasks"])
-        if not page.get("next_page_token"):
-            break
-        params["page_token"] = page["next_page_token"]
-    tasks = tasks[: args.limit]
-    if args.json:
-        _print_json(tasks)
-        return 0
-    print("  ".join(name.upper().ljust(width) for name, width in TASK_COLUMNS).rstrip())
-    for task in tasks:
-        print("  ".join(_cell(task, name, width) for name, width in TASK_COLUMNS).rstrip())
-    return 0
+    return _paged_table(client, f"/runs/{args.run_id}/tasks", "tasks", params, args, columns=TASK_COLUMNS)
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
