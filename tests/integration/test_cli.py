@@ -223,6 +223,14 @@ def test_tasks_are_listed_from_the_ledger(api_url, capsys, engine):
     ]
     code, out, _ = arc(capsys, "runs", "tasks", run_id, "--status", "failed", "--api", api_url)
     assert [line.split()[0] for line in out.splitlines()[1:]] == ["2"]
+    upsert_tasks(
+        engine, run_id, [TaskUpdate("2", "failed", error_tail="stats.py: Permission denied: gs://x")]
+    )
+    code, out, _ = arc(capsys, "runs", "why", run_id, "--api", api_url)
+    assert code == 0
+    assert "  first failed task: stats (sample=sample2), attempt 1, exit code 1" in out
+    assert "  hint: permission denied: the task's service account may not read or write a location" in out
+    assert "  | stats.py: Permission denied: gs://x" in out
 
 
 def test_submit_through_the_inbox(api_url, capsys, storage_emulator):

@@ -128,3 +128,11 @@ def test_the_api_pages_a_runs_tasks_with_filters(app_env, engine, run_id):
     bad = api.get(f"{path}?status=failed&page_token={first['next_page_token']}")
     assert bad.status_code == 400  # a token made for other filters
     assert api.get("/runs/r000000000000000000/tasks").status_code == 404
+    why = get_conforming(api, "/runs/{run_id}/diagnosis", f"/runs/{run_id}/diagnosis")
+    first = why["first_failed_task"]
+    assert (why["failed_tasks"], first["task_id"], first["exit_code"]) == (1, "t2", 137)
+    assert (
+        first["hint"].startswith("killed with exit 137") and first["completed_at"]
+        if "completed_at" in first
+        else True
+    )

@@ -70,6 +70,7 @@ ROUTES = (
     Route(re.compile(rf"^/runs/{_ID}/logs$"), {"GET": run_logs.logs}),
     Route(re.compile(rf"^/runs/{_ID}/results$"), {"GET": results.results}),
     Route(re.compile(rf"^/runs/{_ID}/tasks$"), {"GET": tasks.tasks}),
+    Route(re.compile(rf"^/runs/{_ID}/diagnosis$"), {"GET": tasks.diagnosis}),
     Route(re.compile(rf"^/runs/{_ID}:cancel$"), {"POST": runs.cancel}),
     Route(re.compile(rf"^/runs/{_ID}:recover$"), {"POST": runs.recover}),
     Route(re.compile(rf"^/runs/{_ID}:relaunch$"), {"POST": runs.relaunch}),

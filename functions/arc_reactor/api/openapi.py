@@ -177,6 +177,17 @@ def _run_schemas() -> dict[str, Any]:
                 _object({"warnings": {"type": "array", "items": ref("Problem"), "description": WARNINGS}}),
             ]
         },
+        "Diagnosis": _object(
+            {
+                "run_id": STR,
+                "status": STATUS,
+                "error_code": OPT_STR,
+                "error_message": OPT_STR,
+                "error_task": OPT_STR,
+                "failed_tasks": {"type": "integer", "minimum": 0},
+                "first_failed_task": {"type": ["object", "null"]},
+            }
+        ),
         "TaskPage": _object(
             {"run_id": STR, "tasks": {"type": "array", "items": task}, "next_page_token": OPT_STR}
         ),
@@ -434,6 +445,14 @@ def _run_ops() -> dict[str, Any]:
                     _query("page_token", STR, "next_page_token of the previous page"),
                 ],
                 _responses({"200": ("A page of tasks", ref("TaskPage"))}, _AUTHED),
+            )
+        },
+        "/runs/{run_id}/diagnosis": {
+            "get": _op(
+                "runDiagnosis",
+                "Why the run failed: its error, and its first failed task with a hint",
+                [RUN_ID],
+                _responses({"200": ("The diagnosis", ref("Diagnosis"))}, _AUTHED),
             )
         },
         "/runs/{run_id}/results": {

@@ -1,5 +1,6 @@
-"""GET /runs/{id}/tasks: the run's task attempts from the ledger (adapters/tasks_repo.py), in the order
-they were first seen, a page at a time; `status` (repeatable or comma-separated) and `process` filter."""
+"""GET /runs/{id}/tasks and /diagnosis: the run's task attempts from the ledger (adapters/tasks_repo.py),
+in the order first seen, a page at a time (`status`, repeatable or comma-separated, and `process` filter);
+and why the run failed (core/diagnosis.py)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ from arc_reactor.adapters.tasks_repo import TASK_STATUSES, list_tasks
 from arc_reactor.api.auth import require_reader
 from arc_reactor.api.http import Call, bad_request, json_response
 from arc_reactor.api.run_logs import decode_token, encode_token
+from arc_reactor.core.diagnosis import diagnose
 from arc_reactor.errors import Problem
 
 MAX_PAGE_SIZE = 500
+MAX_DIAGNOSED = 1000  # failed attempts read to find the first one
 DEFAULT_PAGE_SIZE = 100
 _KEYS = frozenset({"status", "process", "page_size", "page_token"})
 TASK_FIELDS = (
@@ -80,3 +83,16 @@ def tasks(call: Call) -> Any:
     return json_response(
         {"run_id": run.id, "tasks": [task_view(r) for r in rows[:size]], "next_page_token": token}
     )
+
+
+def diagnosis(call: Call) -> Any:
+    """GET /runs/{id}/diagnosis: the run's error and its first failed task, with a hint."""
+    run = call.deps.runs.get_run(call.run_id)
+    require_reader(call.deps.settings, call.caller, run)
+    failed = list_tasks(call.deps.engine, run.id, limit=MAX_DIAGNOSED, statuses=("failed",))
+    report = diagnose(vars(run), failed)
+    if report["first_failed_task"] is not None:
+        report["first_failed_task"] = {
+            k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in report["first_failed_task"].items()
+        }
+    return json_response(report)

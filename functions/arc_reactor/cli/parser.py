@@ -59,6 +59,29 @@ def _rerun_parsers(
     return rec, rel
 
 
+def _inside_parsers(
+    rs: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> tuple[argparse.ArgumentParser, ...]:
+    """`runs results`, `runs tasks` and `runs why`: what is inside a run."""
+    tasks = rs.add_parser("tasks", help="a run's tasks (each attempt), from its ledger")
+    tasks.add_argument("run_id")
+    tasks.add_argument("--status", action="append", help="filter (repeatable)")
+    tasks.add_argument("--process", help="one process or rule")
+    tasks.add_argument("--limit", type=int, default=1000, help="at most this many (default 1000)")
+    tasks.add_argument("--json", action="store_true")
+    tasks.set_defaults(func=runs.cmd_tasks)
+    why = rs.add_parser("why", help="why a run failed: its first failed task, its log tail and a hint")
+    why.add_argument("run_id")
+    why.add_argument("--json", action="store_true")
+    why.set_defaults(func=runs.cmd_why)
+    res = rs.add_parser("results", help="a run's result files, with --download to fetch them")
+    res.add_argument("run_id")
+    res.add_argument("--download", metavar="DIR", help="download every file into DIR (paths kept)")
+    res.add_argument("--json", action="store_true")
+    res.set_defaults(func=runs.cmd_results)
+    return res, tasks, why
+
+
 def _runs(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("runs", help="list, show, watch, cancel, recover runs; read their logs and results")
     rs = p.add_subparsers(dest="runs_command", required=True)
@@ -98,19 +121,8 @@ def _runs(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     logs.add_argument("--follow", action="store_true", help="keep reading while the run goes on")
     logs.add_argument("--timeout", type=float, default=600.0, help="seconds --follow reads (default 600)")
     logs.set_defaults(func=runs.cmd_logs)
-    tasks = rs.add_parser("tasks", help="a run's tasks (each attempt), from its ledger")
-    tasks.add_argument("run_id")
-    tasks.add_argument("--status", action="append", help="filter (repeatable)")
-    tasks.add_argument("--process", help="one process or rule")
-    tasks.add_argument("--limit", type=int, default=1000, help="at most this many (default 1000)")
-    tasks.add_argument("--json", action="store_true")
-    tasks.set_defaults(func=runs.cmd_tasks)
-    res = rs.add_parser("results", help="a run's result files, with --download to fetch them")
-    res.add_argument("run_id")
-    res.add_argument("--download", metavar="DIR", help="download every file into DIR (paths kept)")
-    res.add_argument("--json", action="store_true")
-    res.set_defaults(func=runs.cmd_results)
-    for child in (ls, show, watch, cancel, rec, rel, logs, res, tasks):
+    res, tasks, why = _inside_parsers(rs)
+    for child in (ls, show, watch, cancel, rec, rel, logs, res, tasks, why):
         _api_options(child)
 
 

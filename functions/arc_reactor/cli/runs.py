@@ -309,6 +309,34 @@ def cmd_tasks(args: argparse.Namespace) -> int:
     return _paged_table(client, f"/runs/{args.run_id}/tasks", "tasks", params, args, columns=TASK_COLUMNS)
 
 
+def cmd_why(args: argparse.Namespace) -> int:
+    """Why a run failed: its error, and its first failed task with a hint."""
+    report = _client(args).call("GET", f"/runs/{args.run_id}/diagnosis")
+    if args.json:
+        _print_json(report)
+        return 0
+    print(f"run {report['run_id']} is {report['status']}")
+    if report.get("error_code"):
+        where = f" in {report['error_task']}" if report.get("error_task") else ""
+        print(f"  error{where}: {report['error_code']}: {report.get('error_message') or ''}")
+    task = report.get("first_failed_task")
+    if task is None:
+        print("  no failed task in the ledger")
+        return 0
+    label = task.get("name") or f"{task.get('process')} ({task.get('tag') or task.get('task_id')})"
+    print(f"  first failed task: {label}, attempt {task.get('attempt')}, exit code {task.get('exit_code')}")
+    for key in ("infrastructure", "work_dir", "native_id"):
+        if task.get(key):
+            print(f"  {key.replace('_', ' ') + ':':<18}{task[key]}")
+    if task.get("hint"):
+        print(f"  hint: {task['hint']}")
+    for line in str(task.get("error_tail") or "").splitlines()[-20:]:
+        print(f"  | {line}")
+    every = f"arc runs tasks {args.run_id} --status failed"
+    print(f"  ({report['failed_tasks']} failed task attempt(s) in all: {every})")
+    return 0
+
+
 def cmd_cancel(args: argparse.Namespace) -> int:
     """Cancel runs by id, or every active run the filters select (listed first, confirmed, or --dry-run)."""
     client = _client(args)
