@@ -2,7 +2,9 @@
 local Batch service): submit (through the API and through the inbox), runs list/show/watch/cancel/recover/
 logs, and what it prints."""
 
+import json
 import re
+import tarfile
 import threading
 import time
 
@@ -205,7 +207,7 @@ def test_a_run_is_named_by_a_prefix_of_its_id_or_by_its_name(api_url, capsys):
     assert code == 2 and "no run whose id starts with or whose name is 'no such run'" in err
 
 
-def test_tasks_are_listed_from_the_ledger(api_url, capsys, engine):
+def test_tasks_are_listed_from_the_ledger(api_url, capsys, engine, tmp_path):
     from arc_reactor.adapters.tasks_repo import TaskUpdate, upsert_tasks
 
     _, out, _ = arc(capsys, "submit", str(DEMO_BUNDLE), "--api", api_url)
@@ -231,6 +233,14 @@ def test_tasks_are_listed_from_the_ledger(api_url, capsys, engine):
     assert "  first failed task: stats (sample=sample2), attempt 1, exit code 1" in out
     assert "  hint: permission denied: the task's service account may not read or write a location" in out
     assert "  | stats.py: Permission denied: gs://x" in out
+    dump = tmp_path / "support.tar.gz"
+    code, out, _ = arc(capsys, "runs", "dump", run_id, "-o", str(dump), "--api", api_url)
+    assert code == 0 and out.startswith(f"wrote {dump}: the run, 2 task attempt(s)")
+    with tarfile.open(dump) as tar:
+        names = sorted(m.name.split("/", 1)[1] for m in tar.getmembers())
+        assert names == ["diagnosis.json", "orchestrator.log", "results.json", "run.json", "tasks.json"]
+        run = json.loads(tar.extractfile(f"arc-run-{run_id}/run.json").read())  # type: ignore[union-attr]
+        assert run["id"] == run_id and run["events"]
 
 
 def test_submit_through_the_inbox(api_url, capsys, storage_emulator):

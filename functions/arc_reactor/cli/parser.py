@@ -62,7 +62,7 @@ def _rerun_parsers(
 def _inside_parsers(
     rs: argparse._SubParsersAction[argparse.ArgumentParser],
 ) -> tuple[argparse.ArgumentParser, ...]:
-    """`runs results`, `runs tasks` and `runs why`: what is inside a run."""
+    """`runs results`, `runs tasks`, `runs why` and `runs dump`: what is inside a run."""
     tasks = rs.add_parser("tasks", help="a run's tasks (each attempt), from its ledger")
     tasks.add_argument("run_id")
     tasks.add_argument("--status", action="append", help="filter (repeatable)")
@@ -79,7 +79,11 @@ def _inside_parsers(
     res.add_argument("--download", metavar="DIR", help="download every file into DIR (paths kept)")
     res.add_argument("--json", action="store_true")
     res.set_defaults(func=runs.cmd_results)
-    return res, tasks, why
+    dump = rs.add_parser("dump", help="a .tar.gz of a run's record, tasks, diagnosis and logs, for support")
+    dump.add_argument("run_id")
+    dump.add_argument("--output", "-o", help="file to write (default arc-run-RUN.tar.gz)")
+    dump.set_defaults(func=runs.cmd_dump)
+    return res, tasks, why, dump
 
 
 def _runs(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -121,8 +125,8 @@ def _runs(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     logs.add_argument("--follow", action="store_true", help="keep reading while the run goes on")
     logs.add_argument("--timeout", type=float, default=600.0, help="seconds --follow reads (default 600)")
     logs.set_defaults(func=runs.cmd_logs)
-    res, tasks, why = _inside_parsers(rs)
-    for child in (ls, show, watch, cancel, rec, rel, logs, res, tasks, why):
+    res, tasks, why, dump = _inside_parsers(rs)
+    for child in (ls, show, watch, cancel, rec, rel, logs, res, tasks, why, dump):
         _api_options(child)
 
 

@@ -1,11 +1,14 @@
-"""`arc runs list|show|watch|cancel|recover|logs`: the Runs API from a terminal."""
+"""`arc runs ...` (list, show, watch, cancel, recover, relaunch, logs, results, tasks, why, dump): the Runs
+API from a terminal."""
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import re
 import sys
+import tarfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -28,6 +31,7 @@ DOWNLOAD_ATTEMPTS = 3
 ACTIVE_STATUSES = ("pending", "submitted", "running")
 RUN_ID_PREFIX = re.compile(r"r[0-9a-z]{2,17}")
 MAX_BULK_CANCEL = 500
+DUMP_CAP = 100_000  # items of each kind a dump takes
 MAX_RESULT_PAGES = 1000  # 500 files each
 
 
@@ -334,6 +338,49 @@ def cmd_why(args: argparse.Namespace) -> int:
         print(f"  | {line}")
     every = f"arc runs tasks {args.run_id} --status failed"
     print(f"  ({report['failed_tasks']} failed task attempt(s) in all: {every})")
+    return 0
+
+
+def _all_pages(client: ApiClient, path: str, key: str, cap: int) -> list[Any]:
+    """Every item of a paged GET, up to `cap`."""
+    items: list[Any] = []
+    params: dict[str, Any] = {}
+    while len(items) < cap:
+        page = client.call("GET", path, params=params)
+        items.extend(page[key])
+        if not page.get("next_page_token") or not page[key]:
+            break
+        params["page_token"] = page["next_page_token"]
+    return items[:cap]
+
+
+def cmd_dump(args: argparse.Namespace) -> int:
+    """A .tar.gz of what support needs about a run: its record and history, tasks, diagnosis, log lines and
+    result listing (no result contents, no URLs), like `tw runs dump`."""
+    client = _client(args)
+    run = client.call("GET", f"/runs/{args.run_id}")
+    parts: dict[str, Any] = {
+        "run.json": run,
+        "diagnosis.json": client.call("GET", f"/runs/{args.run_id}/diagnosis"),
+        "tasks.json": _all_pages(client, f"/runs/{args.run_id}/tasks", "tasks", DUMP_CAP),
+        "results.json": [
+            {k: f[k] for k in ("path", "size", "updated")}
+            for f in _all_pages(client, f"/runs/{args.run_id}/results", "files", DUMP_CAP)
+        ],
+    }
+    lines = _all_pages(client, f"/runs/{args.run_id}/logs", "lines", DUMP_CAP)
+    log_text = "".join(
+        f"{ln.get('timestamp') or ''}\t{ln.get('severity')}\t{ln['message']}\n" for ln in lines
+    )
+    target = Path(args.output or f"arc-run-{args.run_id}.tar.gz")
+    with tarfile.open(target, "w:gz") as tar:
+        for name, doc in [*parts.items(), ("orchestrator.log", log_text)]:
+            data = (doc if isinstance(doc, str) else json.dumps(doc, indent=2, default=str)).encode()
+            info = tarfile.TarInfo(f"arc-run-{args.run_id}/{name}")
+            info.size, info.mtime = len(data), int(time.time())
+            tar.addfile(info, io.BytesIO(data))
+    print(f"wrote {target}: the run, {len(parts['tasks.json'])} task attempt(s), {len(lines)} log line(s), "
+          f"{len(parts['results.json'])} result file(s) listed")  # fmt: skip
     return 0
 
 
