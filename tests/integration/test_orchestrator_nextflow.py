@@ -25,7 +25,9 @@ import pytest
 from test_orchestrator import RUNS_BUCKET, Launch, launcher, names_under, transitions
 
 from arc_reactor.adapters import runs_repo
+from arc_reactor.adapters.tasks_repo import list_tasks
 from arc_reactor.core.status import RunStatus
+from arc_reactor.core.trace_file import TRACE_FIELDS
 
 pytestmark = pytest.mark.integration
 
@@ -52,6 +54,8 @@ Path(".nextflow.log").write_text(
 )
 for flag in ("-with-trace", "-with-timeline", "-with-report"):
     Path(argv[argv.index(flag) + 1]).write_text(flag)
+if os.environ.get("NXF_DOUBLE_TRACE"):  # the trace as our config asks Nextflow to write it (raw, our fields)
+    Path(argv[argv.index("-with-trace") + 1]).write_text(os.environ["NXF_DOUBLE_TRACE"])
 LITERAL = r"'(?:[^'\\]|\\.)*'"
 dag = re.search(r"dag \{[^}]*file\s*=\s*(" + LITERAL + ")", config).group(1)
 Path(ast.literal_eval(dag)).write_text("dag")
@@ -128,9 +132,21 @@ def session_record(gcs, run: Launch) -> str | None:
 LOGS = {"nextflow.log", "trace.txt", "timeline.html", "report.html", "dag.html", "console.log"}
 
 
+TRACE = "\n".join(
+    "\t".join(r)
+    for r in [
+        TRACE_FIELDS,
+        ["1", "ab/123456", "-", "FASTQC", "S1", "FASTQC (S1)", "COMPLETED", "0", "1", "1733566532501",
+         "1733566540000", "1733566600000", "60000", "2", "6442450944", "gs://w/ab/123456"],
+        ["2", "cd/789012", "-", "STAR", "S1", "STAR (S1)", "CACHED", "0", "1", "1733480132501", "-",
+         "1733480200000", "-", "12", "-", "gs://w/cd/789012"],
+    ]
+)  # fmt: skip
+
+
 def test_success_reports_through_the_hooks(engine, gcs, nextflow, tmp_path):
     session = str(uuid.uuid4())
-    run = nextflow(NXF_DOUBLE_HOOKS="1", NXF_DOUBLE_SESSION=session)
+    run = nextflow(NXF_DOUBLE_HOOKS="1", NXF_DOUBLE_SESSION=session, NXF_DOUBLE_TRACE=TRACE)
 
     proc = run.run()
 
@@ -151,6 +167,8 @@ def test_success_reports_through_the_hooks(engine, gcs, nextflow, tmp_path):
     assert names_under(gcs, run.locs.logs) >= LOGS
     assert session_record(gcs, run) == session  # kept for a retry or a recovery, outside work/
     assert not list((tmp_path / "tmp").iterdir())  # the local work dir is cleaned up
+    ledger = {(t["task_id"], t["process"], t["status"]) for t in list_tasks(engine, run.run_id, limit=10)}
+    assert ledger == {("1", "FASTQC", "succeeded"), ("2", "STAR", "cached")}  # read from trace.txt at the end
 
 
 def test_pipeline_failure_message_arrives_intact_and_runs_nothing(engine, gcs, nextflow, tmp_path):

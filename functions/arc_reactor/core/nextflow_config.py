@@ -15,6 +15,7 @@ from arc_reactor.core.engine_command import Workspace
 from arc_reactor.core.job_env import JobEnv
 from arc_reactor.core.labels import APP, sanitize_label_key, sanitize_label_value
 from arc_reactor.core.registry import ERROR_ACTIONS, ErrorStrategy
+from arc_reactor.core.trace_file import TRACE_FIELDS
 from arc_reactor.errors import OrchestrationError
 
 if TYPE_CHECKING:
@@ -164,6 +165,7 @@ def template_values(
         "UPDATE_STATUS": groovy_string(update_status),
         "TERMINATED_MARKER": groovy_string(str(ws.terminated_marker)),
         "TRACE_FILE": groovy_string(str(ws.trace)),
+        "TRACE_FIELDS": groovy_string(",".join(TRACE_FIELDS)),
         "TIMELINE_FILE": groovy_string(str(ws.timeline)),
         "REPORT_FILE": groovy_string(str(ws.report)),
         "DAG_FILE": groovy_string(str(ws.dag)),

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import yaml
+from sqlalchemy.exc import SQLAlchemyError
 
 from arc_reactor.core.engine_command import (
     Workspace,
@@ -37,7 +38,7 @@ from arc_reactor.core.layout import run_locations
 from arc_reactor.core.nextflow_config import TaskPolicy, render_template, template_values
 from arc_reactor.core.registry import PipelineSpec, load_registry
 from arc_reactor.core.run_outcome import snakemake_trace
-from arc_reactor.errors import OrchestrationError
+from arc_reactor.errors import ArcError, OrchestrationError
 from arc_reactor.orchestrator import nextflow_session, workdir_sync
 from arc_reactor.orchestrator.storage_io import Context, download, read_params, session_id, upload
 
@@ -105,9 +106,11 @@ class Nextflow:
         )  # fmt: skip
 
     def finish(self, ctx: Context) -> tuple[int, int]:
-        """Record the session the run started, when the watcher did not (its work dir is Nextflow's own)."""
+        """Record the session the run started, when the watcher did not (its work dir is Nextflow's own),
+        and read the trace file into the run's task ledger."""
         if not session_id(ctx.ws) and (session := nextflow_session.from_log(ctx)):
             nextflow_session.record(ctx, session)
+        ingest_trace(ctx)
         return 0, 0
 
 
@@ -194,6 +197,34 @@ def stage_inputs(ctx: Context, params: dict[str, Any]) -> None:
         "outdir": ws.results_dir.relative_to(ws.run_dir).as_posix(),
     }
     ws.local_params.write_text(yaml.safe_dump(local, sort_keys=False), encoding="utf-8")
+
+
+TRACE_BATCH = 500
+
+
+def ingest_trace(ctx: Context) -> int:
+    """Nextflow's trace.txt into the run's task ledger (the same keys as its Tower reports, so nothing is
+    counted twice); the attempts written. The ledger is a view of the run: a trace that cannot be read or
+    written is a warning, never a failure."""
+    from arc_reactor.core.trace_file import TraceFileInvalid, parse_trace
+
+    if not ctx.ws.trace.is_file():
+        return 0
+    try:
+        updates = parse_trace(ctx.ws.trace.read_text(encoding="utf-8", errors="replace"))
+        if not updates:
+            return 0
+        from arc_reactor.adapters.db import get_engine
+        from arc_reactor.adapters.tasks_repo import upsert_tasks
+
+        engine = get_engine(ctx.settings)
+        for lo in range(0, len(updates), TRACE_BATCH):
+            upsert_tasks(engine, ctx.env.run_id, updates[lo : lo + TRACE_BATCH])
+    except (TraceFileInvalid, OSError, ArcError, SQLAlchemyError) as exc:
+        log.warning("trace.txt not read into the task ledger: %s", exc, extra={"event": "trace_not_ingested"})
+        return 0
+    log.info("trace.txt: %d task attempt(s) into the ledger", len(updates), extra={"event": "trace_ingested"})
+    return len(updates)
 
 
 def render_config(ctx: Context, orchestrator_dir: Path) -> None:
