@@ -21,6 +21,7 @@ from arc_reactor.settings import Settings
 
 GROUPS = {"arc-admins@example.org": "groups/01abc"}
 MEMBERS = {"groups/01abc": {"ana@example.org"}}
+HIDDEN_GROUP = "hidden@example.org"
 
 
 class FakeCloudIdentity(BaseHTTPRequestHandler):
@@ -35,6 +36,8 @@ class FakeCloudIdentity(BaseHTTPRequestHandler):
         if self.failing:
             return self._answer(503, {"error": {"code": 503}})
         if parts.path == "/v1/groups:lookup":
+            if query.get("groupKey.id") == HIDDEN_GROUP:  # what a service account without Groups Reader gets
+                return self._answer(403, {"error": {"code": 403, "status": "PERMISSION_DENIED"}})
             name = GROUPS.get(query.get("groupKey.id", ""))
             return self._answer(200, {"name": name}) if name else self._answer(404, {"error": {"code": 404}})
         group, _, method = parts.path.removeprefix("/v1/").partition("/memberships:")
@@ -127,6 +130,18 @@ def test_an_outage_fails_closed_is_retried_once_and_not_asked_again_at_once(
     FakeCloudIdentity.failing = False
     clock.now += FAILURE_TTL_S + 1
     assert d.is_member("arc-admins@example.org", "ana@example.org")
+
+
+def test_a_group_the_service_account_may_not_see_is_no_membership_and_is_logged(
+    server: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    d = directory(server)
+    assert not d.is_member(HIDDEN_GROUP, "ana@example.org")
+    assert "groups:lookup answered 403 for hidden@example.org" in caplog.text
+    assert "Groups Reader" in caplog.text
+    asked = len(FakeCloudIdentity.seen)
+    assert not d.is_member(HIDDEN_GROUP, "bob@example.org")
+    assert len(FakeCloudIdentity.seen) == asked  # remembered like "not a group"
 
 
 class Claims:

@@ -3,7 +3,8 @@ ARC_READER_MEMBERS when those name groups.
 
 ID tokens carry no groups, so the API asks Cloud Identity, as the function's service account:
 - `GET /v1/groups:lookup?groupKey.id=<email>`: the group's resource name. A 404 means that the principal
-  is not a group (a user listed directly), which is remembered for an hour.
+  is not a group (a user listed directly), which is remembered for an hour; so is a 403 (a group the
+  service account may not see), which is logged.
 - `GET /v1/<group>/memberships:checkTransitiveMembership?query=member_key_id == '<email>'`: membership
   through nested groups too. It is only available to Google Workspace Enterprise and Cloud Identity
   Premium accounts and answers 403 elsewhere; then
@@ -128,7 +129,16 @@ class GroupDirectory:
         status, body = self._get(f"groups:lookup?groupKey.id={quote(group_email, safe='@')}")
         if status == 200 and isinstance(body.get("name"), str):
             return str(body["name"])
-        if status in (403, 404):  # not a group, or one we may not see: same answer, no membership
+        if status == 403:  # a group we may not see (no Groups Reader role), or not a group: no membership
+            log.warning(
+                "groups:lookup answered 403 for %s: treated as not a group for %.0f s (does the service "
+                "account have the Groups Reader admin role?)",
+                group_email,
+                GROUP_TTL_S,
+                extra={"event": "group_lookup_forbidden", "detail": {"group": group_email}},
+            )
+            return _NOT_A_GROUP
+        if status == 404:  # not a group: a user listed directly
             return _NOT_A_GROUP
         raise _Failed(f"groups:lookup answered {status}")
 

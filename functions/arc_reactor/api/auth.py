@@ -173,8 +173,9 @@ class IdTokenAuthenticator:
         email = str(claims["email"]).lower()
         listed = claims.get("groups")  # IAP and Workforce Identity Federation tokens may carry them
         groups = frozenset(str(g).lower() for g in listed) if isinstance(listed, list) else frozenset()
-        if self.directory is not None and self.candidate_groups - groups - {email}:
-            groups |= self.directory.groups_of(email, self.candidate_groups - groups - {email})
+        unresolved = self.candidate_groups - groups - {email}
+        if self.directory is not None and unresolved:
+            groups |= self.directory.groups_of(email, unresolved)
         return Caller(email=email, groups=groups, authenticated=True)
 
 
