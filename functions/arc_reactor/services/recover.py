@@ -23,7 +23,7 @@ from arc_reactor.errors import Conflict, Problem
 from arc_reactor.services.submit import (
     RunSource,
     SubmitResult,
-    key_reused,
+    answered_before,
     recovery_refusal_for,
     submit_files,
 )
@@ -97,10 +97,8 @@ def recover_run(
     """Create and launch the recovery of `parent_id`. NotFound for an unknown run; RecoveryRefused when a
     precondition fails; a `rejected` result listing every problem when the overrides are invalid."""
     parent = deps.runs.get_run(parent_id)
-    if source.idempotency_key:
-        earlier = deps.runs.find_by_idempotency_key(source.idempotency_key)
-        if earlier is not None:  # a retried request: answer with the recovery it already made
-            return key_reused(earlier, source) or SubmitResult("duplicate", run_id=earlier.id)
+    if (answered := answered_before(deps, source)) is not None:  # a retried request: the run it made
+        return answered
     why = recovery_refusal_for(deps, parent, now)
     if why is not None:
         raise RecoveryRefused(why)
@@ -142,10 +140,8 @@ def relaunch_run(deps: Deps, source_id: str, overrides: Overrides, source: RunSo
     an unknown run; RecoveryRefused (409) when its inputs are gone (a refused bundle never had any); a
     `rejected` result listing every problem when the result is not a valid bundle."""
     parent = deps.runs.get_run(source_id)
-    if source.idempotency_key:
-        earlier = deps.runs.find_by_idempotency_key(source.idempotency_key)
-        if earlier is not None:
-            return key_reused(earlier, source) or SubmitResult("duplicate", run_id=earlier.id)
+    if (answered := answered_before(deps, source)) is not None:
+        return answered
     if parent.error_code == "invalid_bundle":
         raise RecoveryRefused(
             Refusal("inputs_missing", f"run {parent.id} was refused at submission: it has no inputs to reuse")

@@ -314,6 +314,18 @@ def _note_warnings(deps: Deps, run_id: str, warnings: list[Problem]) -> None:
     deps.runs.add_note_once(run_id, "submit", "submission_warnings", detail)
 
 
+def answered_before(deps: Deps, source: RunSource) -> SubmitResult | None:
+    """The answer to a request whose Idempotency-Key already made a run (`duplicate` with that run, or
+    `key_reused` when the key came with a different request), else None: for requests that read other runs
+    before they insert."""
+    if not source.idempotency_key:
+        return None
+    earlier = deps.runs.find_by_idempotency_key(source.idempotency_key)
+    if earlier is None:
+        return None
+    return key_reused(earlier, source) or SubmitResult("duplicate", run_id=earlier.id)
+
+
 def key_reused(earlier: RunRecord, source: RunSource) -> SubmitResult | None:
     """The refusal of an Idempotency-Key its caller already used for a different request, else None."""
     if source.idempotency_key is None or earlier.idempotency_fingerprint == source.fingerprint:
