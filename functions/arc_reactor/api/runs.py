@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from arc_reactor.adapters import runs_repo
 from arc_reactor.api.auth import require_manager, require_reader
 from arc_reactor.api.http import ApiError, Call, bad_request, json_response
 from arc_reactor.api.submission import created, fingerprint, idempotency_key
 from arc_reactor.api.views import event_view, locations, run_view, summary_view
+from arc_reactor.core.run_record import RunRecord
 from arc_reactor.errors import NotFound, Problem
 from arc_reactor.services.cancel import cancel_run
 from arc_reactor.services.recover import Overrides, RecoveryRefused, recover_run, relaunch_run
-from arc_reactor.services.submit import RunSource
+from arc_reactor.services.submit import RunSource, SubmitResult
+
+if TYPE_CHECKING:
+    from arc_reactor.wiring import Deps
 
 RECENT_EVENTS = 50
 RECOVER_FIELDS = frozenset({"params", "config", "name"})
@@ -81,43 +86,37 @@ def _overrides(call: Call, fields: frozenset[str] = RECOVER_FIELDS) -> Overrides
 def relaunch(call: Call) -> Any:
     """POST /runs/{id}:relaunch: 201 with a new, independent run from the same inputs (overrides applied,
     e.g. a corrected samplesheet); 409 when the run has no inputs to reuse; 422 for an invalid result."""
-    run_id = call.run_id
-    parent = call.deps.runs.get_run(run_id)
+    parent = call.deps.runs.get_run(call.run_id)
     require_reader(call.deps.settings, call.caller, parent)  # whoever may see its inputs may rerun them
-    overrides = _overrides(call, RELAUNCH_FIELDS)
-    source = RunSource(
-        "api",
-        idempotency_key=idempotency_key(call, namespace=f"relaunch:{run_id}:"),
-        submitter=call.caller.email or parent.submitter,
-        fingerprint=fingerprint(
-            {"params": overrides.params, "config": overrides.config, "name": overrides.name,
-             "samplesheet": overrides.samplesheet}
-        ),
-    )  # fmt: skip
-    try:
-        result = relaunch_run(call.deps, run_id, overrides, source)
-    except RecoveryRefused as exc:
-        raise ApiError(409, exc.code, str(exc)) from exc
-    return created(call, result)
+    return _resubmit(call, parent, "relaunch", RELAUNCH_FIELDS, relaunch_run)
 
 
 def recover(call: Call) -> Any:
     """POST /runs/{id}:recover: 201 with the new run; 409 when the run cannot be recovered; 422 when the
     overrides make an invalid bundle."""
-    run_id = call.run_id
-    parent = call.deps.runs.get_run(run_id)
+    parent = call.deps.runs.get_run(call.run_id)
     require_manager(call.deps.settings, call.caller, parent, "recover")
-    overrides = _overrides(call)
+    return _resubmit(call, parent, "recover", RECOVER_FIELDS, recover_run)
+
+
+def _resubmit(
+    call: Call,
+    parent: RunRecord,
+    action: str,
+    fields: frozenset[str],
+    service: Callable[[Deps, str, Overrides, RunSource], SubmitResult],
+) -> Any:
+    """A new run from `parent`'s inputs with the body's overrides (only `fields` allowed); the
+    Idempotency-Key's fingerprint covers exactly those fields."""
+    overrides = _overrides(call, fields)
     source = RunSource(
         "api",
-        idempotency_key=idempotency_key(call, namespace=f"recover:{run_id}:"),
+        idempotency_key=idempotency_key(call, namespace=f"{action}:{call.run_id}:"),
         submitter=call.caller.email or parent.submitter,
-        fingerprint=fingerprint(
-            {"params": overrides.params, "config": overrides.config, "name": overrides.name}
-        ),
+        fingerprint=fingerprint({name: getattr(overrides, name) for name in fields}),
     )
     try:
-        result = recover_run(call.deps, run_id, overrides, source)
+        result = service(call.deps, call.run_id, overrides, source)
     except RecoveryRefused as exc:
         raise ApiError(409, exc.code, str(exc)) from exc
     return created(call, result)
