@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -138,6 +139,17 @@ class Storage:
             info = self.stat(bucket, name)
             raise ObjectTooLarge(name, info.size if info else len(data), max_bytes)
         return data
+
+    def read_json_object(self, bucket: str, name: str, max_bytes: int) -> dict[str, Any] | None:
+        """A small JSON object the service itself wrote (a feedback file, a hook marker), or None when it is
+        absent, empty, larger than `max_bytes`, not JSON or not an object: such a file is ignored, never
+        an error."""
+        try:
+            data = self.read_bytes(bucket, name, max_bytes=max_bytes)
+            doc = json.loads(data) if data else None
+        except (ValueError, ObjectTooLarge):
+            return None
+        return doc if isinstance(doc, dict) else None
 
     def write_bytes(
         self, bucket: str, name: str, data: bytes, content_type: str = "text/plain", retry: Any = CLIENT_RETRY

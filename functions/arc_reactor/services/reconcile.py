@@ -12,13 +12,11 @@ terminal state wins and the conflict is recorded with both sides (runs_repo.tran
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from arc_reactor.adapters.storage import ObjectTooLarge
 from arc_reactor.core.batch_policy import MAX_RETRY_COUNT
 from arc_reactor.core.events import PubSubMessage, event_age_seconds
 from arc_reactor.core.ids import notification_job, run_id_from_job
@@ -179,12 +177,8 @@ def _has_ended(deps: Deps, run_id: str) -> bool:
 def _hook_outcome(deps: Deps, run_id: str) -> dict[str, Any] | None:
     """The failure the orchestrator's hook left in the runs bucket when it could not reach the database,
     if any (orchestrator/update_status.py leave_marker); unreadable markers are ignored."""
-    try:
-        data = deps.storage.read_bytes(deps.settings.runs_bucket, hook_marker_name(run_id), max_bytes=65536)
-        doc = json.loads(data) if data else None
-    except (ValueError, ObjectTooLarge):
-        return None
-    if not isinstance(doc, dict) or doc.get("status") != RunStatus.FAILED.value:
+    doc = deps.storage.read_json_object(deps.settings.runs_bucket, hook_marker_name(run_id), max_bytes=65536)
+    if doc is None or doc.get("status") != RunStatus.FAILED.value:
         return None
     fields = doc.get("fields")
     if not isinstance(fields, dict):

@@ -554,9 +554,4 @@ def _write_feedback(deps: Deps, bucket: str, manifest: str, result: SubmitResult
 
 def _feedback(deps: Deps, bucket: str, name: str) -> dict[str, Any] | None:
     """A feedback file already in the inbox, or None (absent, unreadable or not ours)."""
-    try:
-        data = deps.storage.read_bytes(bucket, name, max_bytes=1 << 20)
-        doc = json.loads(data) if data else None
-    except (ValueError, ObjectTooLarge):
-        return None
-    return doc if isinstance(doc, dict) else None
+    return deps.storage.read_json_object(bucket, name, max_bytes=1 << 20)
