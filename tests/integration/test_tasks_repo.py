@@ -125,6 +125,9 @@ def test_the_api_pages_a_runs_tasks_with_filters(app_env, engine, run_id):
     assert failed["tasks"][0]["completed_at"] == "2026-12-07T10:09:00+00:00"
     assert get_conforming(api, template, path, process="OTHER")["tasks"] == []
     assert api.get(f"{path}?status=done").status_code == 400
+    odd = api.get(f"{path}?page_size=0&colour=red&page_token=zz")
+    assert odd.status_code == 400
+    assert {p["field"] for p in odd.get_json()["error"]["problems"]} == {"page_size", "colour", "page_token"}
     bad = api.get(f"{path}?status=failed&page_token={first['next_page_token']}")
     assert bad.status_code == 400  # a token made for other filters
     assert api.get("/runs/r000000000000000000/tasks").status_code == 404

@@ -98,7 +98,18 @@ def page_query(
 ) -> tuple[int, dict[str, Any] | None]:
     """The page_size and decoded page_token of a paged GET (nothing else is accepted); 400 naming every
     malformed parameter."""
-    problems = [Problem("query", "unknown parameter", field=k) for k in call.request.args if k not in _KEYS]
+    size, token, problems = page_params(call, _KEYS, default, maximum)
+    if problems:
+        raise bad_request("the query is invalid", problems)
+    return size, token
+
+
+def page_params(
+    call: Call, keys: frozenset[str], default: int = DEFAULT_PAGE_SIZE, maximum: int = MAX_PAGE_SIZE
+) -> tuple[int, dict[str, Any] | None, list[Problem]]:
+    """The page_size and decoded page_token of a paged GET that accepts `keys`, with the problems of those
+    two and of any parameter not in `keys`, for a caller that checks its own filters too."""
+    problems = [Problem("query", "unknown parameter", field=k) for k in call.request.args if k not in keys]
     size, token = default, None
     raw_size = call.request.args.get("page_size")
     if raw_size is not None:
@@ -111,9 +122,7 @@ def page_query(
             token = decode_token(raw_token)
         except ValueError:
             problems.append(Problem("query", "is not a page token from this API", field="page_token"))
-    if problems:
-        raise bad_request("the query is invalid", problems)
-    return size, token
+    return size, token, problems
 
 
 class RunLogSource(Protocol):

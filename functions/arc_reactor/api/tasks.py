@@ -11,7 +11,7 @@ from typing import Any
 from arc_reactor.adapters.tasks_repo import TASK_STATUSES, list_tasks
 from arc_reactor.api.auth import require_reader
 from arc_reactor.api.http import Call, bad_request, json_response
-from arc_reactor.api.run_logs import decode_token, encode_token
+from arc_reactor.api.run_logs import encode_token, page_params
 from arc_reactor.core.diagnosis import diagnose
 from arc_reactor.errors import Problem
 
@@ -37,7 +37,7 @@ def task_view(row: dict[str, Any]) -> dict[str, Any]:
 
 def _query(call: Call) -> tuple[tuple[str, ...], str | None, int, int | None, str]:
     args = call.request.args
-    problems = [Problem("query", "unknown parameter", field=k) for k in args if k not in _KEYS]
+    size, token, problems = page_params(call, _KEYS, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
     statuses = tuple(s for raw in args.getlist("status") for s in raw.split(",") if s)
     problems += [
         Problem("query", f"unknown status {s!r}; one of {', '.join(TASK_STATUSES)}", field="status")
@@ -47,20 +47,12 @@ def _query(call: Call) -> tuple[tuple[str, ...], str | None, int, int | None, st
     process = args.get("process")
     if process is not None and (not 0 < len(process) <= 256 or "\x00" in process):
         problems.append(Problem("query", "must be 1 to 256 characters, without NUL", field="process"))
-    raw_size, size = args.get("page_size"), DEFAULT_PAGE_SIZE
-    if raw_size is not None:
-        size = int(raw_size) if raw_size.isdigit() else 0
-        if not 1 <= size <= MAX_PAGE_SIZE:
-            problems.append(
-                Problem("query", f"must be an integer from 1 to {MAX_PAGE_SIZE}", field="page_size")
-            )
     fp = hashlib.sha256(json.dumps([sorted(set(statuses)), process]).encode()).hexdigest()[:16]
     after = None
-    if (raw_token := args.get("page_token")) is not None:
+    if token is not None:
         try:
-            doc = decode_token(raw_token)
-            after = int(doc["after"])
-            if doc.get("f") != fp:
+            after = int(token["after"])
+            if token.get("f") != fp:
                 problems.append(Problem("query", "was made for other filters", field="page_token"))
         except (ValueError, KeyError, TypeError):
             problems.append(Problem("query", "is not a page token from this API", field="page_token"))
