@@ -64,7 +64,3 @@ def merge(old: TaskUpdate, new: TaskUpdate) -> TaskUpdate:
         n: getattr(ahead, n) if getattr(ahead, n) is not None else getattr(behind, n) for n in MERGED_FIELDS
     }
     return replace(old, status=status, **values, extra={**behind.extra, **ahead.extra})
-
-
-def _first(value: Any, fallback: Any) -> Any:
-    return value if value is not None else fallback

@@ -26,7 +26,7 @@ from typing import Any
 
 from arc_reactor.core.batch_policy import NEXTFLOW_UNKNOWN_EXIT_STATUS, SPOT_PREEMPTED_EXIT_CODE
 from arc_reactor.core.ids import is_run_id
-from arc_reactor.core.tasks import TaskUpdate
+from arc_reactor.core.tasks import TERMINAL_TASK_STATUSES, TaskUpdate
 
 TOKEN_PREFIX = "arc"  # noqa: S105 - the fixed first part of every run token, not a secret
 STATUSES = {
@@ -38,7 +38,6 @@ STATUSES = {
     "FAILED": "failed",
     "ABORTED": "aborted",
 }
-COUNTS = ("pending", "submitted", "running", "succeeded", "cached", "failed", "aborted")
 MAX_TASKS_PER_REQUEST = 1000  # Nextflow sends at most 100
 _EXTRA = ("hash", "errorAction", "realtime", "duration", "pcpu", "peakRss", "executor", "priceModel")
 
@@ -103,6 +102,15 @@ def _text(value: Any, limit: int = 1024) -> str | None:
     return None if value is None else str(value)[:limit]
 
 
+def task_exit(status: str, exit_value: int | None) -> tuple[int | None, bool | None]:
+    """The exit code the ledger keeps of a TraceRecord's `exit` (none before the attempt ended, and none for
+    Nextflow's "no exit status", 2147483647: a task that never completed or lost its VM), and whether it
+    says the Spot VM was preempted (True, else None: not said)."""
+    code = None if exit_value == NEXTFLOW_UNKNOWN_EXIT_STATUS else exit_value
+    preempted = True if code == SPOT_PREEMPTED_EXIT_CODE else None
+    return (code if status in TERMINAL_TASK_STATUSES else None), preempted
+
+
 def task_update(record: Any) -> TaskUpdate:
     """A ledger update from one Tower task record."""
     if not isinstance(record, dict):
@@ -111,9 +119,7 @@ def task_update(record: Any) -> TaskUpdate:
     task_id = record.get("taskId")
     if status is None or task_id is None:
         raise TowerRequestInvalid(f"a task needs taskId and a known status, not {record.get('status')!r}")
-    exit_code = _int(record.get("exit"))
-    if exit_code == NEXTFLOW_UNKNOWN_EXIT_STATUS:
-        exit_code = None  # not completed, or completed without an exit file (a lost VM): not a code
+    exit_code, preempted = task_exit(status, _int(record.get("exit")))
     price = record.get("priceModel")
     return TaskUpdate(
         task_id=str(task_id),
@@ -122,7 +128,7 @@ def task_update(record: Any) -> TaskUpdate:
         process=_text(record.get("process"), 255),
         name=_text(record.get("name"), 255),
         tag=_text(record.get("tag"), 255),
-        exit_code=exit_code if status in ("succeeded", "failed", "cached", "aborted") else None,
+        exit_code=exit_code,
         submitted_at=_time(record.get("submit")),
         started_at=_time(record.get("start")),
         completed_at=_time(record.get("complete")),
@@ -131,7 +137,7 @@ def task_update(record: Any) -> TaskUpdate:
         machine_type=_text(record.get("machineType"), 64),
         zone=_text(record.get("cloudZone"), 64),
         spot=None if price is None else price == "spot",
-        preempted=True if exit_code == SPOT_PREEMPTED_EXIT_CODE else None,
+        preempted=preempted,
         native_id=_text(record.get("nativeId"), 256),
         work_dir=_text(record.get("workdir"), 1024),
         extra={k: record[k] for k in _EXTRA if record.get(k) is not None},

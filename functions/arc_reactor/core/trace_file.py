@@ -14,9 +14,8 @@ import io
 from datetime import UTC, datetime
 from typing import Any
 
-from arc_reactor.core.batch_policy import NEXTFLOW_UNKNOWN_EXIT_STATUS, SPOT_PREEMPTED_EXIT_CODE
 from arc_reactor.core.tasks import TaskUpdate
-from arc_reactor.core.tower import STATUSES
+from arc_reactor.core.tower import STATUSES, task_exit
 
 TRACE_FIELDS = (
     "task_id", "hash", "native_id", "process", "tag", "name", "status", "exit", "attempt", "submit", "start",
@@ -64,18 +63,16 @@ def parse_trace(text: str) -> list[TaskUpdate]:
         task_id = _value(row, "task_id")
         if status is None or task_id is None:
             continue  # a line Nextflow writes for a status we do not track
-        exit_code = _int(row, "exit")
-        if exit_code == NEXTFLOW_UNKNOWN_EXIT_STATUS:
-            exit_code = None
+        exit_code, preempted = task_exit(status, _int(row, "exit"))
         extra: dict[str, Any] = {k: v for k in ("hash", "realtime") if (v := _value(row, k)) is not None}
         out.append(
             TaskUpdate(
                 task_id=task_id, status=status, attempt=_int(row, "attempt") or 1,
                 process=_value(row, "process"), name=_value(row, "name"), tag=_value(row, "tag"),
-                exit_code=exit_code if status != "running" else None,
+                exit_code=exit_code,
                 submitted_at=_time(row, "submit"), started_at=_time(row, "start"),
                 completed_at=_time(row, "complete"), cpus=_int(row, "cpus"), memory_bytes=_int(row, "memory"),
-                preempted=True if exit_code == SPOT_PREEMPTED_EXIT_CODE else None,
+                preempted=preempted,
                 native_id=_value(row, "native_id"), work_dir=_value(row, "workdir"), extra=extra,
             )
         )  # fmt: skip
