@@ -10,6 +10,7 @@ import re
 import sys
 import tarfile
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -32,7 +33,7 @@ ACTIVE_STATUSES = ("pending", "submitted", "running")
 RUN_ID_PREFIX = re.compile(r"r[0-9a-z]{2,17}")
 MAX_BULK_CANCEL = 500
 DUMP_CAP = 100_000  # items of each kind a dump takes
-MAX_RESULT_PAGES = 1000  # 500 files each
+MAX_PAGES = 1000  # pages any listing follows at most
 
 
 def _client(args: argparse.Namespace) -> ApiClient:
@@ -120,13 +121,11 @@ def _paged_table(
 ) -> int:
     """GET `path` page after page (up to --limit items of `key`), then print them as JSON or a table."""
     items: list[dict[str, Any]] = []
-    while len(items) < args.limit:
-        page = client.call("GET", path, params={k: v for k, v in params.items() if v is not None})
+    for page in _pages(client, path, params):
         items.extend(page[key])
-        if not page.get("next_page_token"):
+        if len(items) >= args.limit:
             break
-        params["page_token"] = page["next_page_token"]
-    items = items[: args.limit]
+    items = items[: max(args.limit, 0)]
     if args.json:
         _print_json(items)
         return 0
@@ -134,6 +133,18 @@ def _paged_table(
     for item in items:
         print("  ".join(_cell(item, name, width) for name, width in columns).rstrip())
     return 0
+
+
+def _pages(client: ApiClient, path: str, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The pages of a paged GET (parameters that are None left out), following next_page_token for at
+    most MAX_PAGES pages; the caller stops early when it has enough."""
+    query = {k: v for k, v in params.items() if v is not None}
+    for _ in range(MAX_PAGES):
+        page: dict[str, Any] = client.call("GET", path, params=query)
+        yield page
+        if not page.get("next_page_token"):
+            return
+        query["page_token"] = page["next_page_token"]
 
 
 def describe_progress(progress: dict[str, Any]) -> str:
@@ -232,13 +243,11 @@ def _download(url: str, dest: Path) -> int:
 def cmd_results(args: argparse.Namespace) -> int:
     """List a run's results; --download DIR fetches them, page by page while their URLs are fresh."""
     client = _client(args)
-    params: dict[str, Any] = {"page_size": 500}
     root = Path(args.download) if args.download else None
     listed: list[dict[str, Any]] = []
     fetched = total = 0
     page: dict[str, Any] = {}
-    for _ in range(MAX_RESULT_PAGES):
-        page = client.call("GET", f"/runs/{args.run_id}/results", params=params)
+    for page in _pages(client, f"/runs/{args.run_id}/results", {"page_size": 500}):
         listed.extend(page["files"])
         for entry in page["files"] if root else []:
             dest = _safe_destination(root, entry["path"])  # type: ignore[arg-type]
@@ -247,9 +256,6 @@ def cmd_results(args: argparse.Namespace) -> int:
                 continue
             total += _download(entry["url"], dest)
             fetched += 1
-        if not page.get("next_page_token"):
-            break
-        params["page_token"] = page["next_page_token"]
     if args.json:
         _print_json(
             {k: v for k, v in page.items() if k not in ("files", "next_page_token")} | {"files": listed}
@@ -275,12 +281,10 @@ def _selected(client: ApiClient, args: argparse.Namespace) -> list[dict[str, Any
         "page_size": 100,
     }
     found: list[dict[str, Any]] = []
-    while len(found) <= MAX_BULK_CANCEL:
-        page = client.call("GET", "/runs", params={k: v for k, v in params.items() if v is not None})
+    for page in _pages(client, "/runs", params):
         found.extend(page["runs"])
-        if not page.get("next_page_token"):
+        if len(found) > MAX_BULK_CANCEL:
             break
-        params["page_token"] = page["next_page_token"]
     if len(found) > MAX_BULK_CANCEL:
         raise CliError(
             f"the filters select more than {MAX_BULK_CANCEL} runs: narrow them (--label, --pipeline)"
@@ -344,13 +348,10 @@ def cmd_why(args: argparse.Namespace) -> int:
 def _all_pages(client: ApiClient, path: str, key: str, cap: int) -> list[Any]:
     """Every item of a paged GET, up to `cap`."""
     items: list[Any] = []
-    params: dict[str, Any] = {}
-    while len(items) < cap:
-        page = client.call("GET", path, params=params)
+    for page in _pages(client, path, {}):
         items.extend(page[key])
-        if not page.get("next_page_token") or not page[key]:
+        if len(items) >= cap or not page[key]:
             break
-        params["page_token"] = page["next_page_token"]
     return items[:cap]
 
 
