@@ -9,6 +9,8 @@ import requests
 from flow import upload_demo_data
 from test_runs_api import demo_body, transition
 
+from arc_reactor.adapters import runs_repo
+
 pytestmark = pytest.mark.integration
 
 
@@ -72,8 +74,16 @@ def test_every_transition_in_order_then_end_for_many_clients_with_one_poll_per_i
     for t in threads:
         t.start()
     time.sleep(0.8)  # every client connected and caught up; heartbeats flow meanwhile
+    rule = {"name": "stats", "succeeded": 1, "pending": 2}
+    runs_repo.set_progress(engine, run["id"], {"source": "snakemake", "processes": [rule], **rule}, 1000)
     for status in ("running", "cancelling", "cancelled"):
         transition(engine, run["id"], status)
+        if status == "running":
+            time.sleep(0.3)
+            done = {**rule, "succeeded": 3, "pending": 0}
+            runs_repo.set_progress(
+                engine, run["id"], {"source": "snakemake", "processes": [done], **done}, 2000
+            )
         time.sleep(0.2)
     for t in threads:
         t.join(timeout=15)
@@ -88,6 +98,10 @@ def test_every_transition_in_order_then_end_for_many_clients_with_one_poll_per_i
         assert ids == sorted(ids)
         first = next(d for e, _, d, c in messages if e == "transition")
         assert {"id", "created_at", "source", "from_status", "detail"} <= set(first)
+        progress = [
+            (d["done"], d["total"], d["processes"][0]["done"]) for e, _, d, _ in messages if e == "progress"
+        ]
+        assert progress == [(1, 3, 1), (3, 3, 3)], messages  # each report once, in its own event type
     # One poll per interval for all six clients: far fewer than six per interval.
     assert polls <= elapsed / 0.1 + 3, (polls, elapsed)
 
@@ -96,14 +110,17 @@ def test_last_event_id_resumes_and_a_finished_run_replays_then_ends(served, engi
     base, session = served
     run = session.post(f"{base}/runs", json=demo_body(), timeout=30).json()
     transition(engine, run["id"], "running")
+    runs_repo.set_progress(engine, run["id"], {"source": "snakemake", "failed": 1, "succeeded": 2}, 1000)
     transition(engine, run["id"], "failed", error_code="pipeline_error")
     everything = read_stream(session, f"{base}/runs/{run['id']}/events")
+    assert [e for e, *_ in everything[-2:]] == ["progress", "end"]  # a finished run: its last counts
+    assert (everything[-2][2]["failed"], everything[-2][2]["total"]) == (1, 3)
     ids = {d["to_status"]: i for e, i, d, _ in everything if e == "transition"}
     after = read_stream(session, f"{base}/runs/{run['id']}/events", {"Last-Event-ID": str(ids["submitted"])})
     assert [d["to_status"] for e, _, d, _ in after if e == "transition"] == ["running", "failed"]
     assert after[-1][0] == "end"
     query = read_stream(session, f"{base}/runs/{run['id']}/events?last_event_id={ids['failed']}")
-    assert [m[0] for m in query] == ["end"]
+    assert [m[0] for m in query] == ["progress", "end"]  # the counts carry no id: sent on every connect
     bad = session.get(f"{base}/runs/{run['id']}/events", headers={"Last-Event-ID": "x"}, timeout=5)
     assert bad.status_code == 400
     assert session.get(f"{base}/runs/r000000000000000000/events", timeout=5).status_code == 404

@@ -130,6 +130,21 @@ def test_poll_events_merges_cursor_reads_with_the_window_and_gives_the_tables_to
         runs_repo.poll_events(engine, {"a,b": 0})
 
 
+def test_the_same_poll_reads_the_progress_newer_than_each_runs_cursor(engine):
+    a, b, c = "r0progress000000a", "r0progress000000b", "r0progress000000c"
+    for rid in (a, b, c):
+        runs_repo.insert_run(engine, run_row(rid))
+    runs_repo.set_progress(engine, a, {"succeeded": 1}, 2000)
+    runs_repo.set_progress(engine, b, {"succeeded": 2}, 1000)
+    got = runs_repo.poll_events(engine, {}, progress_after={a: 0, b: 1000, c: 0})
+    assert got.rows == [] and got.progress == {a: {"succeeded": 1, "instant": 2000}}  # b: seen; c: none
+    assert not runs_repo.set_progress(engine, a, {"succeeded": 0}, 1500)  # older: kept out
+    runs_repo.set_progress(engine, b, {"succeeded": 3}, 3000)
+    assert runs_repo.poll_events(engine, {}, progress_after={a: 2000, b: 1000}).progress == {
+        b: {"succeeded": 3, "instant": 3000}
+    }
+
+
 def test_a_run_is_found_by_a_prefix_of_its_id_or_by_its_name_from_an_index(engine):
     for rid, name in (
         ("r0findab0000000001", "atlas"),

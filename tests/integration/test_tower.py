@@ -113,6 +113,8 @@ def test_a_run_reported_by_nextflow_fills_the_ledger_and_the_progress(api, engin
     stored = runs_repo.get_run(engine, run_id).progress
     assert (stored["failed"], stored["retries"], stored["instant"]) == (1, 1, 1733566600000)  # the latest
     assert stored["processes"][0]["name"] == "NFCORE_SCRNASEQ:FASTQC"
+    assert (stored["total"], stored["done"], stored["processes"][0]["cached"]) == (3, 1, 1)
+    assert "loadCpus" not in stored and "terminated" not in stored["processes"][0]  # only the counts
 
     beat = api.put(
         f"{base}/heartbeat", headers=auth, json={"progress": progress(1, 0, 1), "instant": 1733566500000}

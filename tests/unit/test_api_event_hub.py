@@ -1,6 +1,7 @@
 """The SSE hub (one poll per interval for every watcher in the process), the stream's text, and the CLI's
 SSE parser reading it back."""
 
+import json
 import threading
 import time
 from datetime import UTC, datetime
@@ -25,14 +26,21 @@ class Table:
         self.rows = rows
         self.calls = []
         self.hidden = set()
+        self.progress = {}  # run id -> its progress document
+        self.progress_asked = []
 
-    def __call__(self, fresh, watched, since, limit):
+    def __call__(self, fresh, watched, since, *, limit, progress_after):
         self.calls.append((dict(fresh), list(watched), since))
+        self.progress_asked.append(dict(progress_after))
         rows = [r for r in self.rows if r["id"] not in self.hidden]
         by_cursor = [r for r in rows if r["run_id"] in fresh and r["id"] > fresh[r["run_id"]]]
         windowed = [r for r in rows if since is not None and r["id"] > since and r["run_id"] in watched]
         found = sorted({r["id"]: r for r in by_cursor + windowed}.values(), key=lambda r: r["id"])[:limit]
-        return EventPoll(found, max((r["id"] for r in rows), default=None))
+        newer = {
+            rid: doc for rid, doc in self.progress.items() if rid in progress_after
+            and doc["instant"] > progress_after[rid]
+        }  # fmt: skip
+        return EventPoll(found, max((r["id"] for r in rows), default=None), newer)
 
 
 def _quiet(hub, subs):
@@ -122,7 +130,7 @@ def test_the_poller_runs_only_while_someone_watches_and_polls_once_per_interval(
 def test_a_failing_database_does_not_kill_the_poller():
     from arc_reactor.errors import TransientError
 
-    def down(fresh, watched, since, limit):
+    def down(fresh, watched, since, *, limit, progress_after):
         raise TransientError("database unavailable")
 
     hub = sse.EventHub(down, interval=60)
@@ -168,3 +176,34 @@ def test_the_cli_parser_reads_what_the_server_writes():
     assert [m.event for m in messages] == ["transition", "comment", "end", "message"]
     assert messages[0].id == "3" and '"to_status": "running"' in messages[0].data
     assert messages[-1] == SseMessage("message", "a\nb", "3")
+
+
+def test_progress_goes_to_each_watcher_once_per_newer_report_without_an_event_id():
+    table = Table([_row(1)])
+    table.progress["r1"] = {"source": "snakemake", "succeeded": 1, "pending": 4, "instant": 1000}
+    hub = sse.EventHub(table, interval=60)
+    a = _quiet(hub, hub.subscribe("r1", 1))
+    hub.poll_once()
+    b = hub.subscribe("r1", 1)  # a later watcher is sent the latest counts at its first poll
+    hub.poll_once()
+    assert table.progress_asked[-1] == {"r1": 0}  # the run's oldest progress cursor
+    got = [a.queue.get_nowait() for _ in range(a.queue.qsize())]
+    assert [item["kind"] for item in got] == ["progress"] and b.queue.qsize() == 1
+    hub.poll_once()
+    assert a.queue.qsize() == 0 and b.queue.qsize() == 1  # nothing newer: nothing more
+    table.progress["r1"] = {**table.progress["r1"], "succeeded": 2, "pending": 3, "instant": 2000}
+    hub.poll_once()
+    assert a.queue.get_nowait()["progress"]["succeeded"] == 2
+    message = sse.sse_event(got[0])
+    assert message.startswith("event: progress\ndata: ") and "\nid:" not in message
+    parsed = list(iter_sse(message.splitlines()))
+    assert parsed[0].event == "progress" and parsed[0].id in (None, "")
+    data = json.loads(parsed[0].data)
+    assert (data["run_id"], data["done"], data["total"], data["at"]) == (
+        "r1",
+        1,
+        5,
+        "1970-01-01T00:00:01+00:00",
+    )
+    hub.unsubscribe(a)
+    hub.unsubscribe(b)

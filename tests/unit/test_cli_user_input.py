@@ -77,7 +77,8 @@ def test_a_runs_duration_is_from_its_start_to_its_end_or_now() -> None:
 def test_progress_is_told_in_a_line() -> None:
     from arc_reactor.cli.runs import describe_progress
 
-    assert describe_progress({"source": "snakemake", "succeeded": 4, "total": 5}) == "4 of 5 tasks done"
+    assert describe_progress({"source": "snakemake", "succeeded": 4, "pending": 1}) == "4 of 5 tasks done"
     counts = {"succeeded": 10, "cached": 3, "running": 2, "failed": 1, "retries": 1, "pending": 0}
-    assert describe_progress(counts) == "10 succeeded, 3 cached, 2 running, 1 failed, 1 retries"
+    assert describe_progress(counts) == "13 of 16 tasks done (3 cached), 2 running, 1 failed, 1 retried"
     assert describe_progress({"source": "nextflow"}) == "no task yet"
+    assert describe_progress({"succeeded": "x", "running": -3, "cached": True}) == "no task yet"

@@ -10,7 +10,7 @@ import json
 import logging
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ParamSpec, TypeVar
 
@@ -485,6 +485,7 @@ class EventPoll:
 
     rows: list[Row]
     top: int | None
+    progress: dict[str, dict[str, Any]] = field(default_factory=dict)  # run id -> a newer progress document
 
 
 @_fresh_on_stale
@@ -493,7 +494,9 @@ def poll_events(
     fresh: Mapping[str, int],
     watched: Collection[str] = (),
     since: int | None = None,
+    *,
     limit: int = 1000,
+    progress_after: Mapping[str, int] | None = None,
 ) -> EventPoll:
     """The SSE hub's one statement per interval: new events of the runs a process watches, in id order.
 
@@ -504,8 +507,12 @@ def poll_events(
     runs are watched. The ids go in as one comma-joined text each (pg8000 encodes an array parameter
     element by element in Python, which was most of a 200-run poll's cost), split once into a hashed set
     (as `= ANY(string_to_array(...))` in a prepared statement's generic plan, the text was split again for
-    every row of the window)."""
-    for run_id in (*fresh, *watched):
+    every row of the window).
+
+    The same statement reads the progress documents of the runs in `progress_after` (run id -> the
+    `instant` of the last one given) that are newer: one primary-key probe per watched run."""
+    progress_after = progress_after or {}
+    for run_id in (*fresh, *watched, *progress_after):
         if "," in run_id:
             raise ValueError(f"{run_id!r} is not a run id")
     params = {
@@ -514,13 +521,14 @@ def poll_events(
         "ids": ",".join(watched),
         "since": since,
         "limit": limit,
+        "p_ids": ",".join(progress_after),
+        "p_afters": ",".join(str(int(after)) for after in progress_after.values()),
     }
     with _reading(engine) as conn:
         found = conn.execute(_POLL_EVENTS, params).mappings().all()
-    if not found:  # an empty run_events
-        return EventPoll([], None)
     rows = [{c: r[c] for c in _EVENT_COLUMNS} for r in found if r["id"] is not None]
-    return EventPoll(rows, found[0]["top"])
+    progress = found[0]["progress"] if found else None
+    return EventPoll(rows, found[0]["top"] if found else None, progress or {})
 
 
 def events_after(engine: Engine, cursors: Mapping[str, int], limit: int = 1000) -> list[Row]:
@@ -531,7 +539,15 @@ def events_after(engine: Engine, cursors: Mapping[str, int], limit: int = 1000) 
 _EVENT_COLUMNS = tuple(run_events.c.keys())
 _POLL_EVENTS = text(
     """
-    SELECT h.top, e.* FROM (SELECT max(id) AS top FROM run_events) AS h
+    SELECT h.top, h.progress, e.* FROM (
+        SELECT (SELECT max(id) FROM run_events) AS top, (
+            SELECT json_object_agg(r.id, r.progress) FROM unnest(
+                string_to_array(:p_ids, ','), CAST(string_to_array(:p_afters, ',') AS bigint[])
+            ) AS p(run_id, after_instant)
+            JOIN runs r ON r.id = p.run_id
+            WHERE CAST(r.progress ->> 'instant' AS bigint) > p.after_instant
+        ) AS progress
+    ) AS h
     LEFT JOIN LATERAL (
         SELECT * FROM (
             SELECT c.* FROM unnest(
@@ -547,8 +563,7 @@ _POLL_EVENTS = text(
               AND ev.run_id IN (SELECT unnest(string_to_array(:ids, ',')))
         ) AS u
         ORDER BY u.id LIMIT :limit
-    ) AS e ON true
-    WHERE h.top IS NOT NULL
+    ) AS e ON h.top IS NOT NULL
     ORDER BY e.id
     """
 )

@@ -11,6 +11,7 @@ from arc_reactor.api import listing, results, run_logs, tasks
 from arc_reactor.api.views import DERIVED_FIELDS, EVENT_FIELDS, RUN_FIELDS, SUMMARY_FIELDS
 from arc_reactor.core.engines import ENGINE_NAMES
 from arc_reactor.core.ids import RUN_ID_RE
+from arc_reactor.core.progress import COUNTS
 from arc_reactor.core.status import RunStatus
 
 STR: dict[str, Any] = {"type": "string"}
@@ -36,7 +37,7 @@ B64: dict[str, Any] = {
 SSE_EVENT: dict[str, Any] = {
     "type": "object",
     "properties": {
-        "event": {"enum": ["transition", "conflict", "note", "end"]},
+        "event": {"enum": ["transition", "conflict", "note", "progress", "end"]},
         "id": {"type": "string", "pattern": "^[0-9]+$"},
         "data": {"type": "string", "contentMediaType": "application/json"},
         "retry": {"type": "integer"},
@@ -81,8 +82,16 @@ _RUN_TYPES: dict[str, dict[str, Any]] = {
     "metrics": {"type": ["object", "null"]},
     "progress": {
         "type": ["object", "null"],
-        "description": "the engine's latest task counts: totals and per process (Nextflow), or done/total "
-        "(Snakemake); the task ledger is GET /runs/{id}/tasks",
+        "description": "the engine's latest task counts, for the run and per process (Nextflow) or rule "
+        "(Snakemake): total, done (succeeded + cached) and one count per task status; the task ledger is "
+        "GET /runs/{id}/tasks, and the SSE stream sends each new one as a `progress` event",
+        "properties": {
+            "source": {"type": "string"},
+            "at": OPT_TIME,
+            **{k: {"type": "integer", "minimum": 0} for k in (*COUNTS, "total", "done")},
+            "processes": {"type": "array", "items": {"type": "object", "required": ["name", "total"]}},
+        },
+        "required": ["total", "done", "processes"],
     },
     "is_recovery": {"type": "boolean"},
 }

@@ -6,11 +6,16 @@ comment line is sent as a heartbeat every HEARTBEAT_S; after a terminal transiti
 and the stream closes. A stream also closes after STREAM_MAX_S (under the function's request timeout), and
 the client reconnects with Last-Event-ID as EventSource does.
 
+The run's task progress (core/progress.py, api/views.progress_view) is sent as `event: progress` with no
+id, whenever the engine has reported newer counts, at most once a poll interval. Engines report progress
+every few seconds, so it is not kept as run_events rows (those tell the run's story, and the newest of them
+are shown with the run); a client that connects or reconnects is sent the latest counts at once.
+
 One EventHub per process polls the database ONCE per interval for every run watched in the process (one
 statement: runs that just got a watcher after their own cursors, the others from the events the table
-gained since the poll window began) and fans the rows out to the subscribers' queues, so the database load
-does not grow with the number of clients or of watched runs. The poller thread runs only while someone is
-watching.
+gained since the poll window began, and the watched runs' newer progress) and fans the rows out to the
+subscribers' queues, so the database load does not grow with the number of clients or of watched runs.
+The poller thread runs only while someone is watching.
 """
 
 from __future__ import annotations
@@ -23,13 +28,13 @@ import time
 from collections import deque
 from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import flask
 
 from arc_reactor.api.auth import require_reader
 from arc_reactor.api.http import Call, bad_request, dumps
-from arc_reactor.api.views import event_view
+from arc_reactor.api.views import event_view, progress_view
 from arc_reactor.core.status import is_terminal
 from arc_reactor.errors import ArcError
 
@@ -52,7 +57,14 @@ _EVENT_ID = re.compile(r"^\d{1,18}$")
 LOOKBACK_POLLS = 5
 RESYNC_POLLS = 60
 
-Fetch = Callable[[Mapping[str, int], Collection[str], int | None, int], "EventPoll"]
+
+class Fetch(Protocol):
+    """runs_repo.poll_events bound to an engine."""
+
+    def __call__(
+        self, fresh: Mapping[str, int], watched: Collection[str], since: int | None, *, limit: int,
+        progress_after: Mapping[str, int],
+    ) -> EventPoll: ...  # fmt: skip
 
 
 @dataclass(eq=False)
@@ -61,6 +73,7 @@ class Subscription:
 
     run_id: str
     cursor: int
+    progress_at: int = 0  # the `instant` of the last progress document given
     queue: queue.SimpleQueue[dict[str, Any]] = field(default_factory=queue.SimpleQueue)
 
 
@@ -105,26 +118,32 @@ class EventHub:
         with self._lock:
             return len(self._subs)
 
-    def _request(self) -> tuple[set[Subscription], dict[str, int], list[str], int | None]:
+    def _request(self) -> tuple[set[Subscription], dict[str, int], list[str], int | None, dict[str, int]]:
         """This poll's question: the subscriptions read after their own cursors (all of them when there is
-        no window yet or a resync is due), those runs' lowest cursors, and the windowed runs and start."""
+        no window yet or a resync is due), those runs' lowest cursors, the windowed runs and start, and
+        each watched run's oldest progress instant."""
         full = not self._tops or self._windowed >= RESYNC_POLLS
         cursor_read = set(self._subs) if full else set(self._fresh)
         cursors: dict[str, int] = {}
         for sub in cursor_read:
             cursors[sub.run_id] = min(sub.cursor, cursors.get(sub.run_id, sub.cursor))
+        progress: dict[str, int] = {}
+        for sub in self._subs:
+            progress[sub.run_id] = min(sub.progress_at, progress.get(sub.run_id, sub.progress_at))
         if full:
-            return cursor_read, cursors, [], None
-        return cursor_read, cursors, sorted({sub.run_id for sub in self._subs}), self._tops[0]
+            return cursor_read, cursors, [], None, progress
+        return cursor_read, cursors, sorted({sub.run_id for sub in self._subs}), self._tops[0], progress
 
     def poll_once(self) -> int:
         """One database poll for every watched run; returns how many rows it read."""
         with self._lock:
             if not self._subs:
                 return 0
-            cursor_read, cursors, watched, since = self._request()
+            cursor_read, cursors, watched, since, progress = self._request()
         try:
-            found: EventPoll | None = self.fetch(cursors, watched, since, POLL_LIMIT)
+            found: EventPoll | None = self.fetch(
+                cursors, watched, since, limit=POLL_LIMIT, progress_after=progress
+            )
         except ArcError as exc:  # the database is down: the streams wait, bounded by their lifetime
             log.warning("event poll failed: %s", exc, extra={"event": "sse_poll_failed"})
             found = None
@@ -146,6 +165,12 @@ class EventHub:
                     if row["id"] > sub.cursor:
                         sub.cursor = row["id"]
                         sub.queue.put(row)
+            for run_id, doc in (found.progress if found is not None else {}).items():
+                instant = _instant(doc)
+                for sub in by_run.get(run_id, ()):
+                    if instant > sub.progress_at:
+                        sub.progress_at = instant
+                        sub.queue.put({"kind": "progress", "run_id": run_id, "progress": doc})
         return len(rows)
 
     def _run(self) -> None:
@@ -159,8 +184,15 @@ class EventHub:
             time.sleep(self.interval)
 
 
+def _instant(doc: Mapping[str, Any]) -> int:
+    value = doc.get("instant")
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
 def sse_event(row: Mapping[str, Any]) -> str:
-    """One run_events row as an SSE message."""
+    """One run_events row (or a progress item of the hub's) as an SSE message."""
+    if row["kind"] == "progress":
+        return f"event: progress\ndata: {dumps(progress_view(row['run_id'], row['progress']))}\n\n"
     return f"id: {row['id']}\nevent: {row['kind']}\ndata: {dumps(event_view(row))}\n\n"
 
 
@@ -197,13 +229,18 @@ def stream(
         hub.unsubscribe(sub)
 
 
-def _finished(call: Call, run_id: str, after_id: int, status: str) -> Iterator[str]:
-    """A run that had already ended when the client connected: what it has not seen, then `end`."""
+def _finished(
+    call: Call, run_id: str, after_id: int, status: str, progress: Mapping[str, Any] | None
+) -> Iterator[str]:
+    """A run that had already ended when the client connected: what it has not seen, its last progress,
+    then `end`."""
     yield f"retry: {RETRY_MS}\n\n"
     while rows := call.deps.runs.list_events(run_id, after_id=after_id, limit=POLL_LIMIT):
         for row in rows:
             yield sse_event(row)
         after_id = int(rows[-1]["id"])
+    if progress:
+        yield sse_event({"kind": "progress", "run_id": run_id, "progress": progress})
     yield _end(run_id, status)
 
 
@@ -225,7 +262,7 @@ def events(call: Call) -> Any:
     run = call.deps.runs.get_run(run_id)
     require_reader(call.deps.settings, call.caller, run)
     if is_terminal(run["status"]):
-        body = _finished(call, run_id, after, str(run["status"]))
+        body = _finished(call, run_id, after, str(run["status"]), run["progress"])
     else:
         body = stream(call.deps.event_hub, run_id, after)
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}

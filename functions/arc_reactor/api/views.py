@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from arc_reactor.core.labels import label_changes
+from arc_reactor.core.progress import normalize
 from arc_reactor.core.run_record import RunRecord
 
 RUN_FIELDS = (
@@ -58,7 +60,27 @@ def run_view(row: RunRecord) -> dict[str, Any]:
     view["batch_labels"] = view["batch_labels"] or {}
     view["labels_changed"] = label_changes(view["labels"])
     view["params"] = view["params"] or {}
+    if view["progress"]:
+        view["progress"] = progress_counts(view["progress"])
     return view
+
+
+def progress_counts(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored progress document as the API shows it: every count (core/progress.py) and when the
+    engine reported it (`at`)."""
+    processes = doc.get("processes")
+    view = normalize(str(doc.get("source") or ""), doc, processes if isinstance(processes, list) else [])
+    instant = doc.get("instant")
+    if isinstance(instant, int) and not isinstance(instant, bool) and 0 < instant < 10**14:
+        view["at"] = datetime.fromtimestamp(instant / 1000, UTC).isoformat()
+    else:
+        view["at"] = None
+    return view
+
+
+def progress_view(run_id: str, doc: Mapping[str, Any]) -> dict[str, Any]:
+    """A run's progress as its SSE stream sends it."""
+    return {"run_id": run_id, **progress_counts(doc)}
 
 
 def locations(row: RunRecord) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from arc_reactor.cli.client import ApiClient, CliError, load_user_yaml, read_use
 from arc_reactor.cli.submit import print_warnings
 from arc_reactor.cli.watch import watch_to_end
 from arc_reactor.core.ids import is_run_id
+from arc_reactor.core.progress import describe as describe_progress
 
 LIST_COLUMNS = (
     ("id", 19), ("status", 10), ("pipeline", 22), ("created_at", 19), ("duration", 9), ("submitter", 24),
@@ -145,14 +146,6 @@ def _pages(client: ApiClient, path: str, params: dict[str, Any]) -> Iterator[dic
         if not page.get("next_page_token"):
             return
         query["page_token"] = page["next_page_token"]
-
-
-def describe_progress(progress: dict[str, Any]) -> str:
-    """A run's task counts in a line: "4 of 5 tasks done" (Snakemake) or Nextflow's per-status counts."""
-    if "total" in progress:
-        return f"{progress.get('succeeded', 0)} of {progress['total']} tasks done"
-    keys = ("succeeded", "cached", "running", "submitted", "pending", "failed", "retries")
-    return ", ".join(f"{progress[k]} {k}" for k in keys if progress.get(k)) or "no task yet"
 
 
 def show_run(run: dict[str, Any]) -> None:

@@ -1,7 +1,10 @@
 """`arc runs watch`: follow a run's events over SSE until it ends, with a live status line on a terminal.
 
 A reader thread turns the stream into messages on a queue; the main loop prints each status change as a
-line and, on a terminal, redraws one status line (status, elapsed time) every second. When the server closes
+line and, on a terminal, redraws a block under them every second: one progress bar per process or rule
+(from the stream's `progress` events) and the status line (status, elapsed time, tasks done). Written to
+a file or a pipe, the watch prints the progress as a line instead, when it changed and at most every
+PROGRESS_EVERY_S. When the server closes
 the stream before the run ends (its stream lifetime), the watch reconnects with Last-Event-ID. Everything is
 bounded by --timeout.
 """
@@ -19,9 +22,14 @@ from typing import Any, TextIO
 import requests
 
 from arc_reactor.cli.client import ApiClient, CliError, SseMessage, iter_sse
+from arc_reactor.core.progress import counts
+from arc_reactor.core.progress import describe as describe_progress
 
 TERMINAL = frozenset({"completed", "failed", "cancelled"})
 MAX_RECONNECTS = 100
+PROGRESS_EVERY_S = 10.0
+BAR_WIDTH = 24
+MAX_BARS = 12  # more processes than that: the busiest ones, and a line saying how many are left out
 _CLOSED = SseMessage("closed", "")
 
 
@@ -56,6 +64,39 @@ def describe(event: dict[str, Any]) -> str | None:
     return None
 
 
+def bar(record: dict[str, Any], width: int = BAR_WIDTH) -> str:
+    """One process's bar: done (█), running or submitted (▒), failed (✗), to do (·); then its counts."""
+    c = counts(record)
+    total = max(c["total"], 1)
+    done = c["done"] * width // total
+    failed = min((c["failed"] + c["aborted"]) * width // total, width - done)
+    active = min((c["running"] + c["submitted"]) * width // total, width - done - failed)
+    cells = "█" * done + "✗" * failed + "▒" * active
+    line = f"[{cells.ljust(width, '·')}] {c['done']:>4}/{c['total']:<4}"
+    notes = [f"{c[k]} {k}" for k in ("cached", "running", "failed") if c[k]]
+    return line + (f"  {', '.join(notes)}" if notes else "")
+
+
+def _settled(record: dict[str, Any]) -> bool:
+    c = counts(record)
+    return c["done"] >= c["total"] and not c["failed"]
+
+
+def bars(progress: dict[str, Any], width: int = BAR_WIDTH) -> list[str]:
+    """A bar per process (the unfinished and failing ones first when they do not all fit)."""
+    processes = [p for p in progress.get("processes") or [] if isinstance(p, dict) and p.get("name")]
+    if len(processes) > MAX_BARS:
+        order = sorted(
+            processes, key=lambda p: counts(p)["done"] >= counts(p)["total"] and not p.get("failed")
+        )
+        shown = order[:MAX_BARS]
+        processes = [p for p in processes if any(p is q for q in shown)]
+    name_width = min(max((len(str(p["name"])) for p in processes), default=0), 40)
+    lines = [f"  {str(p['name'])[-name_width:]:<{name_width}} {bar(p, width)}" for p in processes]
+    left_out = len(progress.get("processes") or []) - len(processes)
+    return lines + ([f"  … and {left_out} more (arc runs tasks)"] if left_out > 0 else [])
+
+
 class Watcher:
     """State of one watch: the last event id and status, and where the display goes."""
 
@@ -64,23 +105,53 @@ class Watcher:
         self.last_id: str | None = None
         self.status = "?"
         self.started = time.monotonic()
+        self.progress: dict[str, Any] | None = None
+        self.drawn = 0  # lines of the live block above its status line
+        self.told: tuple[str, float] = ("", 0.0)  # the progress line last printed (not live), and when
+
+    def _clear(self) -> None:
+        """Wipe the live block (bars and status line) so lines can be printed where it was."""
+        self.out.write("\r" + (f"\x1b[{self.drawn}A" if self.drawn else "") + "\x1b[J")
+        self.drawn = 0
 
     def _line(self, text: str) -> None:
-        self.out.write(("\r\x1b[2K" if self.live else "") + text + "\n")
+        if self.live:
+            self._clear()
+        self.out.write(text + "\n")
         self.out.flush()
 
     def _status_line(self) -> None:
         if self.live:
+            self._clear()
+            above = bars(self.progress) if self.progress else []
+            for line in above:
+                self.out.write(line + "\n")
+            self.drawn = len(above)
             elapsed = int(time.monotonic() - self.started)
-            self.out.write(f"\r\x1b[2K  ● {self.status:<11} {elapsed // 60:02d}:{elapsed % 60:02d}")
+            tasks = f"  {describe_progress(self.progress)}" if self.progress else ""
+            self.out.write(f"  ● {self.status:<11} {elapsed // 60:02d}:{elapsed % 60:02d}{tasks}")
             self.out.flush()
+
+    def _on_progress(self, progress: dict[str, Any], final: bool = False) -> None:
+        self.progress = progress
+        if self.live:
+            return
+        line, when = describe_progress(progress), time.monotonic()
+        if line != self.told[0] and (final or when - self.told[1] >= PROGRESS_EVERY_S):
+            self.told = (line, when)
+            self._line(f"  {_stamp(progress.get('at'))}  progress    {line}")
 
     def _handle(self, message: SseMessage) -> str | None:
         """Apply one message; the final status once the stream says the run ended."""
         if message.id:
             self.last_id = message.id
         if message.event == "end":
+            if self.progress is not None:
+                self._on_progress(self.progress, final=True)
             return str(json.loads(message.data).get("status"))
+        if message.event == "progress":
+            self._on_progress(json.loads(message.data))
+            return None
         if message.event in ("transition", "conflict", "note"):
             event = json.loads(message.data)
             if event.get("kind") == "transition" and event.get("to_status"):
@@ -119,7 +190,8 @@ class Watcher:
             final = self._one_stream(deadline)
             if final is not None:
                 if self.live:
-                    self.out.write("\r\x1b[2K")
+                    self._clear()
+                    self.out.write("".join(f"{line}\n" for line in bars(self.progress or {})))
                 return final
             sleep(1.0)  # the server ended the stream (lifetime) or the connection dropped: resume
         if self.status in TERMINAL:

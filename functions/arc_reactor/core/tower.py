@@ -26,6 +26,7 @@ from typing import Any
 
 from arc_reactor.core.batch_policy import NEXTFLOW_UNKNOWN_EXIT_STATUS, SPOT_PREEMPTED_EXIT_CODE
 from arc_reactor.core.ids import is_run_id
+from arc_reactor.core.progress import normalize
 from arc_reactor.core.tasks import TERMINAL_TASK_STATUSES, TaskUpdate
 
 TOKEN_PREFIX = "arc"  # noqa: S105 - the fixed first part of every run token, not a secret
@@ -145,29 +146,12 @@ def task_update(record: Any) -> TaskUpdate:
 
 
 def progress_summary(progress: Any) -> dict[str, Any]:
-    """What a run keeps of Nextflow's progress: the totals and, per process, the counts."""
+    """What a run keeps of Nextflow's ProgressRecord: the totals and, per process, the counts
+    (core/progress.py)."""
     if not isinstance(progress, dict):
         raise TowerRequestInvalid("progress is not an object")
-    keys = (
-        "pending",
-        "submitted",
-        "running",
-        "succeeded",
-        "cached",
-        "failed",
-        "aborted",
-        "ignored",
-        "retries",
-    )
-    total = {k: _int(progress.get(k)) or 0 for k in keys}
-    processes = []
-    for record in progress.get("processes") or []:
-        if isinstance(record, dict) and record.get("name"):
-            counts = {k: _int(record.get(k)) or 0 for k in (*keys, "stored")}
-            processes.append(
-                {"name": _text(record["name"], 255), **counts, "terminated": bool(record.get("terminated"))}
-            )
-    return {"source": "nextflow", **total, "processes": processes}
+    processes = [p for p in progress.get("processes") or [] if isinstance(p, dict)]
+    return normalize("nextflow", progress, processes)
 
 
 def tasks_of(body: Any) -> list[TaskUpdate]:
