@@ -3,10 +3,17 @@ ledger (adapters/tasks_repo.py), and its progress onto the run.
 
 Snakemake 9 logs structured records to logger plugins (snakemake-interface-logger-plugins): JOB_INFO when a
 job is scheduled (jobid, rule_name, wildcards, threads, resources), JOB_STARTED (jobs: ids) when it starts,
-JOB_FINISHED (job_id), JOB_ERROR (jobid, rule_name, rule_msg) and PROGRESS (done, total). That is what a
-logger plugin is for, and it needs nothing beside Snakemake (a wrapper parsing its console output would
-break with its wording). A job Snakemake runs again after an error (--retries, or a new run of the same
-work dir) is a new attempt: a new ledger row.
+JOB_FINISHED (job_id), JOB_ERROR (jobid, rule_name, rule_msg) and RUN_INFO (the jobs it will run, per
+rule). That is what a logger plugin is for, and it needs nothing beside Snakemake (a wrapper parsing its
+console output would break with its wording). A job Snakemake runs again after an error (--retries, or a
+new run of the same work dir) is a new attempt: a new ledger row.
+
+Progress (core/progress.py) is counted per rule from those events: RUN_INFO's planned jobs are pending
+until scheduled. Snakemake reports nothing about the jobs a resumed run skips because their outputs are
+there, so a resumed run first makes a dry run of the whole DAG (--forceall) with this plugin and
+`--logger-arc-dag-counts FILE`: in a dry run the plugin only writes RUN_INFO's counts to FILE (never the
+ledger), and the real run, given the same setting, counts each rule's jobs beyond its planned ones as
+cached.
 
 Updates are buffered and written in one statement every FLUSH_S seconds or FLUSH_TASKS updates, and when
 Snakemake closes its loggers. The database is the orchestrator's (DATABASE_URL, or the Cloud SQL settings
@@ -16,12 +23,14 @@ in a row, then given up with a warning: the ledger is a view of the run, never a
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from logging import LogRecord
+from pathlib import Path
 from typing import Any
 
 from snakemake_interface_logger_plugins.base import LogHandlerBase
@@ -37,7 +46,17 @@ log = logging.getLogger("arc.snakemake_ledger")
 
 @dataclass
 class LogHandlerSettings(LogHandlerSettingsBase):
-    """No settings: the run id and the database come from the orchestrator's environment."""
+    """The run id and the database come from the orchestrator's environment."""
+
+    dag_counts: str | None = field(
+        default=None,
+        metadata={
+            "help": "A JSON file of the whole DAG's jobs per rule: a dry run writes it, a run reads it to "
+            "count the jobs it skips as cached",
+            "required": False,
+            "type": str,  # the annotation is a string here (postponed annotations): argparse needs a type
+        },
+    )
 
 
 class Ledger:
@@ -48,7 +67,10 @@ class Ledger:
         self.attempts: dict[str, int] = {}
         self.ended: set[str] = set()
         self.pending: list[Any] = []
-        self.progress: dict[str, Any] | None = None
+        self.jobs: dict[str, tuple[str, str]] = {}  # job id -> (rule, status of its latest attempt)
+        self.planned: dict[str, int] = {}  # rule -> jobs this run will run (RUN_INFO)
+        self.whole: dict[str, int] | None = None  # rule -> jobs of the whole DAG (resuming only)
+        self.changed = False  # the progress changed since it was last written
         self.last_flush = clock()
         self.failures = 0
 
@@ -62,6 +84,34 @@ class Ledger:
         if status in ("succeeded", "failed"):
             self.ended.add(key)
         self.pending.append(TaskUpdate(key, status, self.attempts.setdefault(key, 1), **fields))
+        rule = fields.get("process") or self.jobs.get(key, ("?", ""))[0]
+        self.jobs[key] = (str(rule), status)
+        self.changed = True
+
+    def plan(self, stats: Any) -> None:
+        """RUN_INFO: the jobs this run will run, per rule."""
+        if hasattr(stats, "items"):
+            self.planned = {str(k): int(v) for k, v in stats.items() if k != "total" and isinstance(v, int)}
+            self.changed = True
+
+    def progress(self) -> dict[str, Any]:
+        """The run's counts per rule: its jobs by the status of their latest attempt, the planned ones not
+        scheduled yet as pending, and (resuming) the whole DAG's jobs beyond the planned ones as cached."""
+        from arc_reactor.core.progress import summed
+
+        rules: dict[str, dict[str, int]] = {}
+        for rule in {**(self.whole or {}), **self.planned}:
+            rules[rule] = {"pending": self.planned.get(rule, 0)}
+        for key, (rule, status) in self.jobs.items():
+            counts = rules.setdefault(rule, {"pending": 0})
+            counts[status] = counts.get(status, 0) + 1
+            counts["pending"] -= 1
+            counts["retries"] = counts.get("retries", 0) + self.attempts.get(key, 1) - 1
+        for rule, counts in rules.items():
+            counts["pending"] = max(counts["pending"], 0)
+            if self.whole is not None:
+                counts["cached"] = max(self.whole.get(rule, 0) - self.planned.get(rule, 0), 0)
+        return summed("snakemake", [{"name": rule, **counts} for rule, counts in rules.items()])
 
     def due(self) -> bool:
         return len(self.pending) >= FLUSH_TASKS or self.clock() - self.last_flush >= FLUSH_S
@@ -69,7 +119,7 @@ class Ledger:
     def flush(self) -> None:
         """Write what is pending (one statement for the tasks, one for the progress)."""
         self.last_flush = self.clock()
-        if not self.pending and self.progress is None:
+        if not self.pending and not self.changed:
             return
         try:
             from arc_reactor.adapters import runs_repo
@@ -80,18 +130,37 @@ class Ledger:
             engine = get_engine(get_settings())
             if self.pending:
                 upsert_tasks(engine, self.run_id, self.pending)
-            if self.progress is not None:
-                runs_repo.set_progress(engine, self.run_id, self.progress, int(time.time() * 1000))
+            if self.changed:
+                runs_repo.set_progress(engine, self.run_id, self.progress(), int(time.time() * 1000))
         except Exception as exc:  # noqa: BLE001 - the ledger must never stop the workflow
             self.failures += 1
             if self.failures < MAX_FAILED_FLUSHES:
                 return  # kept: tried again at the next flush
             log.warning("task ledger not written (%s): %d update(s) dropped", exc, len(self.pending))
-        self.pending, self.progress, self.failures = [], None, 0
+        self.pending, self.changed, self.failures = [], False, 0
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _write_counts(path: str, stats: Any) -> None:
+    """A dry run's RUN_INFO (the whole DAG's jobs per rule, and `total`) into `path`, as JSON."""
+    if hasattr(stats, "items"):
+        counts = {str(k): int(v) for k, v in stats.items() if k != "total" and isinstance(v, int)}
+        Path(path).write_text(json.dumps(counts), encoding="utf-8")
+
+
+def _read_counts(path: str) -> dict[str, int] | None:
+    """What _write_counts wrote; None (no cached count) when it is missing or unreadable."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        log.warning("no DAG job counts (%s): the run's cached jobs are not counted", exc)
+        return None
+    if not isinstance(data, dict):
+        return None
+    return {str(k): v for k, v in data.items() if isinstance(v, int) and not isinstance(v, bool) and v >= 0}
 
 
 class LogHandler(LogHandlerBase):
@@ -99,11 +168,18 @@ class LogHandler(LogHandlerBase):
 
     def __post_init__(self) -> None:
         run_id = os.environ.get("RUN_ID", "")
-        self.ledger = Ledger(run_id) if run_id else None
+        self.dag_counts = getattr(self.settings, "dag_counts", None)
+        self.dry_run = bool(getattr(self.common_settings, "dryrun", False))
+        self.ledger = Ledger(run_id) if run_id and not self.dry_run else None
+        if self.ledger is not None and self.dag_counts:
+            self.ledger.whole = _read_counts(self.dag_counts)
+            self.ledger.changed = self.ledger.whole is not None  # even with nothing left to run
 
     def emit(self, record: LogRecord) -> None:
         ledger = self.ledger
         event = getattr(record, "event", None)
+        if self.dry_run and event == LogEvent.RUN_INFO and self.dag_counts:
+            _write_counts(self.dag_counts, getattr(record, "stats", None))
         if ledger is None or event is None:
             return
         if event == LogEvent.JOB_INFO:
@@ -134,9 +210,8 @@ class LogHandler(LogHandlerBase):
                 completed_at=_now(),
                 error_tail=str(message)[-2000:] if message else None,
             )
-        elif event == LogEvent.PROGRESS:
-            done, total = getattr(record, "done", 0), getattr(record, "total", 0)
-            ledger.progress = {"source": "snakemake", "succeeded": int(done), "total": int(total)}
+        elif event == LogEvent.RUN_INFO:
+            ledger.plan(getattr(record, "stats", None))
         if ledger.due():
             ledger.flush()
 

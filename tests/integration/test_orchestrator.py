@@ -228,6 +228,8 @@ def test_demo_pipeline_runs_and_completes(engine, gcs, demo, tmp_path):
     assert all(t["started_at"] and t["completed_at"] >= t["started_at"] for t in tasks)
     progress = runs_repo.get_run(engine, run_id).progress
     assert (progress["source"], progress["succeeded"], progress["total"]) == ("snakemake", 5, 5)  # with `all`
+    by_rule = {p["name"]: (p["done"], p["total"], p["cached"]) for p in progress["processes"]}
+    assert by_rule == {"stats": (3, 3, 0), "summary": (1, 1, 0), "all": (1, 1, 0)}
 
     for line in filter(None, proc.stderr.splitlines()):  # every log line is structured, with the run id
         entry = json.loads(line)
@@ -337,6 +339,12 @@ def test_recovery_reruns_only_what_failed(engine, gcs, launch):
     assert trace["results/stats/sample2.json"]["start"] > first_trace["results/stats/sample1.json"]["start"]
     summary = read_text(gcs, second.locs.results + "summary.tsv").splitlines()
     assert [line.split("\t")[0] for line in summary] == ["sample", "sample1", "sample2", "sample3"]
+    # The jobs it skipped are counted as cached (from a dry run of the whole DAG): 2 of the 3 stats jobs.
+    progress = runs_repo.get_run(engine, second.run_id).progress
+    by_rule = {p["name"]: (p["succeeded"], p["cached"], p["total"]) for p in progress["processes"]}
+    assert by_rule == {"stats": (1, 2, 3), "summary": (1, 0, 1), "all": (1, 0, 1)}
+    assert (progress["done"], progress["total"], progress["cached"], progress["failed"]) == (5, 5, 2, 0)
+    assert len(list_tasks(engine, second.run_id, limit=50)) == 3  # the ledger: only what it ran
 
     # A Batch retry of a task in this lineage (say, preempted while uploading) restores the same work dir
     # and finds nothing left to do.
@@ -345,6 +353,8 @@ def test_recovery_reruns_only_what_failed(engine, gcs, launch):
     assert again.returncode == 0, again.stderr
     assert "Nothing to be done" in again.stdout
     assert runs_repo.get_run(engine, third.run_id)["status"] == "completed"
+    progress = runs_repo.get_run(engine, third.run_id).progress
+    assert (progress["done"], progress["cached"], progress["total"]) == (5, 5, 5)  # all of it reused
 
     # A retry of run 2's task after its hooks already marked it completed does not start the engine at all.
     late = second.run(BATCH_TASK_RETRY_ATTEMPT="1")

@@ -25,6 +25,7 @@ from arc_reactor.core.engine_command import (
     session_from_record,
     session_record,
     session_uri,
+    snakemake_dag_count,
 )
 from arc_reactor.core.job_env import env_from
 from arc_reactor.core.nextflow_config import (
@@ -184,7 +185,12 @@ def test_snakemake_resume_is_the_same_command_in_the_restored_dir():
     first = snakemake.command(env_from(environ(**base)), spec, "/src", WS, cores=2, session=None)
     again = env_from(environ(**base, IS_RECOVERY="true", BATCH_TASK_RETRY_ATTEMPT="1"))
     assert again.resume
-    assert snakemake.command(again, spec, "/src", WS, cores=2, session=SESSION) == first
+    resumed = snakemake.command(again, spec, "/src", WS, cores=2, session=SESSION)
+    # ... and the logger plugin counts the jobs it skips as cached, from the whole DAG's counts.
+    assert resumed == [*first, "--logger-arc-dag-counts", str(WS.dag_counts)]
+    dry = snakemake_dag_count("/src", WS)
+    assert dry[: len(first)] == [*first[:8], "1", *first[9:]]  # one core: it runs nothing
+    assert dry[len(first) :] == ["--dry-run", "--forceall", "--logger-arc-dag-counts", str(WS.dag_counts)]
 
 
 def test_snakemake_workspace_paths_are_relative_to_the_run_dir():

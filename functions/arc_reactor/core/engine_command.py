@@ -51,6 +51,7 @@ class Workspace:
     restored_file: Path  # snakemake: what was restored from WORK_DIR (JSON), so unchanged files stay put
     argv_file: Path  # the engine's argv, NUL-terminated (written by prepare)
     started_file: Path  # update_status.py arguments that mark the run running, NUL-terminated
+    dag_counts: Path  # snakemake, resuming: the whole DAG's jobs per rule (JSON), to count what it skips
 
     @classmethod
     def at(cls, root: Path) -> Workspace:
@@ -65,7 +66,7 @@ class Workspace:
             timeline=logs / "timeline.html", report=logs / "report.html", dag=logs / "dag.html",
             error_file=root / "error.json", session_file=root / "session-id",
             terminated_marker=root / "terminated", restored_file=root / "restored.json",
-            argv_file=root / "argv", started_file=root / "started",
+            argv_file=root / "argv", started_file=root / "started", dag_counts=root / "dag-counts.json",
         )  # fmt: skip
 
 
@@ -107,9 +108,12 @@ def pipeline_source(spec: PipelineSpec, pipelines_root: Path) -> str:
 SNAKEMAKE_RERUN_TRIGGERS = ("code", "input", "params", "software-env")
 
 
-def snakemake_command(source: str, ws: Workspace, cores: int) -> list[str]:
+def snakemake_command(source: str, ws: Workspace, cores: int, resuming: bool = False) -> list[str]:
     """Snakemake in the run dir; run again there (restored from WORK_DIR), it redoes only what is missing
-    or incomplete. --keep-going finishes every independent job, so a failure leaves the most to reuse."""
+    or incomplete. --keep-going finishes every independent job, so a failure leaves the most to reuse.
+    Resuming, the logger plugin reads the whole DAG's job counts that snakemake_dag_count wrote, and counts
+    the jobs Snakemake skips as cached (it reports no event for them)."""
+    resumed = ["--logger-arc-dag-counts", str(ws.dag_counts)] if resuming else []
     return [
         "snakemake",
         "--snakefile", f"{source}/Snakefile",
@@ -121,8 +125,15 @@ def snakemake_command(source: str, ws: Workspace, cores: int) -> list[str]:
         "--rerun-triggers", *SNAKEMAKE_RERUN_TRIGGERS,
         "--nolock",
         # Job events into the run's task ledger (functions/snakemake_logger_plugin_arc), beside the console.
-        "--logger", "arc",
+        "--logger", "arc", *resumed,
     ]  # fmt: skip
+
+
+def snakemake_dag_count(source: str, ws: Workspace) -> list[str]:
+    """A dry run of every job of the DAG (--forceall), whose job counts per rule the logger plugin writes
+    to ws.dag_counts (and nothing to the ledger: it is a dry run)."""
+    argv = snakemake_command(source, ws, 1)
+    return [*argv, "--dry-run", "--forceall", "--logger-arc-dag-counts", str(ws.dag_counts)]
 
 
 def nextflow_env(env: JobEnv, session_id: str | None) -> dict[str, str]:

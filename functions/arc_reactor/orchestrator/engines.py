@@ -16,6 +16,7 @@ import csv
 import io
 import json
 import logging
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any, Protocol
@@ -29,9 +30,11 @@ from arc_reactor.core.engine_command import (
     local_input_path,
     localize_rows,
     nextflow_command,
+    pipeline_source,
     pipeline_spec,
     resume_session,
     snakemake_command,
+    snakemake_dag_count,
 )
 from arc_reactor.core.job_env import JobEnv
 from arc_reactor.core.layout import run_locations
@@ -124,12 +127,14 @@ class Snakemake:
         if ctx.env.resume:  # restore first: the inputs staged next are always fresh
             workdir_sync.restore(ctx)
         stage_inputs(ctx, read_params(ctx.ws.params_file))
+        if ctx.env.resume:
+            count_dag(ctx)
 
     def command(
         self, env: JobEnv, spec: PipelineSpec, source: str, ws: Workspace, *, cores: int, session: str | None
     ) -> list[str]:
         """`snakemake` in the run dir (it resumes from its restored metadata, not from a session)."""
-        return snakemake_command(source, ws, cores)
+        return snakemake_command(source, ws, cores, resuming=env.resume)
 
     def logs(self, ws: Workspace) -> list[tuple[Path, str]]:
         """The console, this attempt's Snakemake logs merged, and a trace.txt like Nextflow's."""
@@ -166,6 +171,34 @@ def engine_for(name: str) -> Engine:
     if engine is None:
         raise OrchestrationError("bad_environment", f"no engine {name!r}")
     return engine
+
+
+DAG_COUNT_TIMEOUT_S = 600.0
+
+
+def count_dag(ctx: Context) -> bool:
+    """Before a resumed Snakemake run: a dry run of the whole DAG, whose job counts per rule the logger
+    plugin writes to ws.dag_counts, so the run can count the jobs it skips as cached. Bounded in time; a
+    failure is only a warning (the run then shows no cached count). True when the counts were written."""
+    ws = ctx.ws
+    source = pipeline_source(pipeline_spec(load_registry(), ctx.env), ctx.settings.pipelines_root)
+    ws.dag_counts.unlink(missing_ok=True)
+    try:
+        done = subprocess.run(  # our own argv, no shell
+            snakemake_dag_count(source, ws), capture_output=True, text=True, timeout=DAG_COUNT_TIMEOUT_S,
+            check=False, cwd=ws.run_dir,
+        )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        log.warning("could not count the DAG's jobs: %s", exc, extra={"event": "snakemake_dag_count_failed"})
+        return False
+    if done.returncode != 0 or not ws.dag_counts.is_file():
+        tail = (done.stderr or done.stdout or "").strip().splitlines()[-5:]
+        log.warning(
+            "could not count the DAG's jobs (exit %d): %s", done.returncode, " | ".join(tail),
+            extra={"event": "snakemake_dag_count_failed"},
+        )  # fmt: skip
+        return False
+    return True
 
 
 def stage_inputs(ctx: Context, params: dict[str, Any]) -> None:

@@ -1,0 +1,38 @@
+"""The Snakemake logger plugin's progress: per rule counts from its job events, planned jobs as pending,
+retried jobs counted once (with their retries), and a resumed run's skipped jobs as cached."""
+
+import json
+
+from snakemake_logger_plugin_arc import Ledger, _read_counts, _write_counts
+
+
+def test_jobs_are_counted_per_rule_by_their_latest_attempt():
+    ledger = Ledger("r1")
+    ledger.plan({"stats": 3, "summary": 1, "total": 4})
+    ledger.update(1, "submitted", process="stats")
+    ledger.update(1, "running")
+    ledger.update(2, "submitted", process="stats")
+    ledger.update(2, "failed", process="stats")
+    ledger.update(2, "submitted", process="stats")  # retried: a new attempt of the same job
+    ledger.update(1, "succeeded")
+    got = ledger.progress()
+    stats = next(p for p in got["processes"] if p["name"] == "stats")
+    assert (stats["succeeded"], stats["submitted"], stats["pending"], stats["failed"], stats["retries"]) == (
+        1, 1, 1, 0, 1,
+    )  # fmt: skip
+    assert (got["total"], got["done"], got["pending"]) == (4, 1, 2)  # summary's one job is still to come
+    assert [u.attempt for u in ledger.pending if u.task_id == "2"] == [1, 1, 2]
+
+
+def test_a_resumed_run_counts_what_it_skips_as_cached(tmp_path):
+    counts = tmp_path / "dag.json"
+    _write_counts(str(counts), {"stats": 3, "summary": 1, "all": 1, "total": 5})
+    assert json.loads(counts.read_text()) == {"stats": 3, "summary": 1, "all": 1}
+    ledger = Ledger("r1")
+    ledger.whole = _read_counts(str(counts))
+    ledger.plan({"stats": 1, "summary": 1, "all": 1, "total": 3})
+    got = {p["name"]: (p["cached"], p["pending"], p["total"]) for p in ledger.progress()["processes"]}
+    assert got == {"stats": (2, 1, 3), "summary": (0, 1, 1), "all": (0, 1, 1)}
+    counts.write_text("not json")
+    assert _read_counts(str(counts)) is None  # unreadable: no cached count, never an error
+    assert _read_counts(str(tmp_path / "missing.json")) is None
