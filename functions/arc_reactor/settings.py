@@ -138,6 +138,10 @@ class Settings(BaseSettings):
     task_max_retries: int = Field(
         3, ge=0, le=10, description="Retries of a task failed by the infrastructure (ARC_TASK_MAX_RETRIES)."
     )
+    # Cost (core/cost.py, docs/cost.md)
+    price_table: str = Field(
+        "", description="A machine price table of your own, YAML like registry/prices.yaml (ARC_PRICE_TABLE)."
+    )
     task_max_cpus: int = Field(36, ge=1, description="resourceLimits cpus of a task (ARC_TASK_MAX_CPUS).")
     task_max_memory_gb: int = Field(
         500, ge=1, description="resourceLimits memory of a task, GB (ARC_TASK_MAX_MEMORY_GB)."

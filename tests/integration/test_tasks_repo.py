@@ -120,6 +120,12 @@ def test_the_api_pages_a_runs_tasks_with_filters(app_env, engine, run_id):
     assert [(t["task_id"], t["attempt"]) for t in rest["tasks"]] == [("t2", 2)] and rest[
         "next_page_token"
     ] is None
+    # Each attempt ran 8 min on n2-standard-2 Spot (the settings' default when a report does not say) in
+    # us-central1: (2 x 0.007650 + 8 x 0.001025) x 8 / 60 = 0.003133.
+    assert [t["cost"] for t in first["tasks"] + rest["tasks"]] == [0.0031] * 3
+    cost = get_conforming(api, "/runs/{run_id}", f"/runs/{run_id}")["cost"]
+    assert (cost["estimate"]["tasks"], cost["estimate"]["total"], cost["billed"]) == (0.0094, 0.0094, None)
+    assert (cost["estimate"]["preemptions"], cost["estimate"]["running"]) == (0, True)
     failed = get_conforming(api, template, path, status="failed")
     assert [t["exit_code"] for t in failed["tasks"]] == [137]
     assert failed["tasks"][0]["completed_at"] == "2026-12-07T10:09:00+00:00"
@@ -139,3 +145,27 @@ def test_the_api_pages_a_runs_tasks_with_filters(app_env, engine, run_id):
         if "completed_at" in first
         else True
     )
+
+
+def test_the_head_job_is_counted_from_the_runs_start_and_its_lost_attempt_is_wasted(app_env, engine):
+    from arc_reactor.core.cost import HeadUsage
+    from arc_reactor.services import run_cost
+    from arc_reactor.settings import get_settings
+
+    rid = "r0tasks0000000head"
+    runs_repo.insert_run(engine, run_row(rid))
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE runs SET status = 'running', started_at = :t WHERE id = :r"), {"t": T0, "r": rid}
+        )
+    detail = {"reason": "task_retry", "attempt": 1, "exit_code": 50001, "cause": "spot_preempted"}
+    runs_repo.add_note_once(engine, rid, "batch", "task_retry:1", detail)
+    with engine.begin() as conn:  # the preemption was noticed one hour in
+        conn.execute(text("UPDATE run_events SET created_at = :t WHERE run_id = :r AND kind = 'note'"),
+                     {"t": T0 + timedelta(hours=1), "r": rid})  # fmt: skip
+    run = runs_repo.get_run(engine, rid)
+    now = T0 + timedelta(hours=3)
+    assert run_cost.head_usage(engine, run, now) == HeadUsage("e2-standard-2", 3 * 3600.0, 3600.0, 1)
+    got = run_cost.run_cost(engine, get_settings(), run, now)["estimate"]
+    # e2-standard-2 Spot in us-central1: 2 x 0.006543 + 8 x 0.000877 = 0.020102 per hour.
+    assert (got["head"], got["wasted"], got["preemptions"], got["running"]) == (0.0603, 0.0201, 1, True)

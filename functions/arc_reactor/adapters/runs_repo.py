@@ -478,6 +478,23 @@ def recent_events(engine: Engine, run_id: str, limit: int = 50) -> list[Row]:
     return rows[::-1]
 
 
+@_fresh_on_stale
+def notes_of(engine: Engine, run_id: str, reason: str, limit: int = 1000) -> list[Row]:
+    """A run's note events with detail.reason `reason` (e.g. the head job's retries), in order."""
+    stmt = (
+        select(run_events)
+        .where(
+            run_events.c.run_id == run_id,
+            run_events.c.kind == "note",
+            run_events.c.detail["reason"].astext == reason,
+        )
+        .order_by(run_events.c.id)
+        .limit(limit)
+    )
+    with _reading(engine) as conn:
+        return [dict(r) for r in conn.execute(stmt).mappings()]
+
+
 @dataclass(frozen=True)
 class EventPoll:
     """What one poll of run_events found: new events in id order, and the table's highest event id in the

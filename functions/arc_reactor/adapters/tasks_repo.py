@@ -16,13 +16,16 @@ from dataclasses import fields
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Engine, case, func, select
+from sqlalchemy import Engine, case, false, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from arc_reactor.adapters.tables import run_tasks
+from arc_reactor.core.cost import TaskUsage
 from arc_reactor.core.tasks import MERGED_FIELDS, TASK_STATUSES, TaskUpdate, merge, rank
 
-__all__ = ["TASK_STATUSES", "TaskUpdate", "list_tasks", "merge", "rank", "task_counts", "upsert_tasks"]
+__all__ = [
+    "TASK_STATUSES", "TaskUpdate", "list_tasks", "merge", "rank", "task_counts", "task_usage", "upsert_tasks",
+]  # fmt: skip
 
 
 def _merged(updates: Iterable[TaskUpdate]) -> list[TaskUpdate]:
@@ -113,3 +116,22 @@ def task_counts(engine: Engine, run_id: str) -> dict[str, dict[str, int]]:
         ):
             counts.setdefault(process or "", {})["retries"] = int(n)
     return counts
+
+
+def task_usage(engine: Engine, run_id: str) -> list[TaskUsage]:
+    """The run's task attempts that ran, grouped by what prices them (machine type, zone, Spot, preempted,
+    on a VM of their own), with their seconds summed: a running attempt counts until now. One statement."""
+    t = run_tasks.c
+    end = func.coalesce(t.completed_at, case((t.status == "running", func.now()), else_=None))
+    seconds = func.coalesce(func.sum(func.greatest(func.extract("epoch", end - t.started_at), 0)), 0)
+    keys = (t.machine_type, t.zone, t.spot, func.coalesce(t.preempted, false()), t.native_id.isnot(None))
+    stmt = (
+        select(*keys, func.count(), seconds)
+        .where(t.run_id == run_id, t.started_at.isnot(None), t.status != "cached")
+        .group_by(*keys)
+    )
+    with engine.connect() as conn:
+        return [
+            TaskUsage(machine, zone, spot, bool(preempted), False, bool(own), int(n), float(secs))
+            for machine, zone, spot, preempted, own, n, secs in conn.execute(stmt)
+        ]

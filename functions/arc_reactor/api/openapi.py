@@ -110,6 +110,22 @@ def _object(props: dict[str, Any], required: list[str] | None = None, closed: bo
     return out
 
 
+def _cost_schema() -> dict[str, Any]:
+    money = {"type": "number", "minimum": 0}
+    estimate = _object(
+        {
+            "currency": STR, "total": money, "head": {"type": ["number", "null"], "minimum": 0},
+            "tasks": money, "wasted": money, "preemptions": {"type": "integer", "minimum": 0},
+            "unpriced_tasks": {"type": "integer", "minimum": 0},
+            "not_priced": {"type": "array", "items": STR},
+            "running": {"type": "boolean"}, "prices": STR, "excludes": STR,
+        }
+    )  # fmt: skip
+    billed = {"oneOf": [_object({"currency": STR, "total": money, "as_of": STR}), {"type": "null"}]}
+    described = "live estimate (durations x registry/prices.yaml, docs/cost.md) and billed cost, when known"
+    return {**_object({"estimate": estimate, "billed": billed}), "description": described}
+
+
 def _run_schemas() -> dict[str, Any]:
     """Runs, events, and the bodies built of them."""
     event = {f: _field_type(f) for f in EVENT_FIELDS}
@@ -121,6 +137,7 @@ def _run_schemas() -> dict[str, Any]:
         "children": {"type": "array", "items": ref("RunSummary")},
         "locations": locations,
         "events": {"type": "array", "items": ref("Event")},
+        "cost": _cost_schema(),
     }
     cancellation = _object(
         {
@@ -139,6 +156,12 @@ def _run_schemas() -> dict[str, Any]:
             "status": {"enum": list(TASK_STATUSES)},
             **dict.fromkeys(("exit_code", "cpus", "memory_bytes"), opt_int),
             **dict.fromkeys(("spot", "preempted"), opt_bool),
+            "cost": {
+                "type": ["number", "null"],
+                "minimum": 0,
+                "description": "estimated cost so far (docs/cost.md): 0 for a cached task or one run "
+                "inside the head job, null when its machine is not in the price table",
+            },
         }
     )
     pipeline = _object(

@@ -14,6 +14,7 @@ from arc_reactor.core.run_record import RunRecord
 from arc_reactor.errors import NotFound, Problem
 from arc_reactor.services.cancel import cancel_run
 from arc_reactor.services.recover import Overrides, RecoveryRefused, recover_run, relaunch_run
+from arc_reactor.services.run_cost import run_cost
 from arc_reactor.services.submit import RunSource, SubmitResult
 
 if TYPE_CHECKING:
@@ -41,6 +42,7 @@ def get_run(call: Call) -> Any:
     view["children"] = [summary_view(r) for r in runs_repo.list_children(engine, run_id)]
     view["locations"] = locations(row)
     view["events"] = [event_view(e) for e in runs_repo.recent_events(engine, run_id, RECENT_EVENTS)]
+    view["cost"] = run_cost(engine, call.deps.settings, row)
     return json_response(view)
 
 

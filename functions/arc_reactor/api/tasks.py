@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 from arc_reactor.adapters.tasks_repo import TASK_STATUSES, list_tasks
 from arc_reactor.api.auth import require_reader
 from arc_reactor.api.http import Call, bad_request, json_response
 from arc_reactor.api.run_logs import encode_token, page_params
+from arc_reactor.core.cost import attempt_cost, load_prices
 from arc_reactor.core.diagnosis import diagnose
 from arc_reactor.errors import Problem
 
@@ -26,9 +28,10 @@ TASK_FIELDS = (
 )  # fmt: skip
 
 
-def task_view(row: dict[str, Any]) -> dict[str, Any]:
-    """One task attempt as the API shows it."""
+def task_view(row: dict[str, Any], cost: float | None = None) -> dict[str, Any]:
+    """One task attempt as the API shows it, with its cost estimate (core/cost.attempt_cost)."""
     view = {k: row.get(k) for k in TASK_FIELDS}
+    view["cost"] = cost
     for key in ("submitted_at", "started_at", "completed_at", "updated_at"):
         when = view[key]
         view[key] = when.isoformat() if when is not None else None
@@ -72,9 +75,12 @@ def tasks(call: Call) -> Any:
     token = None
     if len(rows) > size:
         token = encode_token({"after": rows[size - 1]["id"], "f": fp})
-    return json_response(
-        {"run_id": run.id, "tasks": [task_view(r) for r in rows[:size]], "next_page_token": token}
-    )
+    settings, now = call.deps.settings, datetime.now(UTC)
+    table = load_prices(settings.price_table)
+    views = [
+        task_view(r, attempt_cost(r, table, settings.region, settings.batch_spot, now)) for r in rows[:size]
+    ]
+    return json_response({"run_id": run.id, "tasks": views, "next_page_token": token})
 
 
 def diagnosis(call: Call) -> Any:

@@ -1,0 +1,48 @@
+"""A run's `cost` object: the live estimate (core/cost.py) from its task ledger and head job, read in two
+statements (the ledger grouped by what prices a task, and the head job's retry notes)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine
+
+from arc_reactor.adapters import runs_repo
+from arc_reactor.adapters.tasks_repo import task_usage
+from arc_reactor.core.cost import HeadUsage, estimate, load_prices
+from arc_reactor.core.registry import load_registry
+from arc_reactor.core.run_record import RunRecord
+from arc_reactor.core.status import is_terminal
+from arc_reactor.services.reconcile import RETRY_NOTE
+from arc_reactor.settings import Settings
+
+
+def head_usage(engine: Engine, run: RunRecord, now: datetime) -> HeadUsage | None:
+    """The head job's time: from the run's start to its end (or now), across its attempts; the time up to
+    its last infrastructure retry was lost with that attempt (the pipeline's own head_job machine)."""
+    if run.started_at is None:
+        return None
+    spec = load_registry().get(run.pipeline)
+    if spec is None:
+        return None
+    end = run.completed_at or (run.updated_at if is_terminal(run.status) else None) or now
+    seconds = max((end - run.started_at).total_seconds(), 0.0)
+    retries = runs_repo.notes_of(engine, run.id, RETRY_NOTE)
+    lost = [r["created_at"] for r in retries if r["created_at"] >= run.started_at]
+    wasted = min((max(lost) - run.started_at).total_seconds(), seconds) if lost else 0.0
+    preempted = sum(1 for r in retries if (r["detail"] or {}).get("cause") == "spot_preempted")
+    return HeadUsage(spec.head_job.machine_type, seconds, wasted, preempted)
+
+
+def run_cost(
+    engine: Engine, settings: Settings, run: RunRecord, now: datetime | None = None
+) -> dict[str, Any]:
+    """{estimate, billed}: billed is None (the billing export is read with docs/cost.md's query)."""
+    table = load_prices(settings.price_table)
+    head = head_usage(engine, run, now or datetime.now(UTC))
+    found = estimate(
+        task_usage(engine, run.id), head, table, settings.region,
+        default_spot=settings.batch_spot, running=not is_terminal(run.status),
+    )  # fmt: skip
+    return {"estimate": found, "billed": None}
