@@ -148,6 +148,33 @@ resource "google_project_iam_member" "project_roles" {
   member  = local.members[each.value.who]
 }
 
+# runs_api reads a run's billed cost from the billing export (adapters/billing.py) when billing_export_table
+# is set; the export may live in another project. Nothing is granted when it is empty.
+locals {
+  billing_export = var.billing_export_table == "" ? [] : [split(".", var.billing_export_table)]
+}
+
+# BigQuery Job User on runs_api's own project, to run the query (bigquery.jobs.create):
+# https://cloud.google.com/bigquery/docs/access-control#bigquery.jobUser
+resource "google_project_iam_member" "runs_api_bigquery_jobs" {
+  count = length(local.billing_export)
+
+  project = var.project_id
+  role    = "roles/bigquery.jobUser"
+  member  = local.members.runs_api
+}
+
+# BigQuery Data Viewer on the export's dataset only, to read its table (bigquery.tables.getData):
+# https://cloud.google.com/bigquery/docs/access-control#bigquery.dataViewer
+resource "google_bigquery_dataset_iam_member" "runs_api_billing_reader" {
+  count = length(local.billing_export)
+
+  project    = local.billing_export[0][0]
+  dataset_id = local.billing_export[0][1]
+  role       = "roles/bigquery.dataViewer"
+  member     = local.members.runs_api
+}
+
 # Function builds read their source from Cloud Functions' own source buckets. Cloud Functions copies the
 # archive named in build_config (our functions_source bucket) to gcf-v2-sources-PROJECT_NUMBER-REGION and
 # Cloud Build fetches it from there: https://cloud.google.com/functions/docs/building and

@@ -291,3 +291,14 @@ variable "alert_notification_channels" {
   description = "Monitoring notification channel ids (projects/<p>/notificationChannels/<id>) the alert policies of monitoring.tf notify; empty: the alerts still open incidents in the console."
   default     = []
 }
+
+variable "billing_export_table" {
+  type        = string
+  description = "The Cloud Billing export table to BigQuery, project.dataset.table (gcp_billing_export_v1_<ACCOUNT> or the detailed _resource_ one), from which runs_api reads each run's billed cost by its run-id label (ARC_BILLING_EXPORT_TABLE, docs/cost.md); empty: runs show only the estimate."
+  default     = ""
+
+  validation {
+    condition     = var.billing_export_table == "" || can(regex("^[a-z][a-z0-9-]{4,28}[a-z0-9]\\.[A-Za-z0-9_]{1,1024}\\.[A-Za-z0-9_-]{1,1024}$", var.billing_export_table))
+    error_message = "billing_export_table must be project.dataset.table, or empty."
+  }
+}

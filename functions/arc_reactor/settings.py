@@ -142,6 +142,14 @@ class Settings(BaseSettings):
     price_table: str = Field(
         "", description="A machine price table of your own, YAML like registry/prices.yaml (ARC_PRICE_TABLE)."
     )
+    billing_export_table: str = Field(
+        "",
+        description="The Cloud Billing export table, project.dataset.table, whose charges labelled with a "
+        "run's run-id are its billed cost (ARC_BILLING_EXPORT_TABLE; empty: no billed cost).",
+    )
+    bigquery_endpoint: str = Field(
+        "", description="BigQuery API endpoint (ARC_BIGQUERY_ENDPOINT; tests use a local server)."
+    )
     task_max_cpus: int = Field(36, ge=1, description="resourceLimits cpus of a task (ARC_TASK_MAX_CPUS).")
     task_max_memory_gb: int = Field(
         500, ge=1, description="resourceLimits memory of a task, GB (ARC_TASK_MAX_MEMORY_GB)."

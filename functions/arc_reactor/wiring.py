@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
     from arc_reactor.adapters.batch import BatchService
+    from arc_reactor.adapters.billing import BilledCosts
     from arc_reactor.adapters.cloud_logging import CloudLogs
     from arc_reactor.adapters.groups import GroupDirectory
     from arc_reactor.adapters.storage import Storage
@@ -99,6 +100,20 @@ class Deps:
             bucket = self.settings.runs_bucket
             sources.append(BucketCachedSchemaSource(lambda: self.storage, bucket, HttpSchemaSource()))
         return ChainSchemaSource(*sources)
+
+    @cached_property
+    def billed_costs(self) -> BilledCosts | None:
+        """Runs' billed cost from the billing export (ARC_BILLING_EXPORT_TABLE), or None when there is none;
+        its BigQuery client is made at the first query."""
+        if not self.settings.billing_export_table:
+            return None
+        from functools import cache
+
+        from arc_reactor.adapters.billing import BilledCosts, make_bigquery_client
+
+        return BilledCosts(
+            self.settings.billing_export_table, cache(lambda: make_bigquery_client(self.settings))
+        )
 
     @cached_property
     def event_hub(self) -> EventHub:

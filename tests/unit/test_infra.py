@@ -46,6 +46,9 @@ EXPECTED_ROLES = {
         # Signs the results' download URLs as itself (IAM signBlob: iam.serviceAccounts.signBlob).
         ("roles/iam.serviceAccountTokenCreator", "sa:runs_api"),
         ("roles/storage.objectViewer", "bucket:inputs"),  # the demo data and var.input_buckets
+        # Its runs' billed cost from the billing export, when var.billing_export_table names one.
+        ("roles/bigquery.jobUser", "project"),
+        ("roles/bigquery.dataViewer", "dataset:billing_export"),
     },
     "reconcile_batch_event": CLOUDSQL
     | {("roles/batch.jobsViewer", "project"), ("roles/storage.objectViewer", "bucket:runs")},
@@ -129,6 +132,7 @@ FUNCTION_ENV = {
     "ARC_DB_MAX_OVERFLOW",
     "ARC_ADMIN_GROUP",
     "ARC_MAX_EVENT_AGE_SECONDS",
+    "ARC_BILLING_EXPORT_TABLE",
 }
 
 EVENT_FUNCTIONS = {
@@ -255,6 +259,11 @@ SCOPE_OF = {
         r"google_service_account\.(?:functions\[\"(\w+)\"\]|(\w+))\.",
     ),
     "google_pubsub_topic_iam_member": ("topic", "topic", r"google_pubsub_topic\.(\w+)\."),
+    "google_bigquery_dataset_iam_member": (
+        "dataset",
+        "dataset_id",
+        r"\$\{local\.(billing_export)\[0\]\[1\]\}",
+    ),
     "google_artifact_registry_repository_iam_member": (
         "repo",
         "repository",

@@ -121,7 +121,8 @@ def _cost_schema() -> dict[str, Any]:
             "running": {"type": "boolean"}, "prices": STR, "excludes": STR,
         }
     )  # fmt: skip
-    billed = {"oneOf": [_object({"currency": STR, "total": money, "as_of": STR}), {"type": "null"}]}
+    charged = {"total": {"type": ["number", "null"]}, "currency": OPT_STR, "as_of": OPT_STR, "error": OPT_STR}
+    billed = {"oneOf": [_object(charged), {"type": "null"}]}
     described = "live estimate (durations x registry/prices.yaml, docs/cost.md) and billed cost, when known"
     return {**_object({"estimate": estimate, "billed": billed}), "description": described}
 

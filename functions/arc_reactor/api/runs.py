@@ -42,7 +42,7 @@ def get_run(call: Call) -> Any:
     view["children"] = [summary_view(r) for r in runs_repo.list_children(engine, run_id)]
     view["locations"] = locations(row)
     view["events"] = [event_view(e) for e in runs_repo.recent_events(engine, run_id, RECENT_EVENTS)]
-    view["cost"] = run_cost(engine, call.deps.settings, row)
+    view["cost"] = run_cost(engine, call.deps.settings, row, billed=call.deps.billed_costs)
     return json_response(view)
 
 

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from arc_reactor.adapters import runs_repo
+from arc_reactor.adapters.billing import BilledCosts
 from arc_reactor.adapters.tasks_repo import task_usage
 from arc_reactor.core.cost import HeadUsage, estimate, load_prices
 from arc_reactor.core.registry import load_registry
@@ -36,13 +37,18 @@ def head_usage(engine: Engine, run: RunRecord, now: datetime) -> HeadUsage | Non
 
 
 def run_cost(
-    engine: Engine, settings: Settings, run: RunRecord, now: datetime | None = None
+    engine: Engine,
+    settings: Settings,
+    run: RunRecord,
+    now: datetime | None = None,
+    billed: BilledCosts | None = None,
 ) -> dict[str, Any]:
-    """{estimate, billed}: billed is None (the billing export is read with docs/cost.md's query)."""
+    """{estimate, billed}: billed from the billing export when one is configured, else None."""
     table = load_prices(settings.price_table)
     head = head_usage(engine, run, now or datetime.now(UTC))
     found = estimate(
         task_usage(engine, run.id), head, table, settings.region,
         default_spot=settings.batch_spot, running=not is_terminal(run.status),
     )  # fmt: skip
-    return {"estimate": found, "billed": None}
+    charged = billed.billed(run.id, run.created_at) if billed is not None and run.created_at else None
+    return {"estimate": found, "billed": charged}
