@@ -40,6 +40,8 @@ from snakemake_interface_logger_plugins.settings import LogHandlerSettingsBase
 FLUSH_S = 2.0
 FLUSH_TASKS = 100
 MAX_FAILED_FLUSHES = 5
+TAIL_CHARS = 2000  # of a failed job's log kept in the ledger (run_tasks.error_tail)
+MAX_TAIL_FILES = 5
 MIB = 1024 * 1024
 log = logging.getLogger("arc.snakemake_ledger")
 
@@ -140,6 +142,24 @@ class Ledger:
         self.pending, self.changed, self.failures = [], False, 0
 
 
+def log_tail(paths: Any, limit: int = TAIL_CHARS) -> str:
+    """The last lines of a failed job's own logs (its rule's `log:` files, relative to Snakemake's working
+    directory, which is this process's): at most `limit` characters in all, read from each file's end."""
+    parts: list[str] = []
+    names = [str(p) for p in paths if isinstance(p, str | os.PathLike)][:MAX_TAIL_FILES]
+    for name in names:
+        try:
+            with Path(name).open("rb") as handle:
+                handle.seek(0, os.SEEK_END)
+                handle.seek(max(handle.tell() - limit, 0))
+                text = handle.read().decode("utf-8", "replace").strip()
+        except OSError:
+            continue
+        if text:
+            parts.append(f"{name}:\n{text}" if len(names) > 1 else text)
+    return "\n".join(parts)[-limit:]
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -203,12 +223,13 @@ class LogHandler(LogHandlerBase):
             ledger.update(record.job_id, "succeeded", completed_at=_now(), exit_code=0)  # type: ignore[attr-defined]
         elif event == LogEvent.JOB_ERROR:
             message = getattr(record, "rule_msg", None) or record.getMessage()
+            tail = log_tail(getattr(record, "log", None) or []) or (str(message) if message else "")
             ledger.update(
                 record.jobid,  # type: ignore[attr-defined]
                 "failed",
                 process=getattr(record, "rule_name", None),
                 completed_at=_now(),
-                error_tail=str(message)[-2000:] if message else None,
+                error_tail=tail[-TAIL_CHARS:] or None,
             )
         elif event == LogEvent.RUN_INFO:
             ledger.plan(getattr(record, "stats", None))

@@ -21,6 +21,7 @@ import yaml
 
 from arc_reactor.adapters import runs_repo
 from arc_reactor.adapters.tasks_repo import list_tasks
+from arc_reactor.core.diagnosis import diagnose
 from arc_reactor.core.ids import new_run_id
 from arc_reactor.core.layout import RunLocations, run_locations
 from arc_reactor.core.status import RunStatus
@@ -285,6 +286,16 @@ def test_pipeline_error_fails_the_run_with_the_engine_message(engine, gcs, demo)
     assert {"snakemake.log", "console.log"} <= names_under(gcs, locs.logs)
     failed = [t for t in list_tasks(engine, run_id, limit=50) if t["status"] == "failed"]
     assert [(t["process"], t["tag"]) for t in failed] == [("stats", "sample=sample3")]  # the failing rule
+    # ... with its own log's tail (the rule's `log:` file), which the diagnosis shows with a hint.
+    assert "malformed FASTQ record ending at line 4" in failed[0]["error_tail"]
+    assert "Traceback" in failed[0]["error_tail"]  # the job's stderr, not Snakemake's summary of it
+    why = diagnose(vars(run), failed)["first_failed_task"]
+    assert (why["process"], why["infrastructure"], why["error_tail"]) == (
+        "stats",
+        None,
+        failed[0]["error_tail"],
+    )
+    assert "rules/stats/sample3.log" in names_under(gcs, locs.logs)  # every rule's log, with the run's logs
 
 
 # --- Snakemake: retry and recovery resume in the same work dir ---------------------------------------------

@@ -171,6 +171,7 @@ def test_snakemake_command():
         "--rerun-incomplete",
         "--rerun-triggers", "code", "input", "params", "software-env",
         "--nolock",
+        "--show-failed-logs",
         "--logger", "arc",
     ]  # fmt: skip
     assert "mtime" not in SNAKEMAKE_RERUN_TRIGGERS  # restored files all have fresh mtimes

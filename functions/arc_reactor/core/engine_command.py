@@ -124,6 +124,9 @@ def snakemake_command(source: str, ws: Workspace, cores: int, resuming: bool = F
         "--rerun-incomplete",
         "--rerun-triggers", *SNAKEMAKE_RERUN_TRIGGERS,
         "--nolock",
+        # A failed job's own log (its rule's `log:` files) into the console, so console.log and the run's
+        # error message have the job's error, not only Snakemake's summary of it.
+        "--show-failed-logs",
         # Job events into the run's task ledger (functions/snakemake_logger_plugin_arc), beside the console.
         "--logger", "arc", *resumed,
     ]  # fmt: skip

@@ -146,6 +146,10 @@ class Snakemake:
                 "".join(p.read_text(encoding="utf-8", errors="replace") for p in runs), encoding="utf-8"
             )
             found.append((merged, "snakemake.log"))
+        # The rules' own `log:` files, in logs/ as Snakemake's best practices put them (a recovery's include
+        # the restored ones of the runs before it), under the run's logs/rules/.
+        rules = ws.run_dir / "logs"
+        found += [(p, f"rules/{p.relative_to(rules).as_posix()}") for p in sorted(rules.rglob("*.log"))]
         records = _snakemake_metadata(ws.run_dir)
         if records:
             ws.trace.write_text(snakemake_trace(records), encoding="utf-8")
