@@ -219,9 +219,9 @@ def test_tasks_are_listed_from_the_ledger(api_url, capsys, engine, tmp_path):
     code, out, _ = arc(capsys, "runs", "tasks", run_id, "--api", api_url)
     assert code == 0
     assert [line.split() for line in out.splitlines()] == [
-        ["TASK_ID", "ATTEMPT", "PROCESS", "STATUS", "EXIT_CODE", "TAG"],
-        ["1", "1", "stats", "succeeded", "0", "sample=sample1"],
-        ["2", "1", "stats", "failed", "1", "sample=sample2"],
+        ["TASK_ID", "ATTEMPT", "PROCESS", "STATUS", "EXIT_CODE", "COST", "TAG"],
+        ["1", "1", "stats", "succeeded", "0", "0.0", "sample=sample1"],  # never started: nothing spent
+        ["2", "1", "stats", "failed", "1", "0.0", "sample=sample2"],
     ]
     code, out, _ = arc(capsys, "runs", "tasks", run_id, "--status", "failed", "--api", api_url)
     assert [line.split()[0] for line in out.splitlines()[1:]] == ["2"]

@@ -82,3 +82,21 @@ def test_progress_is_told_in_a_line() -> None:
     assert describe_progress(counts) == "13 of 16 tasks done (3 cached), 2 running, 1 failed, 1 retried"
     assert describe_progress({"source": "nextflow"}) == "no task yet"
     assert describe_progress({"succeeded": "x", "running": -3, "cached": True}) == "no task yet"
+
+
+def test_cost_is_told_in_a_line() -> None:
+    from arc_reactor.cli.runs import describe_cost
+
+    estimate = {"currency": "USD", "total": 4.1275, "head": 0.1206, "tasks": 4.0069, "wasted": 0.3182,
+                "preemptions": 3, "unpriced_tasks": 0, "running": True}  # fmt: skip
+    billed = {"total": 4.31, "currency": "USD", "as_of": "2026-12-08T06:00:00+00:00", "error": None}
+    assert describe_cost({"estimate": estimate, "billed": billed}) == (
+        "~USD 4.13 estimated so far (head job 0.12, tasks 4.01), 0.32 wasted in 3 preemption(s); "
+        "billed USD 4.31 (export of 2026-12-08T06:00:00+00:00)"
+    )
+    done = {**estimate, "running": False, "preemptions": 0, "unpriced_tasks": 2}
+    failed = {"total": None, "currency": None, "as_of": None, "error": "Forbidden"}
+    assert describe_cost({"estimate": done, "billed": failed}) == (
+        "~USD 4.13 estimated (head job 0.12, tasks 4.01), 2 task attempt(s) not priced; "
+        "billed cost unavailable (Forbidden)"
+    )

@@ -148,6 +148,25 @@ def _pages(client: ApiClient, path: str, params: dict[str, Any]) -> Iterator[dic
         query["page_token"] = page["next_page_token"]
 
 
+def describe_cost(cost: dict[str, Any]) -> str:
+    """A run's cost in a line: the estimate, what preemptions wasted, and the billed figure when known."""
+    est = cost["estimate"]
+    money = f"{est['currency']} {est['total']:.2f}"
+    line = f"~{money} estimated{' so far' if est.get('running') else ''}"
+    if est.get("head") is not None:
+        line += f" (head job {est['head']:.2f}, tasks {est['tasks']:.2f})"
+    if est.get("preemptions"):
+        line += f", {est['wasted']:.2f} wasted in {est['preemptions']} preemption(s)"
+    if est.get("unpriced_tasks"):
+        line += f", {est['unpriced_tasks']} task attempt(s) not priced"
+    billed = cost.get("billed") or {}
+    if billed.get("total") is not None:
+        line += f"; billed {billed['currency']} {billed['total']:.2f} (export of {billed['as_of']})"
+    elif billed.get("error"):
+        line += f"; billed cost unavailable ({billed['error']})"
+    return line
+
+
 def show_run(run: dict[str, Any]) -> None:
     """Print a run for a person."""
     print(f"run {run['id']}  {run['status']}")
@@ -160,6 +179,8 @@ def show_run(run: dict[str, Any]) -> None:
         print(f"  {'labels:':<16}{', '.join(f'{k}={v}' for k, v in run['labels'].items())}")
     if progress := run.get("progress"):
         print(f"  {'progress:':<16}{describe_progress(progress)}")
+    if (run.get("cost") or {}).get("estimate"):
+        print(f"  {'cost:':<16}{describe_cost(run['cost'])}")
     for key, value in (run.get("locations") or {}).items():
         print(f"  {key + ':':<16}{value}")
     if run.get("parent"):
@@ -299,6 +320,7 @@ TASK_COLUMNS = (
     ("process", 28),
     ("status", 10),
     ("exit_code", 9),
+    ("cost", 8),
     ("tag", 30),
 )
 
