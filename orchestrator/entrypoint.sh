@@ -12,7 +12,7 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 export PYTHONPATH="${PYTHONPATH:+${PYTHONPATH}:}/opt/arc/functions:${HERE}/../functions"
 PYTHON="${ARC_PYTHON:-python3}"
 WORKDIR="$(mktemp -d "${TMPDIR:-/tmp}/arc-run.XXXXXX")"
-stage=prepare engine_pid="" watch_pid=""
+stage=prepare engine_pid="" watch_pid="" relay_pid=""
 
 log() {  # log SEVERITY MESSAGE: one JSON line on stderr
   local msg="${2//\\/\\\\}" run="${RUN_ID//\\/\\\\}"
@@ -44,6 +44,7 @@ on_exit() {
   local rc=$?
   trap - EXIT TERM INT
   [[ -z "$watch_pid" ]] || kill "$watch_pid" 2>/dev/null || true
+  [[ -z "$relay_pid" ]] || kill "$relay_pid" 2>/dev/null || true
   [[ -e "$WORKDIR/terminated" ]] || report "$rc"
   [[ "${ARC_KEEP_WORKDIR:-false}" == true ]] || rm -rf "$WORKDIR"
   exit "$rc"
@@ -52,6 +53,9 @@ trap on_exit EXIT
 trap terminate TERM INT
 
 log INFO "orchestrator starting: ${PIPELINE:-?} ${PIPELINE_VERSION:-?} (${ENGINE:-?}), recovery ${IS_RECOVERY:-false}, attempt ${BATCH_TASK_RETRY_ATTEMPT:-0}"
+# Nextflow's Tower reports go to runs_api through a loopback relay (orchestrator/relay.py); for other runs
+# it only writes `none` to its port file and exits. prepare waits for that file.
+"$PYTHON" -m arc_reactor.orchestrator.orchestrate relay --workdir "$WORKDIR" & relay_pid=$!  # its own pid
 orch prepare --orchestrator-dir "$HERE"  # also writes $WORKDIR/started and $WORKDIR/argv
 
 stage=mark-running

@@ -102,6 +102,13 @@ class Deps:
         return ChainSchemaSource(*sources)
 
     @cached_property
+    def tower_key(self) -> bytes:
+        """The key of runs' Tower access tokens (core/tower.run_token), read once from the database."""
+        from arc_reactor.adapters.runs_repo import signing_key
+
+        return signing_key(self.engine, "tower")
+
+    @cached_property
     def billed_costs(self) -> BilledCosts | None:
         """Runs' billed cost from the billing export (ARC_BILLING_EXPORT_TABLE), or None when there is none;
         its BigQuery client is made at the first query."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import signal
 import sys
 import threading
@@ -35,8 +36,10 @@ NEXTFLOW_DOUBLE = r'''#!/usr/bin/env python3
 """A Nextflow CLI double (see the test module's docstring). Behaviour from the environment: NXF_DOUBLE_DIR
 (where to record), NXF_DOUBLE_EXIT, NXF_DOUBLE_HOOKS=1 (run the config's hooks), NXF_DOUBLE_ERROR and
 NXF_DOUBLE_TASK (workflow.errorMessage and the failing process), NXF_DOUBLE_SESSION (a new run's session
-id), NXF_DOUBLE_WAIT=1 (run until SIGTERM, as a long pipeline would)."""
-import ast, json, os, re, signal, subprocess, sys, time, uuid
+id), NXF_DOUBLE_WAIT=1 (run until SIGTERM, as a long pipeline would). Given -with-tower URL, it reports as
+Nextflow's TowerClient does (TOWER_ACCESS_TOKEN as a Bearer token; create, begin, progress, complete) and
+stops, as Nextflow does, when create or begin is refused."""
+import ast, json, os, re, signal, subprocess, sys, time, urllib.request, uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -52,6 +55,51 @@ Path(".nextflow.log").write_text(
     "Nov-22 10:00:00.000 [main] DEBUG nextflow.cli.Launcher - $> nextflow " + " ".join(argv) + "\n"
     f"Nov-22 10:00:01.000 [main] DEBUG nextflow.Session - Session UUID: {session}\n"
 )
+def tower(method, path, body):
+    """One Tower request as TowerClient sends it; (status, JSON answer)."""
+    req = urllib.request.Request(argv[argv.index("-with-tower") + 1] + path, data=json.dumps(body).encode(),
+                                 method=method, headers={"Content-Type": "application/json",
+                                 "Authorization": "Bearer " + os.environ["TOWER_ACCESS_TOKEN"]})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+
+if "-with-tower" in argv:
+    ms = lambda: int(time.time() * 1000)
+    answers = [tower("POST", "/trace/create", {"sessionId": session, "runName": "happy_turing",
+               "projectName": "nf-core/scrnaseq", "repository": "https://github.com/nf-core/scrnaseq",
+               "workflowId": None, "instant": ms()})]
+    wid = answers[0][1].get("workflowId")
+    if answers[0][0] != 200 or not wid:
+        print("ERROR ~ Unexpected Seqera Platform API response", flush=True)
+        sys.exit(1)
+    answers.append(tower("PUT", f"/trace/{wid}/begin", {"workflow": {"id": wid, "runName": "happy_turing"},
+                         "processNames": ["FASTQC"], "towerLaunch": False, "instant": ms()}))
+    def record(status, **more):
+        return {"taskId": 1, "status": status, "hash": "ab/123456", "name": "FASTQC (S1)",
+                "process": "FASTQC", "tag": "S1", "attempt": 1, "exit": 2147483647,
+                "submit": "2026-12-07T10:15:32.501Z", "start": None, "complete": None, "cpus": 2,
+                "memory": 6442450944, "workdir": "gs://w/ab/123456", "nativeId": "nf-ab123456-1733566532",
+                "executor": "google-batch", "cloudZone": "us-central1-a", "machineType": "n2-standard-2",
+                "priceModel": "spot", **more}
+    counts = lambda running, done: {"pending": 0, "submitted": 0, "running": running, "succeeded": done,
+                                    "cached": 0, "failed": 0, "aborted": 0, "ignored": 0, "retries": 0}
+    process = lambda running, done: [{"index": 1, "name": "FASTQC", **counts(running, done), "stored": 0,
+                                      "terminated": bool(done)}]
+    answers.append(tower("PUT", f"/trace/{wid}/progress", {"tasks": [record("RUNNING",
+                         start="2026-12-07T10:16:00Z")], "progress": {**counts(1, 0),
+                         "processes": process(1, 0)}, "instant": ms()}))
+    answers.append(tower("PUT", f"/trace/{wid}/progress", {"tasks": [record("COMPLETED", exit=0,
+                         start="2026-12-07T10:16:00Z", complete="2026-12-07T10:46:00Z")],
+                         "progress": {**counts(0, 1), "processes": process(0, 1)}, "instant": ms()}))
+    answers.append(tower("PUT", f"/trace/{wid}/complete", {"workflow": {"id": wid, "success": True},
+                         "metrics": [], "progress": {**counts(0, 1), "processes": process(0, 1)},
+                         "instant": ms()}))
+    (out / "tower.json").write_text(json.dumps(answers))
+    if answers[1][0] != 200:
+        sys.exit(1)
 for flag in ("-with-trace", "-with-timeline", "-with-report"):
     Path(argv[argv.index(flag) + 1]).write_text(flag)
 if os.environ.get("NXF_DOUBLE_TRACE"):  # the trace as our config asks Nextflow to write it (raw, our fields)
@@ -169,6 +217,57 @@ def test_success_reports_through_the_hooks(engine, gcs, nextflow, tmp_path):
     assert not list((tmp_path / "tmp").iterdir())  # the local work dir is cleaned up
     ledger = {(t["task_id"], t["process"], t["status"]) for t in list_tasks(engine, run.run_id, limit=10)}
     assert ledger == {("1", "FASTQC", "succeeded"), ("2", "STAR", "cached")}  # read from trace.txt at the end
+
+
+@pytest.fixture
+def runs_api(app_env):
+    """runs_api served over loopback, as the relay reaches it (ARC_SERVICE_URL)."""
+    from arc_reactor.local.functions_host import serve_function, stop_function
+
+    fn = serve_function("runs_api", "http")
+    yield fn.url.rstrip("/")
+    stop_function(fn)
+
+
+def test_nextflow_reports_its_tasks_through_the_relay_to_runs_api(engine, nextflow, runs_api, tmp_path):
+    """The run's token reaches Nextflow in its environment, never on its command line; its Tower reports go
+    through the orchestrator's loopback relay to runs_api, which fills the ledger and the progress."""
+    from arc_reactor.core.tower import run_token
+
+    run = nextflow(NXF_DOUBLE_HOOKS="1", ARC_SERVICE_URL=runs_api)
+    token = run_token(runs_repo.signing_key(engine, "tower"), run.run_id)
+
+    proc = run.run(TOWER_ACCESS_TOKEN=token)
+
+    assert proc.returncode == 0, proc.stderr
+    argv, env, _ = recorded(tmp_path / "record")
+    endpoint = argv[argv.index("-with-tower") + 1]
+    assert re.fullmatch(r"http://127\.0\.0\.1:\d+/tower", endpoint)  # the relay, on loopback
+    assert env["TOWER_ACCESS_TOKEN"] == token and token not in " ".join(argv)
+    answers = json.loads((tmp_path / "record" / "tower.json").read_text())
+    assert [status for status, _ in answers] == [200] * 5, answers
+    assert answers[0][1]["workflowId"] == run.run_id
+    (task,) = list_tasks(engine, run.run_id, limit=10)
+    assert (task["process"], task["status"], task["machine_type"], task["spot"]) == (
+        "FASTQC", "succeeded", "n2-standard-2", True,
+    )  # fmt: skip
+    progress = runs_repo.get_run(engine, run.run_id).progress
+    assert (progress["source"], progress["done"], progress["total"]) == ("nextflow", 1, 1)
+
+
+def test_without_runs_api_nextflow_runs_without_reports(engine, nextflow, tmp_path):
+    """Nextflow stops a run whose first report fails: when runs_api does not answer through the relay, the
+    run goes on without -with-tower (a warning says so) rather than not at all."""
+    from arc_reactor.core.tower import run_token
+
+    run = nextflow(NXF_DOUBLE_HOOKS="1", ARC_SERVICE_URL="http://127.0.0.1:9")  # nothing listens there
+    proc = run.run(TOWER_ACCESS_TOKEN=run_token(runs_repo.signing_key(engine, "tower"), run.run_id))
+
+    assert proc.returncode == 0, proc.stderr
+    argv, _, _ = recorded(tmp_path / "record")
+    assert "-with-tower" not in argv
+    assert "Nextflow runs without reporting its tasks" in proc.stderr
+    assert runs_repo.get_run(engine, run.run_id)["status"] == "completed"
 
 
 def test_pipeline_failure_message_arrives_intact_and_runs_nothing(engine, gcs, nextflow, tmp_path):

@@ -37,6 +37,7 @@ def _settings(**kw: object) -> Settings:
         "cloudsql_instance": "proj-1:europe-west4:arc",
         "db_name": "arcdb",
         "database_url": "",  # a DATABASE_URL from the outside environment must not leak in
+        "service_url": "https://arc-runs-api-731500294419.europe-west4.run.app,https://api.example.org",
     }
     base.update(kw)
     return Settings(**base)  # type: ignore[arg-type]
@@ -93,6 +94,7 @@ def test_task_spec_container_env_resources_and_retries() -> None:
         "ARC_RUNS_BUCKET": "runs-b",
         "ARC_PROJECT": "proj-1",
         "ARC_REGION": "europe-west4",
+        "ARC_SERVICE_URL": "https://arc-runs-api-731500294419.europe-west4.run.app",  # the first: Cloud Run's
         "ARC_RUN_LABELS": json.dumps(labels, sort_keys=True, separators=(",", ":")),
         "ARC_CLOUDSQL_INSTANCE": "proj-1:europe-west4:arc",
         "ARC_DB_NAME": "arcdb",

@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection, CursorResult, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from arc_reactor.adapters.tables import ACTIVE_SQL, run_events, run_labels, runs
+from arc_reactor.adapters.tables import ACTIVE_SQL, run_events, run_labels, runs, signing_keys
 from arc_reactor.core.run_record import RunRecord
 from arc_reactor.core.status import PREDECESSORS, TERMINAL, TIMESTAMP_COLUMN, RunStatus, is_terminal_conflict
 from arc_reactor.errors import NotFound, TransientError
@@ -631,10 +631,14 @@ def add_note_once(engine: Engine, run_id: str, source: str, key: str, detail: Ma
         return bool(conn.execute(text(_NOTE_ONCE_SQL), params).rowcount)
 
 
-def set_tower_token_hash(engine: Engine, run_id: str, token_hash: str) -> None:
-    """Store the hash of the run's Tower access token (core/tower.py), replacing any earlier one."""
-    with _transaction(engine) as conn:
-        conn.execute(runs.update().where(runs.c.id == run_id).values(tower_token_hash=token_hash))
+@_fresh_on_stale
+def signing_key(engine: Engine, name: str) -> bytes:
+    """One of the deployment's own secrets (migration 0010 made them); KeyError when there is none."""
+    with _reading(engine) as conn:
+        found = conn.execute(select(signing_keys.c.secret).where(signing_keys.c.name == name)).scalar()
+    if found is None:
+        raise KeyError(f"no signing key {name!r}: is the database migrated (alembic upgrade head)?")
+    return bytes(found)
 
 
 def set_progress(engine: Engine, run_id: str, progress: Mapping[str, Any], instant: int) -> bool:

@@ -11,6 +11,7 @@ from sqlalchemy import (
     Identity,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     Table,
     Text,
@@ -68,7 +69,6 @@ runs = Table(
     Column("metrics", JSONB),
     Column("session_id", Text),
     Column("upload_failures", Integer),  # files the orchestrator could not upload, when any (0005)
-    Column("tower_token_hash", Text),  # SHA-256 of the run's own Tower token (0009); never shown
     Column("progress", JSONB),  # task counts, overall and per process (0009)
     UniqueConstraint("source_bucket", "source_object", "source_generation", name="uq_runs_source"),
     UniqueConstraint("idempotency_key", name="uq_runs_idempotency_key"),
@@ -117,6 +117,15 @@ run_labels = Table(
     Column("created_at", DateTime(timezone=True), primary_key=True),
     Column("run_id", Text, ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
     Index("ix_run_labels_run", "run_id"),
+)
+
+# The deployment's own secrets (migration 0010): the `tower` key signs runs' Tower tokens (core/tower.py).
+signing_keys = Table(
+    "signing_keys",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("secret", LargeBinary, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 
 # One row per attempt of each task of a run (migration 0009; adapters/tasks_repo.py writes it).

@@ -55,6 +55,8 @@ ROUTES = (
     Route(re.compile(r"^/openapi\.json$"), {"GET": _openapi}, public=True),
     Route(re.compile(r"^/pipelines$"), {"GET": pipelines.list_pipelines}),
     # Nextflow's Tower reports: authenticated by the run's own token (api/tower.py), not an ID token.
+    Route(re.compile(r"^/tower/service-info$"), {"GET": tower.service_info}, public=True),
+    Route(re.compile(r"^/tower/user-info$"), {"GET": tower.user_info}, public=True),
     Route(re.compile(r"^/tower/trace/create$"), {"POST": tower.create}, public=True),
     *(
         Route(

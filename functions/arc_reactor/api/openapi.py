@@ -517,7 +517,19 @@ def _tower() -> dict[str, Any]:
     body = {"required": True, "content": {"application/json": {"schema": OBJECT}}}
     workflow = {"name": "workflow_id", "in": "path", "required": True, "schema": STR}
     created = _object({"workflowId": STR, "message": OPT_STR})
+    info = _object({"serviceInfo": _object({"version": STR, "apiVersion": STR})})
+    user = _object({"user": _object({"id": {"type": "integer"}, "userName": STR, "email": OPT_STR})})
     out: dict[str, Any] = {
+        "/tower/service-info": {
+            "get": _public("towerServiceInfo", "What Tower clients ask first; no token", "The service", info)
+        },
+        "/tower/user-info": {
+            "get": {
+                **_op("towerUserInfo", "The run a token belongs to (Tower protocol)", [],
+                      _responses({"200": ("The run, as a user", user)}, ("401",))),
+                "security": token,
+            }
+        },
         "/tower/trace/create": {
             "post": {
                 **_op("towerCreate", "Nextflow starts reporting a run (Tower protocol)", [],

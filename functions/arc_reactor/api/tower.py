@@ -23,6 +23,7 @@ from arc_reactor.core.tower import (
 from arc_reactor.errors import NotFound
 
 TOKEN_GRACE = timedelta(hours=1)
+API_VERSION = "1.0.0"  # of the Tower trace subset served here
 _ENDED = ("completed_at", "failed_at", "cancelled_at")
 
 
@@ -42,7 +43,7 @@ def _run(call: Call, workflow_id: str | None = None) -> RunRecord:
         run = call.deps.runs.get_run(run_id)
     except NotFound:
         raise _refused("this token is for no run") from None
-    if not token_matches(token, run.get("tower_token_hash")):
+    if not token_matches(call.deps.tower_key, run_id, token):
         raise _refused("not this run's token")
     ended = next((run.get(k) for k in _ENDED if run.get(k)), None)
     if ended is not None and datetime.now(UTC) - ended > TOKEN_GRACE:
@@ -55,6 +56,19 @@ def _body(call: Call) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise ApiError(400, "bad_request", "the body must be a JSON object")
     return body
+
+
+def service_info(call: Call) -> Any:
+    """GET /tower/service-info: what a Tower client asks first; the orchestrator's relay checks runs_api
+    answers with it (orchestrator/relay.py). Needs no token and says nothing about any run."""
+    return json_response({"serviceInfo": {"version": "arc-reactor", "apiVersion": API_VERSION}})
+
+
+def user_info(call: Call) -> Any:
+    """GET /tower/user-info: who the token is: the run it belongs to (Nextflow's TowerClient 24.x does not
+    call it; other Tower clients check a token with it)."""
+    run = _run(call)
+    return json_response({"user": {"id": 0, "userName": f"run-{run.id}", "email": None}})
 
 
 def create(call: Call) -> Any:

@@ -52,6 +52,8 @@ class Workspace:
     argv_file: Path  # the engine's argv, NUL-terminated (written by prepare)
     started_file: Path  # update_status.py arguments that mark the run running, NUL-terminated
     dag_counts: Path  # snakemake, resuming: the whole DAG's jobs per rule (JSON), to count what it skips
+    relay_port: Path  # nextflow: the port the Tower relay listens on, or `none` (orchestrator/relay.py)
+    tower_endpoint: Path  # nextflow: the relay's URL for -with-tower, once runs_api answered through it
 
     @classmethod
     def at(cls, root: Path) -> Workspace:
@@ -67,6 +69,7 @@ class Workspace:
             error_file=root / "error.json", session_file=root / "session-id",
             terminated_marker=root / "terminated", restored_file=root / "restored.json",
             argv_file=root / "argv", started_file=root / "started", dag_counts=root / "dag-counts.json",
+            relay_port=root / "relay-port", tower_endpoint=root / "tower-endpoint",
         )  # fmt: skip
 
 
@@ -150,9 +153,16 @@ def nextflow_env(env: JobEnv, session_id: str | None) -> dict[str, str]:
 
 
 def nextflow_command(
-    env: JobEnv, source: str, ws: Workspace, profile: str | None, session_id: str | None
+    env: JobEnv,
+    source: str,
+    ws: Workspace,
+    profile: str | None,
+    session_id: str | None,
+    *,
+    tower: str | None = None,
 ) -> list[str]:
-    """`nextflow run` (through `env`, which sets its environment), resuming `session_id` when given."""
+    """`nextflow run` (through `env`, which sets its environment), resuming `session_id` when given, and
+    reporting to `tower` (the relay's URL; its token is TOWER_ACCESS_TOKEN, never on the command line)."""
     argv = [
         "nextflow", "run", source,
         "-r", env.pipeline_version,
@@ -167,6 +177,8 @@ def nextflow_command(
         argv += ["-profile", profile]
     if session_id:
         argv += ["-resume", session_id]
+    if tower:
+        argv += ["-with-tower", tower]
     return ["env", *(f"{k}={v}" for k, v in nextflow_env(env, session_id).items()), *argv]
 
 

@@ -45,6 +45,8 @@ class JobEnv:
     results_dir: str = field(default="", metadata={"var": "RESULTS_DIR", "gs": True})
     # The job's Batch labels; the orchestrator stamps them on every task job (Nextflow resourceLabels).
     labels: Mapping[str, str] = field(default_factory=dict, metadata={"var": "ARC_RUN_LABELS"})
+    # Nextflow's token for reporting the run to runs_api's Tower routes (core/tower.run_token), "" for others.
+    tower_token: str = field(default="", metadata={"var": "TOWER_ACCESS_TOKEN"})
     retry_attempt: int = field(default=0, metadata={"var": RETRY_ATTEMPT_VAR, "read_only": True})
 
     @property

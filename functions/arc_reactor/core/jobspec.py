@@ -106,6 +106,8 @@ def deployment_env(settings: Settings) -> dict[str, str]:
         "ARC_RUNS_BUCKET": settings.runs_bucket,
         "ARC_PROJECT": settings.project,
         "ARC_REGION": settings.region,
+        # runs_api, where Nextflow's Tower reports go (through the orchestrator's relay.py)
+        **({"ARC_SERVICE_URL": settings.service_urls[0]} if settings.service_urls else {}),
         **database_env(settings),
         **task_policy_env(settings),
     }

@@ -60,7 +60,6 @@ class RunRecord:
     metrics: Mapping[str, Any] | None = None
     session_id: str | None = None
     upload_failures: int | None = None
-    tower_token_hash: str | None = None  # never shown (api/views.py lists what is)
     progress: Mapping[str, Any] | None = None
 
     @classmethod

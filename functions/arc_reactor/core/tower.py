@@ -9,9 +9,9 @@ CACHED), `attempt`, `process`, `name`, `tag`, `submit`/`start`/`complete` (ISO-8
 null), `exit` (2147483647 until the task completed), `cpus`, `memory` (bytes), `workdir`, `nativeId`,
 `errorAction`, `realtime`/`duration` (ms), and `executor`, `cloudZone`, `machineType`, `priceModel`.
 
-A run's access token is `arc.<run id>.<secret>`: exactly two dots, so Nextflow sends it as
-`Authorization: Bearer <token>` (any other shape it sends as Basic `@token:<token>`, also accepted). Only
-its SHA-256 is stored, on the run.
+A run's access token is `arc.<run id>.<MAC>` (run_token): exactly two dots, so Nextflow sends it as
+`Authorization: Bearer <token>` (any other shape it sends as Basic `@token:<token>`, also accepted). The MAC
+is an HMAC of the run id under the deployment's `tower` key, kept in the database (migration 0010).
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import base64
 import binascii
 import hashlib
 import hmac
-import secrets
 from datetime import datetime
 from typing import Any
 
@@ -47,19 +46,17 @@ class TowerRequestInvalid(ValueError):
     """A request body that is not what Nextflow sends."""
 
 
-def new_token(run_id: str) -> str:
-    """A fresh access token for one run."""
-    return f"{TOKEN_PREFIX}.{run_id}.{secrets.token_urlsafe(24)}"
+def run_token(key: bytes, run_id: str) -> str:
+    """The run's access token: its id and an HMAC-SHA256 of it under the deployment's `tower` key
+    (runs_repo.signing_key), so every submission of the run (a redelivery, a recovery's, a Batch retry's)
+    gives the same token and nothing per run is stored."""
+    mac = hmac.new(key, f"tower-token:{run_id}".encode(), hashlib.sha256).digest()
+    return f"{TOKEN_PREFIX}.{run_id}.{base64.urlsafe_b64encode(mac).decode().rstrip('=')}"
 
 
-def token_hash(token: str) -> str:
-    """What the run stores of its token."""
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-def token_matches(token: str, stored_hash: str | None) -> bool:
-    """True when `token` is the one whose hash the run stores (compared in constant time)."""
-    return bool(stored_hash) and hmac.compare_digest(token_hash(token), str(stored_hash))
+def token_matches(key: bytes, run_id: str, token: str) -> bool:
+    """True when `token` is `run_id`'s (compared in constant time)."""
+    return hmac.compare_digest(run_token(key, run_id).encode(), token.encode())
 
 
 def token_from_header(header: str) -> tuple[str, str] | None:

@@ -218,6 +218,8 @@ class LocalStack:
         venv_bin = str(Path(sys.executable).parent)
         return {
             "ARC_PIPELINES_ROOT": str(ROOT),
+            # Where a Nextflow run's Tower reports go (through the orchestrator's relay): this runs_api.
+            "ARC_SERVICE_URL": self.url("runs_api").rstrip("/"),
             "PYTHONPATH": str(ROOT / "functions"),
             "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}",
         }

@@ -42,7 +42,7 @@ from arc_reactor.core.nextflow_config import TaskPolicy, render_template, templa
 from arc_reactor.core.registry import PipelineSpec, load_registry
 from arc_reactor.core.run_outcome import snakemake_trace
 from arc_reactor.errors import ArcError, OrchestrationError
-from arc_reactor.orchestrator import nextflow_session, workdir_sync
+from arc_reactor.orchestrator import nextflow_session, relay, workdir_sync
 from arc_reactor.orchestrator.storage_io import Context, download, read_params, session_id, upload
 
 log = logging.getLogger("arc_reactor.orchestrator.orchestrate")  # one logger name for every step
@@ -91,12 +91,18 @@ class Nextflow:
         elif env.resume:
             log.warning("no Nextflow session to resume: this attempt starts afresh in the same work dir")
         render_config(ctx, orchestrator_dir)
+        if env.tower_token:  # the entrypoint started the Tower relay: report through it if runs_api answers
+            port = relay.relay_port(ws.relay_port)
+            if port is not None and relay.reachable(port):
+                ws.tower_endpoint.write_text(f"http://127.0.0.1:{port}/tower", encoding="utf-8")
 
     def command(
         self, env: JobEnv, spec: PipelineSpec, source: str, ws: Workspace, *, cores: int, session: str | None
     ) -> list[str]:
-        """`nextflow run` with the manifest's profile (else the registry's), resuming `session`."""
-        return nextflow_command(env, source, ws, env.profile or spec.default_profile, session)
+        """`nextflow run` with the manifest's profile (else the registry's), resuming `session`, reporting
+        its tasks through the Tower relay when prepare found runs_api answering."""
+        tower = ws.tower_endpoint.read_text(encoding="utf-8") if ws.tower_endpoint.is_file() else None
+        return nextflow_command(env, source, ws, env.profile or spec.default_profile, session, tower=tower)
 
     def logs(self, ws: Workspace) -> list[tuple[Path, str]]:
         """The console, .nextflow.log and the trace, timeline, report and DAG."""

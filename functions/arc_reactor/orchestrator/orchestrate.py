@@ -1,5 +1,6 @@
 """The orchestrator's steps, run by orchestrator/entrypoint.sh inside the Batch job (or the local stack):
 
+    python3 -m arc_reactor.orchestrator.orchestrate relay   --workdir DIR
     python3 -m arc_reactor.orchestrator.orchestrate prepare --workdir DIR [--orchestrator-dir DIR]
     python3 -m arc_reactor.orchestrator.orchestrate started --workdir DIR
     python3 -m arc_reactor.orchestrator.orchestrate command --workdir DIR [--json]
@@ -7,14 +8,15 @@
     python3 -m arc_reactor.orchestrator.orchestrate finish  --workdir DIR --exit-code N
     python3 -m arc_reactor.orchestrator.orchestrate outcome --workdir DIR --exit-code N [--stage STAGE]
 
+`relay` serves Nextflow's Tower reports to runs_api while the run goes on (orchestrator/relay.py).
 `prepare` downloads the run's params (and config), decides what a retry or recovery resumes, and then,
 for Snakemake, restores the working directory from WORK_DIR and stages the samplesheet's gs:// files; for
-Nextflow it renders our config. It ends by writing what `started` and `command` print (to <workdir>/started
-and <workdir>/argv), which saves the entrypoint two interpreter starts. `started` and `outcome` print
-update_status.py arguments, `command` the engine's argv (NUL-terminated, or JSON). `watch` records the
-Nextflow session id as soon as it is logged. `finish` uploads logs (for Snakemake also the results and the
-working directory); a failed upload is a warning. Decisions are in core/engine_command.py and
-core/nextflow_config.py (pure).
+Nextflow it renders our config and checks that runs_api answers through the relay. It ends by writing what
+`started` and `command` print (to <workdir>/started and <workdir>/argv), which saves the entrypoint two
+interpreter starts. `started` and `outcome` print update_status.py arguments, `command` the engine's argv
+(NUL-terminated, or JSON). `watch` records the Nextflow session id as soon as it is logged. `finish`
+uploads logs (for Snakemake also the results and the working directory); a failed upload is a warning.
+Decisions are in core/engine_command.py and core/nextflow_config.py (pure).
 """
 
 from __future__ import annotations
@@ -23,7 +25,10 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
+import threading
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,7 +44,7 @@ from arc_reactor.core.registry import load_registry
 from arc_reactor.core.run_outcome import Failure, failure_from_log, outcome_args
 from arc_reactor.errors import OrchestrationError
 from arc_reactor.logs import JsonFormatter, setup_logging
-from arc_reactor.orchestrator import nextflow_session
+from arc_reactor.orchestrator import nextflow_session, relay
 from arc_reactor.orchestrator.engines import engine_for
 from arc_reactor.orchestrator.storage_io import Context, download, session_id, upload
 from arc_reactor.settings import get_settings
@@ -212,7 +217,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """The command line (see the module docstring)."""
     parser = argparse.ArgumentParser(prog="orchestrate", description="Arc Reactor orchestrator steps.")
     sub = parser.add_subparsers(dest="cmd", required=True)
-    for name in ("prepare", "started", "command", "watch", "finish", "outcome"):
+    for name in ("relay", "prepare", "started", "command", "watch", "finish", "outcome"):
         p = sub.add_parser(name)
         p.add_argument("--workdir", type=Path, required=True, help="the task's local work folder")
         if name == "prepare":
@@ -228,8 +233,38 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def run_relay(ctx: Context) -> None:
+    """Serve Nextflow's Tower reports to runs_api until stopped (orchestrator/relay.py); write `none` to
+    the port file when the run has no Tower reporting."""
+    env, ws, settings = ctx.env, ctx.ws, ctx.settings
+    ws.root.mkdir(parents=True, exist_ok=True)
+    written = ws.relay_port.with_suffix(".tmp")
+    if env.engine != "nextflow" or not env.tower_token or not settings.service_urls:
+        written.write_text(relay.NONE, encoding="utf-8")
+        written.replace(ws.relay_port)
+        return
+    target = settings.service_urls[0]
+    server = relay.Relay(target, None if settings.local else relay.IdTokens(target))
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.stop, daemon=True).start())
+    threading.Thread(target=_stop_with_parent, args=(server,), daemon=True).start()
+    written.write_text(str(server.port), encoding="utf-8")
+    written.replace(ws.relay_port)  # whole, or not at all: prepare reads it
+    log.info("Tower relay on 127.0.0.1:%d to %s", server.port, target, extra={"event": "tower_relay"})
+    server.serve()
+
+
+def _stop_with_parent(server: relay.Relay, every: float = 1.0) -> None:
+    """Stop the relay when the entrypoint that started it is gone (killed without its exit trap)."""
+    parent = os.getppid()
+    while os.getppid() == parent:
+        time.sleep(every)
+    server.stop()
+
+
 def _run(args: argparse.Namespace, ctx: Context) -> None:
-    if args.cmd == "prepare":
+    if args.cmd == "relay":
+        run_relay(ctx)
+    elif args.cmd == "prepare":
         prepare(ctx, args.orchestrator_dir)
     elif args.cmd == "command":
         _print_argv(command(ctx), args.json)
@@ -260,7 +295,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "%s failed: %s", args.cmd, failure.message, exc_info=failure.code == "orchestrator_error",
             extra={"event": "orchestrator_error", "error_code": failure.code},
         )  # fmt: skip
-        if args.cmd in ("prepare", "command"):  # finish and watch only upload: never fail the run
+        if args.cmd in ("prepare", "command"):  # relay, finish and watch never fail the run
             _record_failure(ws, failure)
         return 1
     return 0

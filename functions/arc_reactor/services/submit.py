@@ -389,6 +389,7 @@ def submit_job(
     the run submitted; a refusal Batch will not change its mind on fails the run."""
     from arc_reactor.core.job_env import JobEnv
     from arc_reactor.core.jobspec import OrchestratorJob
+    from arc_reactor.core.tower import run_token
 
     run_id = str(run.id)
     env = JobEnv(
@@ -405,6 +406,7 @@ def submit_job(
         cache_dir=run.cache_dir,
         logs_dir=run.logs_uri,
         results_dir=run.results_uri,
+        tower_token=run_token(deps.tower_key, run_id) if run.engine == "nextflow" else "",
     )
     spec = OrchestratorJob(
         env, submitter_email=run.submitter, head_job=head_job, extra_labels=dict(run.labels or {})
