@@ -73,10 +73,11 @@ locals {
       concurrency   = var.runs_api_concurrency
       # SSE streams stay open; Cloud Run cuts a request at the timeout and the client reconnects.
       timeout_seconds = 3600
-      # Reachable from users' machines, but Cloud Run rejects any caller without run.invoker.
+      # Reachable from users' machines, but Cloud Run rejects any caller without run.invoker. The
+      # orchestrator's Tower relay calls it too, with Nextflow's task reports (orchestrator/relay.py).
       ingress         = "ALLOW_ALL"
       event_trigger   = null
-      invoker_members = { for m in var.api_invoker_members : m => m }
+      invoker_members = merge({ for m in var.api_invoker_members : m => m }, { orchestrator = local.members.orchestrator })
       dead_letter     = null
     }
     reconcile_batch_event = {

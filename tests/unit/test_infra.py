@@ -64,6 +64,8 @@ EXPECTED_ROLES = {
         ("roles/pubsub.publisher", "topic:batch_notifications"),
         ("roles/artifactregistry.reader", "repo:orchestrator"),
         ("roles/storage.objectViewer", "bucket:inputs"),  # the demo data and var.input_buckets
+        # Its Tower relay sends Nextflow's task reports to runs_api (orchestrator/relay.py).
+        ("roles/run.invoker", "run:runs_api"),
     },
     "task": {
         ("roles/batch.agentReporter", "project"),
@@ -326,9 +328,14 @@ def _granted(root, module):
     assert invoker["role"] == "roles/run.invoker"
     for name, call in _function_calls(root).items():
         members = call.get("invoker_members", {})
-        if isinstance(members, str):
-            assert members == "${{for m in var.api_invoker_members : m => m}}", members
+        if isinstance(members, str):  # runs_api: the users' list, and the orchestrator's Tower relay
+            expected = (
+                "${merge({for m in var.api_invoker_members : m => m}, "
+                "{orchestrator = local.members.orchestrator})}"
+            )
+            assert members.replace(" ", "") == expected.replace(" ", ""), members
             grants.add(("api_invokers", "roles/run.invoker", f"run:{name}"))
+            grants.add(("orchestrator", "roles/run.invoker", f"run:{name}"))
         else:
             grants |= {(_who(m), "roles/run.invoker", f"run:{name}") for m in members.values()}
     # pubsub.subscriber on the Eventarc-managed subscriptions, granted by the module's gcloud step
