@@ -34,8 +34,9 @@ def _session():
     return session
 
 
-def wait_until_ended(session, base, run_id, timeout=120.0):
-    """Follow the run's SSE stream until its `end` message; the final status."""
+def wait_until_ended(session, base, run_id, timeout=120.0, progress=None):
+    """Follow the run's SSE stream until its `end` message; the final status. `progress`, a list, gets the
+    data of every `progress` event."""
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
@@ -52,6 +53,8 @@ def wait_until_ended(session, base, run_id, timeout=120.0):
                     event = line[7:]
                 elif line.startswith("data: ") and event == "end":
                     return json.loads(line[6:])["status"]
+                elif line.startswith("data: ") and event == "progress" and progress is not None:
+                    progress.append(json.loads(line[6:]))
     raise AssertionError(f"run {run_id} did not end in {timeout} s")
 
 
@@ -89,7 +92,15 @@ def test_recover_resumes_without_redoing_finished_steps(stack):
 
     session, base = _session(), stack.url("runs_api").rstrip("/")
     parent = session.post(f"{base}/runs", json=_body(fail_samples=["sample3"]), timeout=30).json()
-    assert wait_until_ended(session, base, parent["id"]) == "failed"
+    progress: list[dict] = []
+    assert wait_until_ended(session, base, parent["id"], progress=progress) == "failed"
+    # Snakemake filled the ledger and the progress for real, and the stream carried it.
+    assert progress and progress[-1]["failed"] == 1 and progress[-1]["total"] == 5, progress
+    assert {p["name"] for p in progress[-1]["processes"]} == {"all", "stats", "summary"}
+    why = session.get(f"{base}/runs/{parent['id']}/diagnosis", timeout=10).json()
+    first = why["first_failed_task"]
+    assert (first["process"], first["tag"]) == ("stats", "sample=sample3")
+    assert "failing on purpose" in first["error_tail"]  # the failing rule's own log tail
     storage = get_deps().storage
     finished = {
         n.rsplit("/", 1)[1].removesuffix(".json")
@@ -103,6 +114,8 @@ def test_recover_resumes_without_redoing_finished_steps(stack):
     child = resp.json()
     assert child["is_recovery"] and child["work_dir"] == parent["work_dir"]
     assert wait_until_ended(session, base, child["id"]) == "completed"
+    counts = session.get(f"{base}/runs/{child['id']}", timeout=10).json()["progress"]
+    assert (counts["done"], counts["cached"], counts["total"]) == (5, len(finished), 5)  # skipped: cached
     redone = _stats_run_by(stack, child["id"])
     assert "sample3" in redone
     assert not redone & finished, f"finished steps were run again: {sorted(redone & finished)}"
