@@ -91,12 +91,14 @@ def test_cost_is_told_in_a_line() -> None:
                 "preemptions": 3, "unpriced_tasks": 0, "running": True}  # fmt: skip
     billed = {"total": 4.31, "currency": "USD", "as_of": "2026-12-08T06:00:00+00:00", "error": None}
     assert describe_cost({"estimate": estimate, "billed": billed}) == (
-        "~USD 4.13 estimated so far (head job 0.12, tasks 4.01), 0.32 wasted in 3 preemption(s); "
+        "~USD 4.13 estimated so far (head job 0.1206, tasks 4.01), 0.3182 wasted in 3 preemption(s); "
         "billed USD 4.31 (export of 2026-12-08T06:00:00+00:00)"
     )
     done = {**estimate, "running": False, "preemptions": 0, "unpriced_tasks": 2}
     failed = {"total": None, "currency": None, "as_of": None, "error": "Forbidden"}
     assert describe_cost({"estimate": done, "billed": failed}) == (
-        "~USD 4.13 estimated (head job 0.12, tasks 4.01), 2 task attempt(s) not priced; "
+        "~USD 4.13 estimated (head job 0.1206, tasks 4.01), 2 task attempt(s) not priced; "
         "billed cost unavailable (Forbidden)"
     )
+    tiny = {**done, "total": 0.00003, "head": 0.00003, "tasks": 0.0, "unpriced_tasks": 0}
+    assert describe_cost({"estimate": tiny}) == "~USD < 0.0001 estimated (head job < 0.0001, tasks 0.0000)"

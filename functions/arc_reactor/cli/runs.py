@@ -148,20 +148,26 @@ def _pages(client: ApiClient, path: str, params: dict[str, Any]) -> Iterator[dic
         query["page_token"] = page["next_page_token"]
 
 
+def _money(amount: float) -> str:
+    """An amount as people read it: cents from 1 up, else 4 decimals, and "< 0.0001" for less."""
+    if 0 < amount < 0.0001:
+        return "< 0.0001"
+    return f"{amount:.2f}" if amount >= 1 else f"{amount:.4f}"
+
+
 def describe_cost(cost: dict[str, Any]) -> str:
     """A run's cost in a line: the estimate, what preemptions wasted, and the billed figure when known."""
     est = cost["estimate"]
-    money = f"{est['currency']} {est['total']:.2f}"
-    line = f"~{money} estimated{' so far' if est.get('running') else ''}"
+    line = f"~{est['currency']} {_money(est['total'])} estimated{' so far' if est.get('running') else ''}"
     if est.get("head") is not None:
-        line += f" (head job {est['head']:.2f}, tasks {est['tasks']:.2f})"
+        line += f" (head job {_money(est['head'])}, tasks {_money(est['tasks'])})"
     if est.get("preemptions"):
-        line += f", {est['wasted']:.2f} wasted in {est['preemptions']} preemption(s)"
+        line += f", {_money(est['wasted'])} wasted in {est['preemptions']} preemption(s)"
     if est.get("unpriced_tasks"):
         line += f", {est['unpriced_tasks']} task attempt(s) not priced"
     billed = cost.get("billed") or {}
     if billed.get("total") is not None:
-        line += f"; billed {billed['currency']} {billed['total']:.2f} (export of {billed['as_of']})"
+        line += f"; billed {billed['currency']} {_money(billed['total'])} (export of {billed['as_of']})"
     elif billed.get("error"):
         line += f"; billed cost unavailable ({billed['error']})"
     return line

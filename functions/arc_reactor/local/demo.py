@@ -138,6 +138,9 @@ def run_demo(out: TextIO = sys.stdout, state_dir: Path | None = None, timeout: f
 def _report(stack: LocalStack, run_id: str, final: str, out: TextIO, started: float) -> int:
     from arc_reactor.adapters import runs_repo
     from arc_reactor.adapters.tasks_repo import task_counts
+    from arc_reactor.cli.runs import describe_cost
+    from arc_reactor.core.progress import describe as describe_progress
+    from arc_reactor.services.run_cost import run_cost
     from arc_reactor.wiring import get_deps
 
     run = runs_repo.get_run(get_deps().engine, run_id)
@@ -151,6 +154,10 @@ def _report(stack: LocalStack, run_id: str, final: str, out: TextIO, started: fl
             f"{rule} {sum(v for k, v in c.items() if k != 'retries')}" for rule, c in sorted(counts.items())
         )
         out.write(f"  tasks:   {per_rule} (each one: arc runs tasks {run_id})\n")
+    if run.progress:
+        out.write(f"  progress: {describe_progress(run.progress)}\n")
+    estimate = run_cost(get_deps().engine, stack.settings, run)["estimate"]
+    out.write(f"  cost:    {describe_cost({'estimate': estimate})} (prices {estimate['prices']})\n")
     out.write(f"  copied to {dest} ({len(files)} files)\n")
     out.write(f"  function logs: {stack.log_file}; job output: {stack.state_dir / 'jobs'}\n")
     summary = dest / "results" / "summary.tsv"
