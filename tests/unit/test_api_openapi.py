@@ -26,7 +26,9 @@ def test_every_route_is_documented_and_every_documented_operation_is_routed():
             if route.pattern.match(concrete):
                 routed |= {(path, m) for m in route.methods}
     assert routed == documented
-    assert len(documented) == sum(len(r.methods) for r in ROUTES)
+    # The GA4GH WES facade has its own, official document (tests/integration/test_wes.py checks it).
+    ours = [r for r in ROUTES if not r.pattern.pattern.startswith("^/ga4gh/wes/")]
+    assert len(documented) == sum(len(r.methods) for r in ours)
 
 
 def test_operations_have_ids_error_responses_and_public_ones_need_no_token():

@@ -14,7 +14,20 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ParamSpec, TypeVar
 
-from sqlalchemy import BigInteger, Select, TextClause, and_, cast, insert, literal, or_, select, text, tuple_
+from sqlalchemy import (
+    BigInteger,
+    Select,
+    TextClause,
+    and_,
+    cast,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    text,
+    tuple_,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection, CursorResult, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
@@ -629,6 +642,18 @@ def add_note_once(engine: Engine, run_id: str, source: str, key: str, detail: Ma
         if conn.execute(text(_LOCK_RUN_SQL), params).first() is None:
             raise NotFound(f"run {run_id} does not exist")
         return bool(conn.execute(text(_NOTE_ONCE_SQL), params).rowcount)
+
+
+@_fresh_on_stale
+def status_counts(engine: Engine) -> dict[tuple[str, str | None], int]:
+    """Runs per (status, error code of a failed run): one GROUP BY. For GA4GH WES's system_state_counts."""
+    stmt = select(runs.c.status, runs.c.error_code, func.count()).group_by(runs.c.status, runs.c.error_code)
+    out: dict[tuple[str, str | None], int] = {}
+    with _reading(engine) as conn:
+        for status, code, n in conn.execute(stmt):
+            key = (str(status), code if status == "failed" else None)
+            out[key] = out.get(key, 0) + int(n)
+    return out
 
 
 @_fresh_on_stale

@@ -24,7 +24,8 @@ from arc_reactor.core.cost import TaskUsage
 from arc_reactor.core.tasks import MERGED_FIELDS, TASK_STATUSES, TaskUpdate, merge, rank
 
 __all__ = [
-    "TASK_STATUSES", "TaskUpdate", "list_tasks", "merge", "rank", "task_counts", "task_usage", "upsert_tasks",
+    "TASK_STATUSES", "TaskUpdate", "get_task", "list_tasks", "merge", "rank", "task_counts", "task_usage",
+    "upsert_tasks",
 ]  # fmt: skip
 
 
@@ -89,6 +90,16 @@ def list_tasks(
     stmt = stmt.order_by(run_tasks.c.id).limit(limit)
     with engine.connect() as conn:
         return [dict(r) for r in conn.execute(stmt).mappings()]
+
+
+def get_task(engine: Engine, run_id: str, task_id: str, attempt: int) -> dict[str, Any] | None:
+    """One task attempt of a run, or None."""
+    stmt = select(run_tasks).where(
+        run_tasks.c.run_id == run_id, run_tasks.c.task_id == task_id, run_tasks.c.attempt == attempt
+    )
+    with engine.connect() as conn:
+        row = conn.execute(stmt).mappings().first()
+    return dict(row) if row is not None else None
 
 
 def task_counts(engine: Engine, run_id: str) -> dict[str, dict[str, int]]:

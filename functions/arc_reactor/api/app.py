@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from werkzeug.exceptions import HTTPException
 
-from arc_reactor.api import listing, pipelines, results, run_logs, runs, sse, submission, tasks, tower
+from arc_reactor.api import listing, pipelines, results, run_logs, runs, sse, submission, tasks, tower, wes
 from arc_reactor.api.auth import Caller
 from arc_reactor.api.http import ApiError, Call, error_response, json_response
 from arc_reactor.api.openapi import openapi_document
@@ -76,6 +76,14 @@ ROUTES = (
     Route(re.compile(rf"^/runs/{_ID}:cancel$"), {"POST": runs.cancel}),
     Route(re.compile(rf"^/runs/{_ID}:recover$"), {"POST": runs.recover}),
     Route(re.compile(rf"^/runs/{_ID}:relaunch$"), {"POST": runs.relaunch}),
+    # GA4GH WES 1.1 (api/wes.py): the same runs, validation and auth; errors as WES ErrorResponses.
+    Route(re.compile(r"^/ga4gh/wes/v1/service-info$"), {"GET": wes.service_info}),
+    Route(re.compile(r"^/ga4gh/wes/v1/runs$"), {"GET": wes.list_runs, "POST": wes.create_run}),
+    Route(re.compile(rf"^/ga4gh/wes/v1/runs/{_ID}$"), {"GET": wes.run_log}),
+    Route(re.compile(rf"^/ga4gh/wes/v1/runs/{_ID}/status$"), {"GET": wes.run_status}),
+    Route(re.compile(rf"^/ga4gh/wes/v1/runs/{_ID}/cancel$"), {"POST": wes.cancel}),
+    Route(re.compile(rf"^/ga4gh/wes/v1/runs/{_ID}/tasks$"), {"GET": wes.tasks}),
+    Route(re.compile(rf"^/ga4gh/wes/v1/runs/{_ID}/tasks/(?P<task_id>[^/]+)$"), {"GET": wes.task}),
 )
 
 
@@ -104,7 +112,15 @@ def dispatch(deps: Deps, request: flask.Request) -> Any:
 
 
 def handle(deps: Deps, request: flask.Request) -> Any:
-    """Handle one request of runs_api; always answers, with JSON errors."""
+    """Handle one request of runs_api; always answers, with JSON errors (GA4GH WES ErrorResponses under
+    /ga4gh/wes/)."""
+    response = _handle(deps, request)
+    if request.path.startswith(wes.PREFIX + "/"):
+        return wes.as_wes_error(response)
+    return response
+
+
+def _handle(deps: Deps, request: flask.Request) -> Any:
     setup_logging()
     try:
         return dispatch(deps, request)

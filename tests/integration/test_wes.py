@@ -1,0 +1,250 @@
+"""GA4GH WES 1.1 (api/wes.py) against the official OpenAPI document (../shared/fixtures/ga4gh-wes, skipped
+when absent) with schemathesis, and the WES flow itself: submit (multipart, every field a string, and JSON),
+list, get, status, tasks and cancel, on the same runs, validation and ledger as our own API."""
+
+from __future__ import annotations
+
+import copy
+import io
+import itertools
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from flow import function_client, upload_demo_data
+from hypothesis import HealthCheck, Phase, settings
+from test_runs_api import demo_body, transition
+
+from arc_reactor.adapters.tasks_repo import TaskUpdate, upsert_tasks
+
+pytestmark = pytest.mark.integration
+
+WES_DOC = (
+    Path(__file__).resolve().parents[3]
+    / "shared"
+    / "fixtures"
+    / "ga4gh-wes"
+    / "workflow_execution_service.openapi.yaml"
+)
+SAMPLESHEET = demo_body()["samplesheet"]
+# The one remote $ref of the document (ga4gh-service-info v1.0.0 Service), resolved offline to a local
+# schema with the same required fields, as the fixture's SOURCE says.
+SERVICE = {
+    "type": "object",
+    "required": ["id", "name", "type", "organization", "version"],
+    "properties": {
+        "id": {"type": "string"}, "name": {"type": "string"}, "description": {"type": "string"},
+        "type": {"type": "object", "required": ["group", "artifact", "version"], "properties": {
+            "group": {"type": "string"}, "artifact": {"type": "string"}, "version": {"type": "string"}}},
+        "organization": {"type": "object", "required": ["name", "url"], "properties": {
+            "name": {"type": "string"}, "url": {"type": "string"}}},
+        "version": {"type": "string"},
+    },
+}  # fmt: skip
+
+
+def wes_document() -> dict:
+    doc = yaml.safe_load(WES_DOC.read_text(encoding="utf-8"))
+    doc["components"]["schemas"]["Service"] = SERVICE
+    doc["components"]["schemas"]["ServiceInfo"]["allOf"][0] = {"$ref": "#/components/schemas/Service"}
+    doc["servers"] = [{"url": "/ga4gh/wes/v1"}]
+    return doc
+
+
+def form(**fields: str) -> dict:
+    """A WES multipart request as requests' `files` argument: every field a string part."""
+    return {k: (None, v) for k, v in fields.items()}
+
+
+def demo_form(**more: str) -> dict:
+    fields = {
+        "workflow_url": "arc/fastq-stats", "workflow_type": "SMK", "workflow_type_version": "1.0",
+        "workflow_params": json.dumps({"min_quality": 20}), "tags": json.dumps({"project": "wes"}),
+        "workflow_engine_parameters": json.dumps({"revision": "1.0.0"}), **more,
+    }  # fmt: skip
+    return {**form(**fields), "workflow_attachment": ("samplesheet.csv", io.BytesIO(SAMPLESHEET.encode()))}
+
+
+@pytest.fixture
+def wes(app_env, gcs):
+    from arc_reactor.local.functions_host import serve_function, stop_function
+
+    upload_demo_data(gcs)
+    fn = serve_function("runs_api", "http")
+    import requests
+
+    session = requests.Session()
+    session.trust_env = False
+    yield fn.url.rstrip("/") + "/ga4gh/wes/v1", session
+    session.close()
+    stop_function(fn)
+
+
+def test_a_run_submitted_over_wes_is_a_run_like_any_other(wes, engine, gcs):
+    base, http = wes
+    resp = http.post(f"{base}/runs", files=demo_form(), timeout=30)
+    assert resp.status_code == 200, resp.text
+    run_id = resp.json()["run_id"]
+    status = http.get(f"{base}/runs/{run_id}/status", timeout=10).json()
+    assert status == {"run_id": run_id, "state": "QUEUED"}
+    log = http.get(f"{base}/runs/{run_id}", timeout=10).json()
+    assert log["request"]["workflow_url"] == "arc/fastq-stats" and log["request"]["workflow_type"] == "SMK"
+    assert log["request"]["tags"] == {"project": "wes"} and log["task_logs"] == []
+    assert log["outputs"]["results"] == f"gs://arc-runs/runs/{run_id}/results/"
+    assert log["run_log"]["stdout"].endswith(f"/runs/{run_id}/logs")  # our logs API, the same auth
+    ours = function_client("runs_api", "http").get(f"/runs/{run_id}").get_json()
+    assert (ours["pipeline"], ours["labels"], ours["params"]["min_quality"]) == (
+        "arc/fastq-stats",
+        {"project": "wes"},
+        20,
+    )
+
+    # The samplesheet may also be a gs:// URL in workflow_params.input (read into the bundle).
+    gcs.write_bytes("arc-demo-data", "sheets/ss.csv", SAMPLESHEET.encode(), content_type="text/csv")
+    params = json.dumps({"input": "gs://arc-demo-data/sheets/ss.csv"})
+    fields = {"workflow_url": "arc/fastq-stats", "workflow_type": "SMK", "workflow_type_version": "1.0",
+              "workflow_params": params}  # fmt: skip
+    by_url = http.post(f"{base}/runs", files=form(**fields), timeout=30)
+    assert by_url.status_code == 200, by_url.text
+    # ... and a JSON body with objects as objects (an extension).
+    as_json = {**fields, "workflow_params": {"input": "gs://arc-demo-data/sheets/ss.csv"}, "tags": {"a": "b"}}
+    assert http.post(f"{base}/runs", json=as_json, timeout=30).status_code == 200
+
+    listed, token, pages = [], None, 0
+    while True:
+        page = http.get(
+            f"{base}/runs", params={"page_size": 2, **({"page_token": token} if token else {})}, timeout=10
+        ).json()
+        listed += [r["run_id"] for r in page["runs"]]
+        pages += 1
+        token = page.get("next_page_token")
+        if not token:
+            break
+    assert run_id in listed and len(listed) == len(set(listed)) and pages >= 2
+
+    transition(engine, run_id, "running")
+    upsert_tasks(engine, run_id, [TaskUpdate("3", "failed", process="stats", name="stats (3)", exit_code=1,
+                                             error_tail="ValueError: bad")])  # fmt: skip
+    tasks = http.get(f"{base}/runs/{run_id}/tasks", timeout=10).json()
+    assert tasks["task_logs"] == [{"id": "3.1", "name": "stats (3)", "exit_code": 1,
+                                   "system_logs": ["status: failed", "ValueError: bad"]}]  # fmt: skip
+    assert http.get(f"{base}/runs/{run_id}/tasks/3.1", timeout=10).json()["id"] == "3.1"
+    assert http.get(f"{base}/runs/{run_id}/tasks/3.2", timeout=10).status_code == 404
+
+    cancelled = http.post(f"{base}/runs/{run_id}/cancel", timeout=30)
+    assert cancelled.status_code == 200 and cancelled.json() == {"run_id": run_id}
+    assert http.get(f"{base}/runs/{run_id}/status", timeout=10).json()["state"] in ("CANCELING", "CANCELED")
+
+
+@pytest.mark.parametrize(
+    ("fields", "said"),
+    [
+        ({"workflow_type": "CWL"}, "workflow_type: must be one of NFL, SMK"),
+        ({"workflow_type": "NFL", "workflow_type_version": "DSL2"}, "which runs on snakemake"),
+        ({"workflow_type_version": "2.0"}, "workflow_type_version: must be 1.0 for SMK"),
+        ({"workflow_url": "nf-core/unknown"}, "nf-core/unknown"),
+        (
+            {"workflow_engine_parameters": json.dumps({"-with-docker": "x"})},
+            "only revision, profile may be set",
+        ),
+        ({"workflow_params": "not json"}, "workflow_params: must be a JSON object"),
+        ({"workflow_params": json.dumps({"outdir": "gs://elsewhere/"})}, "outdir"),
+    ],
+)
+def test_a_bad_request_names_the_field_and_the_problem(wes, fields, said):
+    base, http = wes
+    resp = http.post(f"{base}/runs", files=demo_form(**fields), timeout=30)
+    assert resp.status_code == 400, resp.text
+    body = resp.json()
+    assert body["status_code"] == 400 and said in body["msg"], body  # an ErrorResponse, every time
+
+
+@pytest.mark.parametrize("name", ["../samplesheet.csv", "a/samplesheet.csv", ".samplesheet.csv", "ss.csv"])
+def test_an_attachment_with_a_path_or_another_name_is_refused(wes, name):
+    base, http = wes
+    files = {**demo_form(), "workflow_attachment": (name, io.BytesIO(SAMPLESHEET.encode()))}
+    resp = http.post(f"{base}/runs", files=files, timeout=30)
+    assert resp.status_code == 400 and "workflow_attachment" in resp.json()["msg"], resp.text
+
+
+def test_the_reference_client_reads_lists_and_cancels(wes, engine):
+    """wes-service's WESClient (the GA4GH reference client, from PyPI) against the served facade. Its `run`
+    builds requests for CWL/WDL/Python workflow files only, so the run it reads is submitted with a plain
+    multipart request, as other WES clients send it."""
+    from wes_client.util import WESClient
+
+    base, http = wes
+    run_id = http.post(f"{base}/runs", files=demo_form(), timeout=30).json()["run_id"]
+    client = WESClient(
+        {"auth": {}, "proto": "http", "host": base.split("://", 1)[1].removesuffix("/ga4gh/wes/v1")}
+    )
+    assert client.get_service_info()["type"]["artifact"] == "wes"
+    assert run_id in [r["run_id"] for r in client.list_runs()["runs"]]
+    assert client.get_run_status(run_id) == {"run_id": run_id, "state": "QUEUED"}
+    assert client.get_run_log(run_id)["request"]["workflow_url"] == "arc/fastq-stats"
+    assert client.cancel(run_id) == {"run_id": run_id}
+    assert client.get_run_status(run_id)["state"] in ("CANCELING", "CANCELED")
+
+
+def test_service_info_counts_the_ledger_and_errors_are_error_responses(wes, engine):
+    base, http = wes
+    info = http.get(f"{base}/service-info", timeout=10).json()
+    assert info["type"] == {"group": "org.ga4gh", "artifact": "wes", "version": "1.1.0"}
+    assert info["workflow_type_versions"] == {"NFL": {"workflow_type_version": ["DSL2"]},
+                                              "SMK": {"workflow_type_version": ["1.0"]}}  # fmt: skip
+    assert info["supported_filesystem_protocols"] == ["gs"] and isinstance(info["system_state_counts"], dict)
+    missing = http.get(f"{base}/runs/r000000000000000000", timeout=10)
+    assert missing.status_code == 404 and missing.json()["status_code"] == 404 and missing.json()["msg"]
+
+
+# --- conformance to the official document -------------------------------------------------------------------
+
+CHECKS = None
+_turn = itertools.count()
+
+if WES_DOC.is_file():
+    import schemathesis
+    from flow import MAIN
+    from functions_framework import create_app
+    from schemathesis.checks import (
+        content_type_conformance,
+        not_a_server_error,
+        response_schema_conformance,
+        status_code_conformance,
+    )
+
+    CHECKS = [
+        not_a_server_error,
+        status_code_conformance,
+        content_type_conformance,
+        response_schema_conformance,
+    ]
+    schema = schemathesis.openapi.from_dict(copy.deepcopy(wes_document()))
+    schema.app = create_app("runs_api", str(MAIN), "http")
+
+    @pytest.fixture
+    def runs(app_env, gcs, engine):
+        upload_demo_data(gcs)
+        api = function_client("runs_api", "http")
+        active = api.post("/runs", json=demo_body()).get_json()["id"]
+        finished = api.post("/runs", json=demo_body()).get_json()["id"]
+        transition(engine, active, "running")
+        transition(engine, finished, "failed")
+        upsert_tasks(engine, active, [TaskUpdate("1", "running", process="stats", name="stats (1)")])
+        return active, finished
+
+    @schema.parametrize()
+    @settings(
+        max_examples=10, deadline=None, derandomize=True, phases=[Phase.explicit, Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )  # fmt: skip
+    def test_the_facade_keeps_the_promises_of_the_official_wes_document(case, runs):
+        if "run_id" in (case.path_parameters or {}) and next(_turn) % 3:
+            case.path_parameters["run_id"] = runs[next(_turn) % 2]
+        case.call_and_validate(checks=CHECKS)
+
+else:
+
+    def test_the_facade_keeps_the_promises_of_the_official_wes_document():
+        pytest.skip(f"the official WES document is not at {WES_DOC}")
