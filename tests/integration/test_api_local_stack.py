@@ -125,3 +125,23 @@ def test_recover_resumes_without_redoing_finished_steps(stack):
     )
     summary = storage.read_bytes("arc-runs", f"runs/{child['id']}/results/summary.tsv")
     assert summary is not None and len(summary.decode().strip().splitlines()) == 1 + len(SAMPLES)
+
+
+def test_the_demo_submitted_over_wes_runs_to_completion(stack):
+    """GA4GH WES on the local stack: the demo bundle as a WES multipart request, run for real."""
+    from arc_reactor.local.demo import DEMO_BUNDLE
+
+    session, base = _session(), stack.url("runs_api").rstrip("/")
+    fields = {
+        "workflow_url": (None, "arc/fastq-stats"), "workflow_type": (None, "SMK"),
+        "workflow_type_version": (None, "1.0"), "workflow_params": (None, json.dumps({"min_quality": 20})),
+        "workflow_attachment": ("samplesheet.csv", (DEMO_BUNDLE / "samplesheet.csv").read_bytes()),
+    }  # fmt: skip
+    resp = session.post(f"{base}/ga4gh/wes/v1/runs", files=fields, timeout=30)
+    assert resp.status_code == 200, resp.text
+    run_id = resp.json()["run_id"]
+    assert wait_until_ended(session, base, run_id) == "completed"
+    log = session.get(f"{base}/ga4gh/wes/v1/runs/{run_id}", timeout=10).json()
+    assert log["state"] == "COMPLETE" and log["outputs"]["results"] == f"gs://arc-runs/runs/{run_id}/results/"
+    tasks = session.get(f"{base}/ga4gh/wes/v1/runs/{run_id}/tasks", timeout=10).json()["task_logs"]
+    assert sorted(t["name"].split(" ")[0] for t in tasks) == ["all", "stats", "stats", "stats", "summary"]
