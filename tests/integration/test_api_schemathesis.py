@@ -5,7 +5,7 @@ import itertools
 
 import pytest
 import schemathesis
-from flow import MAIN, function_client, upload_demo_data
+from flow import MAIN
 from functions_framework import create_app
 from hypothesis import HealthCheck, Phase, settings
 from schemathesis.checks import (
@@ -14,7 +14,7 @@ from schemathesis.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-from test_runs_api import demo_body, transition
+from test_runs_api import active_and_finished
 
 pytestmark = pytest.mark.integration
 
@@ -30,12 +30,7 @@ _turn = itertools.count()
 @pytest.fixture
 def runs(app_env, gcs, engine):
     """Two real runs, so that half the generated ids name one: one running, one failed (with a work dir)."""
-    upload_demo_data(gcs)
-    api = function_client("runs_api", "http")
-    active = api.post("/runs", json=demo_body()).get_json()["id"]
-    finished = api.post("/runs", json=demo_body()).get_json()["id"]
-    transition(engine, active, "running")
-    transition(engine, finished, "failed")
+    active, finished = active_and_finished(gcs, engine)
     gcs.write_bytes("arc-runs", f"work/{finished}/x", b"1")
     return active, finished
 

@@ -209,6 +209,17 @@ def transition(engine, run_id, status, source="batch", **fields):
     return runs_repo.transition(engine, run_id, RunStatus(status), source, fields=fields or None)
 
 
+def active_and_finished(gcs, engine) -> tuple[str, str]:
+    """Two real runs submitted through the API, for fuzzing tests to name: one running, one failed."""
+    upload_demo_data(gcs)
+    api = function_client("runs_api", "http")
+    active = api.post("/runs", json=demo_body()).get_json()["id"]
+    finished = api.post("/runs", json=demo_body()).get_json()["id"]
+    transition(engine, active, "running")
+    transition(engine, finished, "failed")
+    return active, finished
+
+
 # --- POST /runs ---------------------------------------------------------------------------------------------
 
 

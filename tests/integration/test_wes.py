@@ -14,7 +14,7 @@ import pytest
 import yaml
 from flow import function_client, upload_demo_data
 from hypothesis import HealthCheck, Phase, settings
-from test_runs_api import demo_body, transition
+from test_runs_api import active_and_finished, demo_body, transition
 
 from arc_reactor.adapters.tasks_repo import TaskUpdate, upsert_tasks
 
@@ -225,12 +225,7 @@ if WES_DOC.is_file():
 
     @pytest.fixture
     def runs(app_env, gcs, engine):
-        upload_demo_data(gcs)
-        api = function_client("runs_api", "http")
-        active = api.post("/runs", json=demo_body()).get_json()["id"]
-        finished = api.post("/runs", json=demo_body()).get_json()["id"]
-        transition(engine, active, "running")
-        transition(engine, finished, "failed")
+        active, finished = active_and_finished(gcs, engine)
         upsert_tasks(engine, active, [TaskUpdate("1", "running", process="stats", name="stats (1)")])
         return active, finished
 

@@ -136,3 +136,10 @@ def test_build_context_holds_only_what_is_copied():
         "infra/main.tf",
     ):
         assert ignored(secret, patterns), secret
+
+
+def test_wes_service_info_names_the_engines_the_image_runs():
+    from arc_reactor.api.wes import ENGINE_VERSIONS
+
+    assert STEPS[0] == ("FROM", f"nextflow/nextflow:{ENGINE_VERSIONS['nextflow']}")
+    assert f"snakemake=={ENGINE_VERSIONS['snakemake']}" in " ".join(args_of("RUN"))

@@ -34,6 +34,7 @@ import flask
 import yaml
 
 from arc_reactor.adapters import runs_repo
+from arc_reactor.adapters.storage import ObjectTooLarge
 from arc_reactor.adapters.tasks_repo import get_task, list_tasks
 from arc_reactor.api.auth import can_read_all, require_manager, require_reader
 from arc_reactor.api.http import ApiError, Call, json_response
@@ -50,6 +51,8 @@ log = logging.getLogger(__name__)
 PREFIX = "/ga4gh/wes/v1"
 WES_VERSION = "1.1.0"
 TYPES = {"nextflow": ("NFL", ("DSL2",)), "snakemake": ("SMK", ("1.0",))}
+# The engines the orchestrator image runs (Dockerfile.orchestrator; test_dockerfile.py holds them equal).
+ENGINE_VERSIONS = {"nextflow": "24.04.4", "snakemake": "9.27.1"}
 ENGINE_OF = {code: engine for engine, (code, _) in TYPES.items()}
 ENGINE_PARAMETERS = ("revision", "profile")
 FORM_FIELDS = frozenset(
@@ -139,7 +142,7 @@ def service_info(call: Call) -> Any:
             "supported_wes_versions": [WES_VERSION],
             "supported_filesystem_protocols": ["gs"],
             "workflow_engine_versions": {
-                e: {"workflow_engine_version": ["as the registry pins it"]} for e in engines
+                e: {"workflow_engine_version": [ENGINE_VERSIONS[e]]} for e in engines if e in ENGINE_VERSIONS
             },
             "default_workflow_engine_parameters": [
                 {"name": "revision", "type": "string", "default_value": "the pipeline's default_revision"},
@@ -348,11 +351,15 @@ def _samplesheet_from_url(call: Call, params: dict[str, Any], problems: list[Pro
             Problem("workflow_params", "input must be a gs:// URL of the samplesheet", field="input")
         )
         return None
+    limit = call.deps.settings.max_file_bytes
     try:
         bucket, name = split_gs_uri(url)
-        data = call.deps.storage.read_bytes(bucket, name, max_bytes=call.deps.settings.max_file_bytes)
+        data = call.deps.storage.read_bytes(bucket, name, max_bytes=limit)
     except ValueError as exc:
-        problems.append(Problem("workflow_params", f"input: {exc}", field="input"))
+        problems.append(Problem("workflow_params", str(exc), field="input"))
+        return None
+    except ObjectTooLarge:
+        problems.append(Problem("workflow_params", f"{url} is larger than {limit} bytes", field="input"))
         return None
     if data is None:
         problems.append(Problem("workflow_params", f"input: {url} does not exist", field="input"))
