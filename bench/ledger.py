@@ -169,17 +169,26 @@ def main() -> None:
     many = {r: last[r] for r in watched}
     assert runs_repo.poll_events(engine, {}, watched, since).rows == []
     assert runs_repo.events_after(engine, many) == []
-    # As the hub polls: the window, and each watched run's progress newer than its cursor (api/sse.py): a
-    # primary-key probe per watched run. Beside it the same poll without the progress probes.
-    progress = dict.fromkeys(watched, 0)
+    # As the hub polls: both windows (events, and progress written lately: here 100 runs' reports, half of
+    # them watched runs'), no probe per watched run (api/sse.py).
+    ptop = runs_repo.poll_events(engine, {}).progress_top or 0
+    for k in range(100):
+        runs_repo.set_progress(engine, watched[k] if k % 2 else rid(mid - 1 - k), {"succeeded": k}, 1000 + k)
+    steady = runs_repo.poll_events(engine, {}, watched, since, progress_since=ptop)
+    assert steady.rows == [] and len(steady.progress) == 50, "the window holds the watched runs' reports"
     figures["sse_poll_1_watcher"] = timed(
-        lambda: runs_repo.poll_events(engine, {}, watched[:1], since, progress_after={watched[0]: 0})
+        lambda: runs_repo.poll_events(engine, {}, watched[:1], since, progress_since=ptop)
     )
     figures[f"sse_poll_{WATCHERS}_watchers"] = timed(
-        lambda: runs_repo.poll_events(engine, {}, watched, since, progress_after=progress)
+        lambda: runs_repo.poll_events(engine, {}, watched, since, progress_since=ptop)
     )
-    figures[f"sse_poll_{WATCHERS}_watchers_without_progress"] = timed(
-        lambda: runs_repo.poll_events(engine, {}, watched, since)
+    quiet = runs_repo.poll_events(engine, {}).progress_top  # no report since: what most polls find
+    figures[f"sse_poll_{WATCHERS}_watchers_no_new_progress"] = timed(
+        lambda: runs_repo.poll_events(engine, {}, watched, since, progress_since=quiet)
+    )
+    probes = dict.fromkeys(watched, 0)  # shown, not counted: a probe per watched run's progress
+    figures[f"sse_poll_{WATCHERS}_watchers_progress_probes"] = timed(
+        lambda: runs_repo.poll_events(engine, {}, watched, since, progress_after=probes)
     )
     figures[f"sse_poll_{WATCHERS}_watchers_cursor_form"] = timed(lambda: runs_repo.events_after(engine, many))
 

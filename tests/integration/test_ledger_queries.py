@@ -143,6 +143,13 @@ def test_the_same_poll_reads_the_progress_newer_than_each_runs_cursor(engine):
     assert runs_repo.poll_events(engine, {}, progress_after={a: 2000, b: 1000}).progress == {
         b: {"succeeded": 3, "instant": 3000}
     }
+    # The window: the watched runs whose progress was written after a progress_seq, with no probe per run.
+    top = runs_repo.poll_events(engine, {}).progress_top
+    assert top is not None
+    runs_repo.set_progress(engine, c, {"succeeded": 1}, 4000)
+    windowed = runs_repo.poll_events(engine, {}, [a, c], None, progress_since=top)
+    assert windowed.progress == {c: {"succeeded": 1, "instant": 4000}}  # a: not written since; b: not watched
+    assert windowed.progress_top == top + 1
 
 
 def test_a_run_is_found_by_a_prefix_of_its_id_or_by_its_name_from_an_index(engine):

@@ -29,7 +29,7 @@ class Table:
         self.progress = {}  # run id -> its progress document
         self.progress_asked = []
 
-    def __call__(self, fresh, watched, since, *, limit, progress_after):
+    def __call__(self, fresh, watched, since, *, limit, progress_after, progress_since):
         self.calls.append((dict(fresh), list(watched), since))
         self.progress_asked.append(dict(progress_after))
         rows = [r for r in self.rows if r["id"] not in self.hidden]
@@ -37,10 +37,11 @@ class Table:
         windowed = [r for r in rows if since is not None and r["id"] > since and r["run_id"] in watched]
         found = sorted({r["id"]: r for r in by_cursor + windowed}.values(), key=lambda r: r["id"])[:limit]
         newer = {
-            rid: doc for rid, doc in self.progress.items() if rid in progress_after
-            and doc["instant"] > progress_after[rid]
+            rid: doc for rid, doc in self.progress.items()
+            if (rid in progress_after and doc["instant"] > progress_after[rid])
+            or (progress_since is not None and rid in watched)  # the window: the hub keeps what is newer
         }  # fmt: skip
-        return EventPoll(found, max((r["id"] for r in rows), default=None), newer)
+        return EventPoll(found, max((r["id"] for r in rows), default=None), newer, len(self.progress))
 
 
 def _quiet(hub, subs):
@@ -130,7 +131,7 @@ def test_the_poller_runs_only_while_someone_watches_and_polls_once_per_interval(
 def test_a_failing_database_does_not_kill_the_poller():
     from arc_reactor.errors import TransientError
 
-    def down(fresh, watched, since, *, limit, progress_after):
+    def down(fresh, watched, since, *, limit, progress_after, progress_since):
         raise TransientError("database unavailable")
 
     hub = sse.EventHub(down, interval=60)

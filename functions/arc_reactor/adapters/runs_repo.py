@@ -516,6 +516,7 @@ class EventPoll:
     rows: list[Row]
     top: int | None
     progress: dict[str, dict[str, Any]] = field(default_factory=dict)  # run id -> a newer progress document
+    progress_top: int | None = None  # the highest progress_seq in the poll's snapshot
 
 
 @_fresh_on_stale
@@ -527,6 +528,7 @@ def poll_events(
     *,
     limit: int = 1000,
     progress_after: Mapping[str, int] | None = None,
+    progress_since: int | None = None,
 ) -> EventPoll:
     """The SSE hub's one statement per interval: new events of the runs a process watches, in id order.
 
@@ -539,8 +541,9 @@ def poll_events(
     (as `= ANY(string_to_array(...))` in a prepared statement's generic plan, the text was split again for
     every row of the window).
 
-    The same statement reads the progress documents of the runs in `progress_after` (run id -> the
-    `instant` of the last one given) that are newer: one primary-key probe per watched run."""
+    The same statement reads runs' progress documents the same two ways: each run in `progress_after` (run
+    id -> the `instant` of the last one given) by its primary key when its document is newer, and the runs
+    in `watched` whose progress was written after `progress_since` (a range of ix_runs_progress_seq)."""
     progress_after = progress_after or {}
     for run_id in (*fresh, *watched, *progress_after):
         if "," in run_id:
@@ -553,12 +556,13 @@ def poll_events(
         "limit": limit,
         "p_ids": ",".join(progress_after),
         "p_afters": ",".join(str(int(after)) for after in progress_after.values()),
+        "p_since": progress_since,
     }
     with _reading(engine) as conn:
         found = conn.execute(_POLL_EVENTS, params).mappings().all()
     rows = [{c: r[c] for c in _EVENT_COLUMNS} for r in found if r["id"] is not None]
-    progress = found[0]["progress"] if found else None
-    return EventPoll(rows, found[0]["top"] if found else None, progress or {})
+    head = found[0] if found else {}
+    return EventPoll(rows, head.get("top"), head.get("progress") or {}, head.get("ptop"))
 
 
 def events_after(engine: Engine, cursors: Mapping[str, int], limit: int = 1000) -> list[Row]:
@@ -569,14 +573,25 @@ def events_after(engine: Engine, cursors: Mapping[str, int], limit: int = 1000) 
 _EVENT_COLUMNS = tuple(run_events.c.keys())
 _POLL_EVENTS = text(
     """
-    SELECT h.top, h.progress, e.* FROM (
-        SELECT (SELECT max(id) FROM run_events) AS top, (
-            SELECT json_object_agg(r.id, r.progress) FROM unnest(
-                string_to_array(:p_ids, ','), CAST(string_to_array(:p_afters, ',') AS bigint[])
-            ) AS p(run_id, after_instant)
-            JOIN runs r ON r.id = p.run_id
-            WHERE CAST(r.progress ->> 'instant' AS bigint) > p.after_instant
-        ) AS progress
+    SELECT h.top, h.ptop, h.progress, e.* FROM (
+        SELECT (SELECT max(id) FROM run_events) AS top,
+               (SELECT max(progress_seq) FROM runs WHERE progress_seq IS NOT NULL) AS ptop,
+               (SELECT json_object_agg(u.id, u.progress) FROM (
+                    SELECT r.id, r.progress FROM unnest(
+                        string_to_array(:p_ids, ','), CAST(string_to_array(:p_afters, ',') AS bigint[])
+                    ) AS p(run_id, after_instant)
+                    JOIN runs r ON r.id = p.run_id
+                    WHERE CAST(r.progress ->> 'instant' AS bigint) > p.after_instant
+                    UNION ALL
+                    -- the window (an index-only range of ix_runs_progress_seq) intersected with the watched
+                    -- runs by a hashed set operation, once (an InitPlan); then only those rows, by primary
+                    -- key. A run in both parts comes twice, with the same document.
+                    SELECT r.id, r.progress FROM runs r WHERE r.id = ANY(ARRAY(
+                        SELECT id FROM runs WHERE progress_seq > CAST(:p_since AS bigint)
+                        INTERSECT
+                        SELECT unnest(string_to_array(:ids, ','))
+                    ))
+               ) AS u) AS progress
     ) AS h
     LEFT JOIN LATERAL (
         SELECT * FROM (
@@ -674,7 +689,10 @@ def set_progress(engine: Engine, run_id: str, progress: Mapping[str, Any], insta
     stored = cast(runs.c.progress["instant"].astext, BigInteger)  # epoch ms do not fit an integer
     newer = or_(runs.c.progress.is_(None), stored < literal(instant, BigInteger))
     with _transaction(engine) as conn:
-        done = conn.execute(runs.update().where(runs.c.id == run_id, newer).values(progress=doc))
+        seq = text("nextval('run_progress_seq')")
+        done = conn.execute(
+            runs.update().where(runs.c.id == run_id, newer).values(progress=doc, progress_seq=seq)
+        )
     return bool(done.rowcount)
 
 

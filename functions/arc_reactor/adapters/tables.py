@@ -70,6 +70,7 @@ runs = Table(
     Column("session_id", Text),
     Column("upload_failures", Integer),  # files the orchestrator could not upload, when any (0005)
     Column("progress", JSONB),  # task counts, overall and per process (0009)
+    Column("progress_seq", BigInteger),  # run_progress_seq at its last progress write (0011; the SSE hub)
     UniqueConstraint("source_bucket", "source_object", "source_generation", name="uq_runs_source"),
     UniqueConstraint("idempotency_key", name="uq_runs_idempotency_key"),
     Index("ix_runs_status_updated", "status", "updated_at"),
@@ -80,6 +81,13 @@ runs = Table(
     Index("ix_runs_pipeline_created", "pipeline", "created_at", "id"),
     Index("ix_runs_submitter_created", "submitter", "created_at", "id"),
     Index("ix_runs_batch_job_uid", "batch_job_uid", postgresql_where=text("batch_job_uid IS NOT NULL")),
+    # The SSE hub's window of recent progress writes (migration 0011).
+    Index(
+        "ix_runs_progress_seq",
+        "progress_seq",
+        postgresql_include=["id"],
+        postgresql_where=text("progress_seq IS NOT NULL"),
+    ),
     # Flat at 10^6 runs (migration 0006): recover's live-runs-of-a-lineage check, and the sweeper's oldest
     # active runs (the partial index's predicate is stale_runs' status list).
     Index("ix_runs_lineage", "lineage_id"),

@@ -63,8 +63,20 @@ class Fetch(Protocol):
 
     def __call__(
         self, fresh: Mapping[str, int], watched: Collection[str], since: int | None, *, limit: int,
-        progress_after: Mapping[str, int],
+        progress_after: Mapping[str, int], progress_since: int | None,
     ) -> EventPoll: ...  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Request:
+    """One poll's question (EventHub._request)."""
+
+    cursor_read: set[Subscription]
+    cursors: dict[str, int]  # run id -> the lowest event id its fresh watchers were given
+    progress: dict[str, int]  # run id -> the lowest progress instant its fresh watchers were given
+    watched: list[str]  # every watched run, read from the windows (empty on a full poll)
+    since: int | None  # the events window's start
+    progress_since: int | None  # the progress window's start (a progress_seq)
 
 
 @dataclass(eq=False)
@@ -91,6 +103,7 @@ class EventHub:
         self._subs: set[Subscription] = set()
         self._fresh: set[Subscription] = set()  # not yet read after their own cursor
         self._tops: deque[int] = deque(maxlen=LOOKBACK_POLLS)  # the table's top event id at recent polls
+        self._ptops: deque[int] = deque(maxlen=LOOKBACK_POLLS)  # runs' top progress_seq at the same polls
         self._windowed = 0  # polls since every run was last read after its own cursor
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -118,32 +131,33 @@ class EventHub:
         with self._lock:
             return len(self._subs)
 
-    def _request(self) -> tuple[set[Subscription], dict[str, int], list[str], int | None, dict[str, int]]:
+    def _request(self) -> Request:
         """This poll's question: the subscriptions read after their own cursors (all of them when there is
-        no window yet or a resync is due), those runs' lowest cursors, the windowed runs and start, and
-        each watched run's oldest progress instant."""
+        no window yet or a resync is due), those runs' lowest event cursors and progress instants, and the
+        windowed runs with the windows' starts (events and progress)."""
         full = not self._tops or self._windowed >= RESYNC_POLLS
         cursor_read = set(self._subs) if full else set(self._fresh)
         cursors: dict[str, int] = {}
+        progress: dict[str, int] = {}
         for sub in cursor_read:
             cursors[sub.run_id] = min(sub.cursor, cursors.get(sub.run_id, sub.cursor))
-        progress: dict[str, int] = {}
-        for sub in self._subs:
             progress[sub.run_id] = min(sub.progress_at, progress.get(sub.run_id, sub.progress_at))
         if full:
-            return cursor_read, cursors, [], None, progress
-        return cursor_read, cursors, sorted({sub.run_id for sub in self._subs}), self._tops[0], progress
+            return Request(cursor_read, cursors, progress, [], None, None)
+        watched = sorted({sub.run_id for sub in self._subs})
+        return Request(cursor_read, cursors, progress, watched, self._tops[0], self._ptops[0])
 
     def poll_once(self) -> int:
         """One database poll for every watched run; returns how many rows it read."""
         with self._lock:
             if not self._subs:
                 return 0
-            cursor_read, cursors, watched, since, progress = self._request()
+            ask = self._request()
         try:
             found: EventPoll | None = self.fetch(
-                cursors, watched, since, limit=POLL_LIMIT, progress_after=progress
-            )
+                ask.cursors, ask.watched, ask.since, limit=POLL_LIMIT, progress_after=ask.progress,
+                progress_since=ask.progress_since,
+            )  # fmt: skip
         except ArcError as exc:  # the database is down: the streams wait, bounded by their lifetime
             log.warning("event poll failed: %s", exc, extra={"event": "sse_poll_failed"})
             found = None
@@ -151,12 +165,14 @@ class EventHub:
         with self._lock:
             self.polls += 1
             if found is not None:
-                self._fresh -= cursor_read
-                self._windowed = 0 if since is None else self._windowed + 1
+                self._fresh -= ask.cursor_read
+                self._windowed = 0 if ask.since is None else self._windowed + 1
                 if len(rows) >= POLL_LIMIT:  # a cut-off answer: the next poll goes on from each cursor
                     self._tops.clear()
+                    self._ptops.clear()
                 elif found.top is not None:
                     self._tops.append(found.top)
+                    self._ptops.append(found.progress_top or 0)
             by_run: dict[str, list[Subscription]] = {}
             for sub in self._subs:
                 by_run.setdefault(sub.run_id, []).append(sub)
@@ -179,6 +195,7 @@ class EventHub:
                 if not self._subs:
                     self._thread = None
                     self._tops.clear()  # a window from before the pause would span all that came since
+                    self._ptops.clear()
                     return
             self.poll_once()
             time.sleep(self.interval)

@@ -61,6 +61,7 @@ class RunRecord:
     session_id: str | None = None
     upload_failures: int | None = None
     progress: Mapping[str, Any] | None = None
+    progress_seq: int | None = None  # the SSE hub's window over progress writes (0011); never shown
 
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> RunRecord:
