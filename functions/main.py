@@ -51,6 +51,18 @@ def sweep_stale_runs(cloud_event: CloudEvent) -> None:
         sweep(get_deps())
 
 
+@functions_framework.errorhandler(404)  # type: ignore[untyped-decorator]
+def not_routed(error: Exception) -> Any:
+    """A path the framework itself cannot route to the function (one with a newline, say) is answered as
+    runs_api answers an unknown path, in JSON (a WES ErrorResponse under /ga4gh/wes/), never with the
+    framework's HTML page."""
+    import flask
+
+    from arc_reactor.api.app import not_routed as answer
+
+    return answer(flask.request)
+
+
 @functions_framework.http
 def runs_api(request: flask.Request) -> Any:
     """HTTP Runs API (docs/api.md): POST/GET /runs, GET /runs/{id}, GET /runs/{id}/events (SSE),

@@ -53,9 +53,11 @@ trap on_exit EXIT
 trap terminate TERM INT
 
 log INFO "orchestrator starting: ${PIPELINE:-?} ${PIPELINE_VERSION:-?} (${ENGINE:-?}), recovery ${IS_RECOVERY:-false}, attempt ${BATCH_TASK_RETRY_ATTEMPT:-0}"
-# Nextflow's Tower reports go to runs_api through a loopback relay (orchestrator/relay.py); for other runs
-# it only writes `none` to its port file and exits. prepare waits for that file.
-"$PYTHON" -m arc_reactor.orchestrator.orchestrate relay --workdir "$WORKDIR" & relay_pid=$!  # its own pid
+# A Nextflow run's Tower reports go to runs_api through a loopback relay (orchestrator/relay.py), which
+# prepare waits for. Other runs have no token and start no relay.
+if [[ "${ENGINE:-}" == nextflow && -n "${TOWER_ACCESS_TOKEN:-}" ]]; then
+  "$PYTHON" -m arc_reactor.orchestrator.orchestrate relay --workdir "$WORKDIR" & relay_pid=$!  # its own pid
+fi
 orch prepare --orchestrator-dir "$HERE"  # also writes $WORKDIR/started and $WORKDIR/argv
 
 stage=mark-running

@@ -196,6 +196,11 @@ def test_service_info_counts_the_ledger_and_errors_are_error_responses(wes, engi
     assert info["supported_filesystem_protocols"] == ["gs"] and isinstance(info["system_state_counts"], dict)
     missing = http.get(f"{base}/runs/r000000000000000000", timeout=10)
     assert missing.status_code == 404 and missing.json()["status_code"] == 404 and missing.json()["msg"]
+    # A path functions-framework cannot route (a newline in it) is answered in JSON all the same.
+    odd = http.get(f"{base}/runs/r000000000000000000/tasks/a%0Ab", timeout=10)
+    assert (odd.status_code, odd.json()["status_code"]) == (404, 404)
+    ours = http.get(base.removesuffix("/ga4gh/wes/v1") + "/runs/a%0Ab", timeout=10)
+    assert ours.status_code == 404 and ours.json()["error"]["code"] == "not_found"
 
 
 # --- conformance to the official document -------------------------------------------------------------------
@@ -231,7 +236,7 @@ if WES_DOC.is_file():
 
     @schema.parametrize()
     @settings(
-        max_examples=10, deadline=None, derandomize=True, phases=[Phase.explicit, Phase.generate],
+        max_examples=6, deadline=None, derandomize=True, phases=[Phase.explicit, Phase.generate],
         suppress_health_check=list(HealthCheck),
     )  # fmt: skip
     def test_the_facade_keeps_the_promises_of_the_official_wes_document(case, runs):

@@ -111,6 +111,12 @@ def dispatch(deps: Deps, request: flask.Request) -> Any:
     return handler(Call(deps, request, caller, params))
 
 
+def not_routed(request: flask.Request) -> Any:
+    """The answer to a path functions-framework could not route to runs_api (main.py)."""
+    response = error_response(ApiError(404, "not_found", "no route for this path"))
+    return wes.as_wes_error(response) if request.path.startswith(wes.PREFIX + "/") else response
+
+
 def handle(deps: Deps, request: flask.Request) -> Any:
     """Handle one request of runs_api; always answers, with JSON errors (GA4GH WES ErrorResponses under
     /ga4gh/wes/)."""

@@ -160,7 +160,7 @@ def reachable(
         except requests.RequestException as exc:
             reason = str(exc)
         if attempt + 1 < attempts:
-            sleep(1.0 + attempt)
+            sleep(0.5 * (attempt + 1))
     log.warning(
         "runs_api does not answer through the Tower relay (%s): Nextflow runs without reporting its tasks",
         reason, extra={"event": "tower_unreachable"},
