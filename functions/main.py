@@ -51,7 +51,6 @@ def sweep_stale_runs(cloud_event: CloudEvent) -> None:
         sweep(get_deps())
 
 
-@functions_framework.errorhandler(404)  # type: ignore[untyped-decorator]
 def not_routed(error: Exception) -> Any:
     """A path the framework itself cannot route to the function (one with a newline, say) is answered as
     runs_api answers an unknown path, in JSON (a WES ErrorResponse under /ga4gh/wes/), never with the
@@ -61,6 +60,18 @@ def not_routed(error: Exception) -> Any:
     from arc_reactor.api.app import not_routed as answer
 
     return answer(flask.request)
+
+
+def _register_not_routed() -> None:
+    """functions-framework runs this module inside its app's context: register the handler on that app
+    (its module-level `errorhandler` is one global, which apps made at once in threads overwrite)."""
+    import flask  # already imported by functions_framework
+
+    if flask.has_app_context():
+        flask.current_app.register_error_handler(404, not_routed)
+
+
+_register_not_routed()
 
 
 @functions_framework.http

@@ -66,19 +66,26 @@ def demo_form(**more: str) -> dict:
     return {**form(**fields), "workflow_attachment": ("samplesheet.csv", io.BytesIO(SAMPLESHEET.encode()))}
 
 
-@pytest.fixture
-def wes(app_env, gcs):
-    from arc_reactor.local.functions_host import serve_function, stop_function
-
-    upload_demo_data(gcs)
-    fn = serve_function("runs_api", "http")
+@pytest.fixture(scope="module")
+def served():
+    """runs_api served over loopback once for the module: each request builds its dependencies from the
+    environment the test's app_env set (shutting a server down costs half a second)."""
     import requests
 
+    from arc_reactor.local.functions_host import serve_function, stop_function
+
+    fn = serve_function("runs_api", "http")
     session = requests.Session()
     session.trust_env = False
     yield fn.url.rstrip("/") + "/ga4gh/wes/v1", session
     session.close()
     stop_function(fn)
+
+
+@pytest.fixture
+def wes(app_env, gcs, served):
+    upload_demo_data(gcs)
+    return served
 
 
 def test_a_run_submitted_over_wes_is_a_run_like_any_other(wes, engine, gcs):
