@@ -29,7 +29,8 @@ def serve_function(
 
     app = create_app(target, str(MAIN), signature_type)  # type: ignore[no-untyped-call]
     server = make_server(host, port, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name=f"fn-{target}", daemon=True)
+    # serve_forever checks for shutdown every poll_interval (0.5 s by default): stop answers within 50 ms
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), name=f"fn-{target}", daemon=True)
     thread.start()
     return ServedFunction(target, f"http://{host}:{server.server_port}/", server, thread)
 

@@ -116,7 +116,7 @@ class Relay:
         return _answer(req, resp.status_code, resp.content, resp.headers.get("Content-Type"))
 
     def serve(self) -> None:
-        self.server.serve_forever(poll_interval=0.5)
+        self.server.serve_forever(poll_interval=0.1)
 
     def stop(self) -> None:
         self.server.shutdown()
