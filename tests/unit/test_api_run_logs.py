@@ -1,6 +1,7 @@
 """Reading a local job's attempt logs page by page (api/run_logs.py)."""
 
-from arc_reactor.api.run_logs import decode_token, read_local
+from arc_reactor.api.http import decode_token
+from arc_reactor.api.run_logs import read_local
 
 
 def _write(tmp_path):

@@ -5,6 +5,8 @@ problem of an invalid request or bundle, each with its file, line and field when
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -88,6 +90,22 @@ def json_response(body: Any, status: int = 200, headers: Mapping[str, str] | Non
     for key, value in (headers or {}).items():
         resp.headers[key] = value
     return resp
+
+
+def encode_token(doc: dict[str, Any]) -> str:
+    """An opaque page token."""
+    return base64.urlsafe_b64encode(json.dumps(doc, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def decode_token(token: str) -> dict[str, Any]:
+    """Inverse of encode_token; ValueError when malformed."""
+    try:
+        doc = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    except (binascii.Error, UnicodeDecodeError, ValueError, RecursionError) as exc:  # nested too deep
+        raise ValueError("bad token") from exc
+    if not isinstance(doc, dict):
+        raise ValueError("bad token")
+    return doc
 
 
 def error_response(err: ApiError) -> flask.Response:

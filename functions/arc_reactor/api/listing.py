@@ -7,8 +7,6 @@ depth, and runs inserted meanwhile (always newer) never shift or repeat the runs
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
 import re
@@ -19,7 +17,7 @@ from typing import Any
 
 from arc_reactor.adapters import runs_repo
 from arc_reactor.api.auth import can_read_all
-from arc_reactor.api.http import ApiError, Call, bad_request, json_response
+from arc_reactor.api.http import ApiError, Call, bad_request, decode_token, encode_token, json_response
 from arc_reactor.api.views import run_view
 from arc_reactor.core.status import RunStatus
 from arc_reactor.errors import Problem
@@ -141,16 +139,15 @@ def fingerprint(where: runs_repo.RunFilter) -> str:
 
 def encode_page_token(created: datetime, run_id: str, fp: str = "") -> str:
     """An opaque token for the keyset position after (created, run_id)."""
-    raw = json.dumps({"c": created.isoformat(), "i": run_id, "f": fp}, separators=(",", ":"))
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+    return encode_token({"c": created.isoformat(), "i": run_id, "f": fp})
 
 
 def decode_page_token(token: str) -> tuple[datetime, str, str]:
     """(created, run_id, filter fingerprint); ValueError when malformed."""
+    doc = decode_token(token)
     try:
-        doc = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
         return _aware(doc["c"]), str(doc["i"]), str(doc.get("f", ""))
-    except (binascii.Error, KeyError, TypeError, ValueError, UnicodeDecodeError) as exc:
+    except (KeyError, TypeError, ValueError) as exc:
         raise ValueError("bad page token") from exc
 
 

@@ -14,8 +14,8 @@ from typing import Any
 
 from arc_reactor.adapters.storage_pool import storage_map
 from arc_reactor.api.auth import require_reader
-from arc_reactor.api.http import ApiError, Call, json_response
-from arc_reactor.api.run_logs import encode_token, page_query
+from arc_reactor.api.http import ApiError, Call, encode_token, json_response
+from arc_reactor.api.run_logs import page_query
 from arc_reactor.core.layout import split_gs_uri
 from arc_reactor.core.status import RunStatus
 from arc_reactor.errors import StorageForbidden

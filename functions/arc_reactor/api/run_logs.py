@@ -9,8 +9,6 @@ this module never asks which. Page tokens are opaque.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import re
 from dataclasses import dataclass
@@ -19,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from arc_reactor.adapters.cloud_logging import LogLine, LogPage, job_log_filter
 from arc_reactor.api.auth import require_reader
-from arc_reactor.api.http import Call, bad_request, json_response
+from arc_reactor.api.http import Call, bad_request, decode_token, encode_token, json_response
 from arc_reactor.core.ids import job_id_for
 from arc_reactor.core.status import is_terminal
 from arc_reactor.errors import BatchError, Problem
@@ -34,22 +32,6 @@ DEFAULT_PAGE_SIZE = 200
 MAX_LINE_CHARS = 16 * 1024
 _ATTEMPT = re.compile(r"^attempt-(\d+)\.log$")
 _KEYS = frozenset({"page_size", "page_token"})
-
-
-def encode_token(doc: dict[str, Any]) -> str:
-    """An opaque page token."""
-    return base64.urlsafe_b64encode(json.dumps(doc, separators=(",", ":")).encode()).decode().rstrip("=")
-
-
-def decode_token(token: str) -> dict[str, Any]:
-    """Inverse of encode_token; ValueError when malformed."""
-    try:
-        doc = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
-        raise ValueError("bad token") from exc
-    if not isinstance(doc, dict):
-        raise ValueError("bad token")
-    return doc
 
 
 def _line(text: str) -> LogLine:

@@ -11,8 +11,8 @@ from typing import Any
 
 from arc_reactor.adapters.tasks_repo import TASK_STATUSES, list_tasks
 from arc_reactor.api.auth import require_reader
-from arc_reactor.api.http import Call, bad_request, json_response
-from arc_reactor.api.run_logs import encode_token, page_params
+from arc_reactor.api.http import Call, bad_request, encode_token, json_response
+from arc_reactor.api.run_logs import page_params
 from arc_reactor.core.cost import attempt_cost, load_prices
 from arc_reactor.core.diagnosis import diagnose
 from arc_reactor.errors import Problem

@@ -20,8 +20,6 @@ SYSTEM_ERROR when the infrastructure did, cancelled CANCELED. Every error is an 
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import logging
 import threading
@@ -37,7 +35,7 @@ from arc_reactor.adapters import runs_repo
 from arc_reactor.adapters.storage import ObjectTooLarge
 from arc_reactor.adapters.tasks_repo import get_task, list_tasks
 from arc_reactor.api.auth import can_read_all, require_manager, require_reader
-from arc_reactor.api.http import ApiError, Call, json_response
+from arc_reactor.api.http import ApiError, Call, decode_token, encode_token, json_response
 from arc_reactor.api.submission import fingerprint, idempotency_key
 from arc_reactor.core.layout import split_gs_uri
 from arc_reactor.core.run_record import RunRecord
@@ -488,8 +486,7 @@ def tasks(call: Call) -> Any:
     rows = list_tasks(call.deps.engine, run.id, limit=size + 1, after_id=after)
     body: dict[str, Any] = {"task_logs": [_task_log(r) for r in rows[:size]]}
     if len(rows) > size:
-        raw_token = json.dumps({"after": rows[size - 1]["id"]}).encode()
-        body["next_page_token"] = base64.urlsafe_b64encode(raw_token).decode().rstrip("=")
+        body["next_page_token"] = encode_token({"after": rows[size - 1]["id"]})
     return json_response(body)
 
 
@@ -497,8 +494,8 @@ def _task_token(token: str | None) -> int | None:
     if not token:
         return None
     try:
-        after = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))["after"]
-    except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError, RecursionError):
+        after = decode_token(token).get("after")
+    except ValueError:
         after = None
     if not isinstance(after, int) or isinstance(after, bool):
         raise _error(404, "no such page: page_token is not a page token of this run's tasks")
