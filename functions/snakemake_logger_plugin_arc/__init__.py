@@ -92,9 +92,9 @@ class Ledger:
 
     def plan(self, stats: Any) -> None:
         """RUN_INFO: the jobs this run will run, per rule."""
-        if hasattr(stats, "items"):
-            self.planned = {str(k): int(v) for k, v in stats.items() if k != "total" and isinstance(v, int)}
-            self.changed = True
+        counts = _per_rule(stats)
+        if counts is not None:
+            self.planned, self.changed = counts, True
 
     def progress(self) -> dict[str, Any]:
         """The run's counts per rule: its jobs by the status of their latest attempt, the planned ones not
@@ -164,10 +164,17 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _per_rule(stats: Any) -> dict[str, int] | None:
+    """RUN_INFO's job counts per rule (its `total` left out); None when it carries none."""
+    if not hasattr(stats, "items"):
+        return None
+    return {str(k): int(v) for k, v in stats.items() if k != "total" and isinstance(v, int)}
+
+
 def _write_counts(path: str, stats: Any) -> None:
-    """A dry run's RUN_INFO (the whole DAG's jobs per rule, and `total`) into `path`, as JSON."""
-    if hasattr(stats, "items"):
-        counts = {str(k): int(v) for k, v in stats.items() if k != "total" and isinstance(v, int)}
+    """A dry run's RUN_INFO (the whole DAG's jobs per rule) into `path`, as JSON."""
+    counts = _per_rule(stats)
+    if counts is not None:
         Path(path).write_text(json.dumps(counts), encoding="utf-8")
 
 

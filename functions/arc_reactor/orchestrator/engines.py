@@ -30,8 +30,6 @@ from arc_reactor.core.engine_command import (
     local_input_path,
     localize_rows,
     nextflow_command,
-    pipeline_source,
-    pipeline_spec,
     resume_session,
     snakemake_command,
     snakemake_dag_count,
@@ -39,7 +37,7 @@ from arc_reactor.core.engine_command import (
 from arc_reactor.core.job_env import JobEnv
 from arc_reactor.core.layout import run_locations
 from arc_reactor.core.nextflow_config import TaskPolicy, render_template, template_values
-from arc_reactor.core.registry import PipelineSpec, load_registry
+from arc_reactor.core.registry import PipelineSpec
 from arc_reactor.core.run_outcome import snakemake_trace
 from arc_reactor.errors import ArcError, OrchestrationError
 from arc_reactor.orchestrator import nextflow_session, relay, workdir_sync
@@ -191,7 +189,7 @@ def count_dag(ctx: Context) -> bool:
     plugin writes to ws.dag_counts, so the run can count the jobs it skips as cached. Bounded in time; a
     failure is only a warning (the run then shows no cached count). True when the counts were written."""
     ws = ctx.ws
-    source = pipeline_source(pipeline_spec(load_registry(), ctx.env), ctx.settings.pipelines_root)
+    _, source = ctx.pipeline
     ws.dag_counts.unlink(missing_ok=True)
     try:
         done = subprocess.run(  # our own argv, no shell
@@ -275,7 +273,7 @@ def render_config(ctx: Context, orchestrator_dir: Path) -> None:
     template = (orchestrator_dir / "nextflow.config.template").read_text(encoding="utf-8")
     user_config = ctx.ws.user_config if ctx.ws.user_config.is_file() else None
     hook = (sys.executable, str(orchestrator_dir / "update_status.py"))
-    strategy = pipeline_spec(load_registry(), ctx.env).error_strategy
+    strategy = ctx.pipeline[0].error_strategy
     policy = TaskPolicy.from_settings(ctx.settings)
     values = template_values(ctx.env, ctx.ws, policy, hook, user_config, pipeline_strategy=strategy)
     ctx.ws.rendered_config.write_text(render_template(template, values), encoding="utf-8")

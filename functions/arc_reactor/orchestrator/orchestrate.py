@@ -35,12 +35,9 @@ from pathlib import Path
 
 from arc_reactor.core.engine_command import (
     Workspace,
-    pipeline_source,
-    pipeline_spec,
 )
 from arc_reactor.core.job_env import env_from
 from arc_reactor.core.layout import run_locations
-from arc_reactor.core.registry import load_registry
 from arc_reactor.core.run_outcome import Failure, failure_from_log, outcome_args
 from arc_reactor.errors import OrchestrationError
 from arc_reactor.logs import JsonFormatter, setup_logging
@@ -84,8 +81,7 @@ def setup_run_logging(run_id: str) -> None:
 def prepare(ctx: Context, orchestrator_dir: Path) -> None:
     """Download the run's inputs, decide what to resume, and make the workspace ready for `command`."""
     env, ws = ctx.env, ctx.ws
-    spec = pipeline_spec(load_registry(), env)
-    source = pipeline_source(spec, ctx.settings.pipelines_root)
+    spec, source = ctx.pipeline
     if spec.local_path is not None and not Path(source).is_dir():
         raise OrchestrationError("pipeline_not_allowed", f"pipeline source {source} is missing")
     for folder in (ws.config_dir, ws.run_dir, ws.logs_dir):
@@ -112,8 +108,7 @@ def started(ws: Workspace) -> list[str]:
 
 def command(ctx: Context) -> list[str]:
     """The engine's argv for this run."""
-    spec = pipeline_spec(load_registry(), ctx.env)
-    source = pipeline_source(spec, ctx.settings.pipelines_root)
+    spec, source = ctx.pipeline
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return engine_for(ctx.env.engine).command(
         ctx.env, spec, source, ctx.ws, cores=cores, session=session_id(ctx.ws)

@@ -15,9 +15,10 @@ import yaml
 
 from arc_reactor.adapters.retry import retry_call
 from arc_reactor.adapters.storage import Storage, make_client
-from arc_reactor.core.engine_command import Workspace
+from arc_reactor.core.engine_command import Workspace, pipeline_source, pipeline_spec
 from arc_reactor.core.job_env import JobEnv
 from arc_reactor.core.layout import split_gs_uri
+from arc_reactor.core.registry import PipelineSpec, load_registry
 from arc_reactor.errors import OrchestrationError, StorageObjectMissing, TransientError
 from arc_reactor.settings import Settings
 
@@ -37,6 +38,13 @@ class Context:
     settings: Settings
     sleep: Callable[[float], None] = time.sleep
     failed_uploads: list[str] = field(default_factory=list)  # gs:// URIs that upload() gave up on
+
+    @cached_property
+    def pipeline(self) -> tuple[PipelineSpec, str]:
+        """The run's registry entry (refused when the registry does not allow it) and its source folder
+        or URL: looked up once per step."""
+        spec = pipeline_spec(load_registry(), self.env)
+        return spec, pipeline_source(spec, self.settings.pipelines_root)
 
     @cached_property
     def storage(self) -> Storage:
