@@ -102,8 +102,8 @@ class EventHub:
         self.polls = 0
         self._subs: set[Subscription] = set()
         self._fresh: set[Subscription] = set()  # not yet read after their own cursor
-        self._tops: deque[int] = deque(maxlen=LOOKBACK_POLLS)  # the table's top event id at recent polls
-        self._ptops: deque[int] = deque(maxlen=LOOKBACK_POLLS)  # runs' top progress_seq at the same polls
+        # At recent polls: run_events' top id and runs' top progress_seq, where the windows start.
+        self._tops: deque[tuple[int, int]] = deque(maxlen=LOOKBACK_POLLS)
         self._windowed = 0  # polls since every run was last read after its own cursor
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -145,7 +145,8 @@ class EventHub:
         if full:
             return Request(cursor_read, cursors, progress, [], None, None)
         watched = sorted({sub.run_id for sub in self._subs})
-        return Request(cursor_read, cursors, progress, watched, self._tops[0], self._ptops[0])
+        since, progress_since = self._tops[0]
+        return Request(cursor_read, cursors, progress, watched, since, progress_since)
 
     def poll_once(self) -> int:
         """One database poll for every watched run; returns how many rows it read."""
@@ -169,10 +170,8 @@ class EventHub:
                 self._windowed = 0 if ask.since is None else self._windowed + 1
                 if len(rows) >= POLL_LIMIT:  # a cut-off answer: the next poll goes on from each cursor
                     self._tops.clear()
-                    self._ptops.clear()
                 elif found.top is not None:
-                    self._tops.append(found.top)
-                    self._ptops.append(found.progress_top or 0)
+                    self._tops.append((found.top, found.progress_top or 0))
             by_run: dict[str, list[Subscription]] = {}
             for sub in self._subs:
                 by_run.setdefault(sub.run_id, []).append(sub)
@@ -195,7 +194,6 @@ class EventHub:
                 if not self._subs:
                     self._thread = None
                     self._tops.clear()  # a window from before the pause would span all that came since
-                    self._ptops.clear()
                     return
             self.poll_once()
             time.sleep(self.interval)
