@@ -16,9 +16,12 @@ ledger), and the real run, given the same setting, counts each rule's jobs beyon
 cached.
 
 Updates are buffered and written in one statement every FLUSH_S seconds or FLUSH_TASKS updates, and when
-Snakemake closes its loggers. The database is the orchestrator's (DATABASE_URL, or the Cloud SQL settings
-update_status.py uses). A write that fails is retried at the next flush, at most MAX_FAILED_FLUSHES times
-in a row, then given up with a warning: the ledger is a view of the run, never a reason to fail it.
+Snakemake closes its loggers; the first ones (the plan) at once. A flusher thread writes what is due even
+when Snakemake logs nothing for a while (jobs that run for hours), so the progress and the ledger never
+lag a quiet workflow by more than FLUSH_S. The database is the orchestrator's (DATABASE_URL, or the Cloud
+SQL settings update_status.py uses). A write that fails is retried at the next flush, at most
+MAX_FAILED_FLUSHES times in a row, then given up with a warning: the ledger is a view of the run, never a
+reason to fail it.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -73,7 +77,7 @@ class Ledger:
         self.planned: dict[str, int] = {}  # rule -> jobs this run will run (RUN_INFO)
         self.whole: dict[str, int] | None = None  # rule -> jobs of the whole DAG (resuming only)
         self.changed = False  # the progress changed since it was last written
-        self.last_flush = clock()
+        self.last_flush = -float("inf")  # the first updates (the plan) are written at once
         self.failures = 0
 
     def update(self, job_id: Any, status: str, **fields: Any) -> None:
@@ -120,9 +124,9 @@ class Ledger:
 
     def flush(self) -> None:
         """Write what is pending (one statement for the tasks, one for the progress)."""
-        self.last_flush = self.clock()
         if not self.pending and not self.changed:
-            return
+            return  # nothing written: the next update is still written as soon as it is due
+        self.last_flush = self.clock()
         try:
             from arc_reactor.adapters import runs_repo
             from arc_reactor.adapters.db import get_engine
@@ -201,8 +205,24 @@ class LogHandler(LogHandlerBase):
         if self.ledger is not None and self.dag_counts:
             self.ledger.whole = _read_counts(self.dag_counts)
             self.ledger.changed = self.ledger.whole is not None  # even with nothing left to run
+        self._lock = threading.Lock()  # Snakemake's thread (emit) and the flusher share the ledger
+        self._stop = threading.Event()
+        self._flusher: threading.Thread | None = None
+        if self.ledger is not None:
+            self._flusher = threading.Thread(target=self._flush_when_due, name="arc-ledger", daemon=True)
+            self._flusher.start()
+
+    def _flush_when_due(self) -> None:
+        while not self._stop.wait(FLUSH_S / 4):
+            with self._lock:
+                if self.ledger is not None and self.ledger.due():
+                    self.ledger.flush()
 
     def emit(self, record: LogRecord) -> None:
+        with self._lock:
+            self._emit(record)
+
+    def _emit(self, record: LogRecord) -> None:
         ledger = self.ledger
         event = getattr(record, "event", None)
         if self.dry_run and event == LogEvent.RUN_INFO and self.dag_counts:
@@ -244,8 +264,12 @@ class LogHandler(LogHandlerBase):
             ledger.flush()
 
     def close(self) -> None:
-        if self.ledger is not None:
-            self.ledger.flush()
+        self._stop.set()
+        if self._flusher is not None:
+            self._flusher.join(timeout=FLUSH_S * 5)  # bounded: a flush is one or two statements
+        with self._lock:
+            if self.ledger is not None:
+                self.ledger.flush()
         super().close()
 
     @property

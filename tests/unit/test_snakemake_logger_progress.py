@@ -36,3 +36,31 @@ def test_a_resumed_run_counts_what_it_skips_as_cached(tmp_path):
     counts.write_text("not json")
     assert _read_counts(str(counts)) is None  # unreadable: no cached count, never an error
     assert _read_counts(str(tmp_path / "missing.json")) is None
+
+
+def test_the_first_updates_are_due_at_once_and_a_quiet_spell_does_not_hide_them(monkeypatch):
+    """The plan is written as soon as Snakemake reports it, and a flush with nothing to write does not push
+    the next write back by FLUSH_S (the flusher thread then writes what a quiet workflow did)."""
+    import snakemake_logger_plugin_arc as plugin
+
+    now = [100.0]
+    written: list[int] = []
+    ledger = Ledger("r1", clock=lambda: now[0])
+    assert ledger.due()
+    ledger.flush()  # nothing pending: no write, and still due
+    assert ledger.due()
+
+    def write(self):  # the database write (covered by the orchestrator's integration tests)
+        written.append(len(self.pending))
+        self.last_flush, self.pending, self.changed = self.clock(), [], False
+
+    monkeypatch.setattr(plugin.Ledger, "flush", write)
+    ledger.plan({"stats": 3, "total": 3})
+    ledger.update(1, "submitted", process="stats")
+    assert ledger.due()
+    ledger.flush()
+    ledger.update(1, "running")
+    now[0] += plugin.FLUSH_S / 2
+    assert not ledger.due()
+    now[0] += plugin.FLUSH_S / 2
+    assert ledger.due() and written == [1]

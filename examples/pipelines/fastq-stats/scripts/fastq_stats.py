@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import gzip
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -161,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     st.add_argument("--sample", required=True)
     st.add_argument("--min-quality", type=int, default=20)
     st.add_argument("--fail", action="store_true", help="fail on purpose (the fail_samples parameter)")
+    st.add_argument("--pace", type=float, default=0.0, help="seconds to wait first (pace_seconds, 0 to 60)")
     st.add_argument("--out", type=Path, required=True)
     st.add_argument("fastq", type=Path, nargs="+", help="fastq_1 [fastq_2]")
     sm = sub.add_parser("summary", help="merge per-sample JSON files into a TSV")
@@ -170,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "stats":
         if len(args.fastq) > 2:
             parser.error("stats takes fastq_1 and optionally fastq_2")
+        time.sleep(min(max(args.pace, 0.0), 60.0))
         if args.fail:
             raise RuntimeError(f"sample {args.sample}: failing on purpose (listed in fail_samples)")
         fq2 = args.fastq[1] if len(args.fastq) == 2 else None
