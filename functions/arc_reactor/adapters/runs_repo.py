@@ -8,7 +8,7 @@ import dataclasses
 import functools
 import json
 import logging
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -494,18 +494,37 @@ def recent_events(engine: Engine, run_id: str, limit: int = 50) -> list[Row]:
 @_fresh_on_stale
 def notes_of(engine: Engine, run_id: str, reason: str, limit: int = 1000) -> list[Row]:
     """A run's note events with detail.reason `reason` (e.g. the head job's retries), in order."""
-    stmt = (
-        select(run_events)
+    return notes_of_runs(engine, [run_id], reason, limit).get(run_id, [])
+
+
+def notes_of_runs(
+    engine: Engine, run_ids: Sequence[str], reason: str, limit: int = 1000
+) -> dict[str, list[Row]]:
+    """notes_of for several runs in one statement (at most `limit` notes each), by run id."""
+    if not run_ids:
+        return {}
+    numbered = (
+        select(
+            run_events,
+            func.row_number().over(partition_by=run_events.c.run_id, order_by=run_events.c.id).label("n"),
+        )
         .where(
-            run_events.c.run_id == run_id,
+            run_events.c.run_id.in_(list(run_ids)),
             run_events.c.kind == "note",
             run_events.c.detail["reason"].astext == reason,
         )
-        .order_by(run_events.c.id)
-        .limit(limit)
+        .subquery()
     )
+    stmt = (
+        select(*(numbered.c[c.name] for c in run_events.c))
+        .where(numbered.c.n <= limit)
+        .order_by(numbered.c.run_id, numbered.c.id)
+    )
+    found: dict[str, list[Row]] = {}
     with _reading(engine) as conn:
-        return [dict(r) for r in conn.execute(stmt).mappings()]
+        for r in conn.execute(stmt).mappings():
+            found.setdefault(r["run_id"], []).append(dict(r))
+    return found
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,19 @@ from typing import TYPE_CHECKING, Any
 
 from werkzeug.exceptions import HTTPException
 
-from arc_reactor.api import listing, pipelines, results, run_logs, runs, sse, submission, tasks, tower, wes
+from arc_reactor.api import (
+    listing,
+    pipelines,
+    results,
+    run_logs,
+    runs,
+    sse,
+    submission,
+    tasks,
+    tower,
+    ui,
+    wes,
+)
 from arc_reactor.api.auth import Caller
 from arc_reactor.api.http import ApiError, Call, error_response, json_response
 from arc_reactor.api.openapi import openapi_document
@@ -50,10 +62,25 @@ def _openapi(_call: Call) -> Any:
 
 
 _ID = r"(?P<run_id>[^/:]+)"
+# The dashboard (api/ui.py): HTML pages on the same auth (not in the OpenAPI document, which describes the
+# JSON API); its static assets hold no data.
+DASHBOARD = (
+    Route(re.compile(r"^/$"), {"GET": ui.home}, public=True),
+    Route(re.compile(r"^/ui/static/(?P<name>[a-z0-9][a-z0-9_.-]*)$"), {"GET": ui.static}, public=True),
+    Route(re.compile(r"^/ui$"), {"GET": ui.runs_list}),
+    Route(re.compile(r"^/ui/fragments/runs$"), {"GET": ui.runs_fragment}),
+    Route(re.compile(rf"^/ui/runs/{_ID}$"), {"GET": ui.run_page}),
+    Route(re.compile(rf"^/ui/runs/{_ID}/live$"), {"GET": ui.run_live}),
+    Route(
+        re.compile(rf"^/ui/runs/{_ID}/files/(?P<area>inputs|results|logs)/(?P<path>.+)$"),
+        {"GET": ui.file_link},
+    ),
+)
 ROUTES = (
     Route(re.compile(r"^/healthz$"), {"GET": _healthz}, public=True),
     Route(re.compile(r"^/openapi\.json$"), {"GET": _openapi}, public=True),
     Route(re.compile(r"^/pipelines$"), {"GET": pipelines.list_pipelines}),
+    *DASHBOARD,
     # Nextflow's Tower reports: authenticated by the run's own token (api/tower.py), not an ID token.
     Route(re.compile(r"^/tower/service-info$"), {"GET": tower.service_info}, public=True),
     Route(re.compile(r"^/tower/user-info$"), {"GET": tower.user_info}, public=True),
@@ -103,10 +130,18 @@ def route(path: str, method: str) -> tuple[Route, Handler, dict[str, str]]:
     raise ApiError(404, "not_found", f"no route for {method} {path}")
 
 
+# A browser says where a request comes from (Fetch Metadata); one sent by another site's page must not
+# change anything with the caller's credentials (a proxy's, an IAP cookie): cross-site request forgery.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+FOREIGN_SITES = frozenset({"cross-site", "same-site"})
+
+
 def dispatch(deps: Deps, request: flask.Request) -> Any:
     """Route, authenticate and run one request; errors propagate."""
     path = request.path.rstrip("/") or "/"
     target, handler, params = route(path, request.method)
+    if request.method not in SAFE_METHODS and request.headers.get("Sec-Fetch-Site") in FOREIGN_SITES:
+        raise ApiError(403, "cross_site_request", "a page of another site may not change runs on this API")
     caller = Caller(None) if target.public else deps.authenticator(request)
     return handler(Call(deps, request, caller, params))
 
@@ -114,6 +149,8 @@ def dispatch(deps: Deps, request: flask.Request) -> Any:
 def not_routed(request: flask.Request) -> Any:
     """The answer to a path functions-framework could not route to runs_api (main.py)."""
     response = error_response(ApiError(404, "not_found", "no route for this path"))
+    if request.path.startswith("/ui/"):
+        return ui.as_page_error(response)
     return wes.as_wes_error(response) if request.path.startswith(wes.PREFIX + "/") else response
 
 
@@ -123,6 +160,8 @@ def handle(deps: Deps, request: flask.Request) -> Any:
     response = _handle(deps, request)
     if request.path.startswith(wes.PREFIX + "/"):
         return wes.as_wes_error(response)
+    if request.path == "/ui" or request.path.startswith("/ui/"):
+        return ui.as_page_error(response)
     return response
 
 

@@ -220,13 +220,17 @@ def require_reader(settings: Settings, caller: Caller, run: RunRecord) -> None:
         raise ApiError(404, "not_found", f"run {run.id} does not exist")
 
 
-def require_manager(settings: Settings, caller: Caller, run: RunRecord, action: str) -> None:
-    """ApiError 403 unless the caller may `action` (cancel, recover) this run: local stack, the run's
-    submitter, or an admin."""
+def may_manage(settings: Settings, caller: Caller, run: RunRecord) -> bool:
+    """True when the caller may cancel or recover this run: local stack, the run's submitter, or an admin."""
     if caller.local or is_admin(settings, caller):
-        return
+        return True
     submitter = str(run.submitter or "").lower()
-    if caller.email is not None and submitter and caller.email == submitter:
+    return caller.email is not None and bool(submitter) and caller.email == submitter
+
+
+def require_manager(settings: Settings, caller: Caller, run: RunRecord, action: str) -> None:
+    """ApiError 403 unless the caller may `action` (cancel, recover) this run (may_manage)."""
+    if may_manage(settings, caller, run):
         return
     raise ApiError(
         403,

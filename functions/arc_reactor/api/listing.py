@@ -19,6 +19,7 @@ from arc_reactor.adapters import runs_repo
 from arc_reactor.api.auth import can_read_all
 from arc_reactor.api.http import ApiError, Call, bad_request, decode_token, encode_token, json_response
 from arc_reactor.api.views import run_view
+from arc_reactor.core.run_record import RunRecord
 from arc_reactor.core.status import RunStatus
 from arc_reactor.errors import Problem
 
@@ -153,8 +154,16 @@ def decode_page_token(token: str) -> tuple[datetime, str, str]:
 
 def list_runs(call: Call) -> Any:
     """GET /runs."""
-    q = _Query(call.request.args)
-    unknown = sorted(set(call.request.args) - QUERY_KEYS)
+    rows, token = runs_page(call)
+    return json_response({"runs": [run_view(r) for r in rows], "next_page_token": token})
+
+
+def runs_page(call: Call, args: Any = None) -> tuple[list[RunRecord], str | None]:
+    """The page of runs the query (`args`, else the query string) asks for (the caller's own unless they
+    read all) and the next page's token; ApiError 400 naming every problem of the query."""
+    args = call.request.args if args is None else args
+    q = _Query(args)
+    unknown = sorted(set(args) - QUERY_KEYS)
     for key in unknown:
         q.add(key, f"unknown parameter; allowed: {', '.join(sorted(QUERY_KEYS))}")
     where = parse_filter(q)
@@ -177,8 +186,7 @@ def list_runs(call: Call) -> Any:
     if q.problems:
         raise bad_request("the query is invalid", q.problems)
     rows = runs_repo.list_runs(call.deps.engine, limit=size + 1, before=before, where=where)
-    body: dict[str, Any] = {"runs": [run_view(r) for r in rows[:size]], "next_page_token": None}
-    if len(rows) > size:
-        last = rows[size - 1]
-        body["next_page_token"] = encode_page_token(last["created_at"], last["id"], fp)
-    return json_response(body)
+    if len(rows) <= size:
+        return rows, None
+    last = rows[size - 1]
+    return rows[:size], encode_page_token(last["created_at"], last["id"], fp)

@@ -49,6 +49,7 @@ def cmd_local_up(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
     s = stack.settings
     print("Arc Reactor local stack is up (no authentication: local use only).")
+    print(f"  dashboard:     {stack.url('runs_api')}ui/")
     print(f"  runs API:      {stack.url('runs_api')}runs")
     print(f"  inbox bucket:  gs://{s.inbox_bucket}  (emulator: {os.environ['STORAGE_EMULATOR_HOST']})")
     print(f"  runs bucket:   gs://{s.runs_bucket}")
