@@ -74,6 +74,10 @@ class InMemoryRunStore:
                 raise NotFound(f"run {run_id} does not exist")
             return self.runs[run_id]
 
+    def get_runs(self, run_ids):
+        with self._lock:
+            return {i: self.runs[i] for i in set(run_ids) if i in self.runs}
+
     def transition(
         self,
         run_id: str,

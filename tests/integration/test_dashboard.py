@@ -147,7 +147,7 @@ def test_dashboard_end_to_end(stack, browser):
     story.axe("the empty runs list")
     story.shot("runs-empty")
     page.evaluate("window.arcNoReload = true")
-    demo = story.submit(labels={"suite": "dashboard"}, pace_seconds=1.5)
+    demo = story.submit(labels={"suite": "dashboard"}, pace_seconds=0.6)
     failing = story.submit(fail_samples=["sample3"])
 
     # -- the demo run, opened at once in a second tab: progress bars fed by the SSE stream -------------
@@ -264,7 +264,7 @@ def test_dashboard_end_to_end(stack, browser):
     story.shot("recovery-failed-again")
 
     # -- Cancel from the page (the local Batch service holds the job queued meanwhile) -----------------
-    stack.batch.queue_delay = 3.0
+    stack.batch.queue_delay = 2.0
     try:
         doomed = story.submit()
         page.goto(f"{base}/ui/runs/{doomed}")

@@ -66,6 +66,10 @@ def test_notes_job_names_lineage_and_staleness_are_the_same_in_both_stores(store
     store.record_job_name(run.id, "projects/p/locations/r/jobs/other", "uid-2")  # the first one stays
     record = store.get_run(run.id)
     assert (record.batch_job_name, record.batch_job_uid) == ("projects/p/locations/r/jobs/arc-x", "uid-1")
+    assert {i: r.id for i, r in store.get_runs([run.id, "r0000000000000nope0", run.id]).items()} == {
+        run.id: run.id
+    }
+    assert store.get_runs([]) == {}
     assert store.run_id_for_job_uid("uid-1") == run.id and store.run_id_for_job_uid("nope") is None
     assert store.active_in_lineage(run.lineage_id) == [{"id": run.id, "status": "pending"}]
     store.transition(run.id, RunStatus.SUBMITTED, "submit")

@@ -288,3 +288,52 @@ def test_a_pending_run_whose_job_exists_takes_the_jobs_state(deps, quiet_batch):
     sweep(deps)
     assert runs_repo.get_run(deps.engine, "r0000000000000000p3").status == "running"
     assert len(quiet_batch.jobs()) == 1
+
+
+def test_jobs_that_outlive_their_run_are_cancelled_and_no_others(deps, quiet_batch):
+    """An engine's task jobs left behind by a run that ended (nextflow-io/nextflow#3847): the sweeper
+    cancels them after ORPHAN_GRACE, notes it on the run, and leaves alone the jobs of runs still going, of
+    runs that ended a moment ago, and of runs it does not know (another deployment's)."""
+    from google.cloud import batch_v1
+
+    from arc_reactor.adapters.batch import make_batch_client
+    from arc_reactor.services.sweep import ORPHAN_GRACE, ORPHAN_NOTE, sweep
+
+    client = make_batch_client(deps.settings)
+    parent = f"projects/{deps.settings.project}/locations/{deps.settings.region}"
+
+    def task_job(job_id: str, **labels: str) -> str:
+        spec = batch_v1.TaskSpec(
+            runnables=[batch_v1.Runnable(script=batch_v1.Runnable.Script(text="sleep 1"))]
+        )
+        job = batch_v1.Job(task_groups=[batch_v1.TaskGroup(task_spec=spec)], labels=labels)
+        return client.create_job(parent=parent, job_id=job_id, job=job).name
+
+    ended, recent, going = "r00000000000000ended", "r0000000000000recent", "r00000000000000going"
+    for run_id in (ended, recent, going):
+        _run_with_job(deps, quiet_batch, run_id, RunStatus.RUNNING, timedelta(seconds=1))
+    runs_repo.transition(deps.engine, ended, RunStatus.COMPLETED, "hook")
+    runs_repo.transition(deps.engine, recent, RunStatus.FAILED, "hook")
+    with deps.engine.begin() as conn:
+        late = datetime.now(UTC) - ORPHAN_GRACE - timedelta(minutes=1)
+        conn.execute(
+            text("UPDATE runs SET completed_at = :t, updated_at = :t WHERE id = :id"),
+            {"t": late, "id": ended},
+        )
+    orphans = [task_job(f"nf-{i}", app="arc-reactor", **{"run-id": ended}) for i in range(2)]
+    kept = [
+        task_job("nf-recent", app="arc-reactor", **{"run-id": recent}),
+        task_job("nf-going", app="arc-reactor", **{"run-id": going}),
+        task_job("nf-unknown", app="arc-reactor", **{"run-id": "r0000000000000other"}),
+        task_job("not-ours", **{"run-id": ended}),
+    ]
+    report = sweep(deps)
+    # The ended run's orchestrator job was still listed as active too (the quiet service never runs one).
+    head = runs_repo.get_run(deps.engine, ended).batch_job_name
+    assert set(report.orphans_cancelled) == {*orphans, head}
+    states = {j.name: j.status.state.name for j in client.list_jobs(parent=parent)}
+    assert all(states[name] in ("CANCELLATION_IN_PROGRESS", "CANCELLED") for name in orphans)
+    assert all(states[name] == "QUEUED" for name in kept)
+    notes = runs_repo.notes_of(deps.engine, ended, ORPHAN_NOTE)
+    assert len(notes) == 1 and set(orphans) <= set(notes[0]["detail"]["cancelled"])
+    assert sweep(deps).orphans_cancelled == []  # nothing active is left of it: a second sweep does nothing

@@ -346,7 +346,7 @@ class BatchService:
         deadline = self._clock() + CANCEL_DEADLINE_S
         failures: list[str] = []
         orchestrator = self.job_name(run_id)
-        orchestrator_ok = self._try_cancel(orchestrator, failures)
+        orchestrator_ok = self.try_cancel(orchestrator, failures)
         try:
             query = f"{run_label_filter(run_id)} AND {ACTIVE_JOBS_FILTER}"
             found = self.list_jobs(query, limit=MAX_TASK_JOBS + 1)  # one more tells whether any is left
@@ -361,7 +361,7 @@ class BatchService:
                 continue  # cancelled above; a cancel still in flight can list as RUNNING for a moment
             if self._clock() >= deadline:
                 failures.append(f"{job.name}: not attempted, cancelling ran past {CANCEL_DEADLINE_S:.0f} s")
-            elif self._try_cancel(job.name, failures):
+            elif self.try_cancel(job.name, failures):
                 cancelled.append(job.name)
         summary = CancelSummary(orchestrator_ok, cancelled, failures)
         log.log(
@@ -379,7 +379,8 @@ class BatchService:
         )
         return summary
 
-    def _try_cancel(self, name: str, failures: list[str]) -> bool:
+    def try_cancel(self, name: str, failures: list[str]) -> bool:
+        """cancel_job, with what went wrong appended to `failures` rather than raised."""
         try:
             if self.cancel_job(name):
                 return True

@@ -373,6 +373,15 @@ def get_run(engine: Engine, run_id: str) -> RunRecord:
     return RunRecord.from_row(row)
 
 
+def get_runs(engine: Engine, run_ids: Collection[str]) -> dict[str, RunRecord]:
+    """The runs of these ids that exist, by id, in one statement."""
+    if not run_ids:
+        return {}
+    with _reading(engine) as conn:
+        rows = conn.execute(select(runs).where(runs.c.id.in_(sorted(set(run_ids))))).mappings()
+        return {row["id"]: RunRecord.from_row(row) for row in rows}
+
+
 @dataclass(frozen=True)
 class RunFilter:
     """GET /runs filters; every given one must match. Labels match when the run has each key=value."""
@@ -791,6 +800,10 @@ class PostgresRunStore:
     def get_run(self, run_id: str) -> RunRecord:
         """See get_run."""
         return get_run(self.engine, run_id)
+
+    def get_runs(self, run_ids: Collection[str]) -> dict[str, RunRecord]:
+        """See get_runs."""
+        return get_runs(self.engine, run_ids)
 
     def transition(
         self,

@@ -32,6 +32,13 @@ log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[3]
 ENTRYPOINT = ROOT / "orchestrator" / "entrypoint.sh"
+
+
+def is_orchestrator_job(job: batch_v1.Job, image: str) -> bool:
+    """True for a run's orchestrator job: its runnable is a container of the orchestrator image."""
+    return any(r.container.image_uri == image for r in job.task_groups[0].task_spec.runnables)
+
+
 DEMO_DATA_BUCKET = "arc-demo-data"
 TOPIC = "projects/arc-local/topics/arc-batch-notifications"
 FUNCTIONS = {
@@ -197,7 +204,12 @@ class LocalStack:
         self.router.post(self.url("reconcile_batch_event"), attrs, body)
 
     def _launch(self, job: batch_v1.Job, env: dict[str, str]) -> subprocess.Popen[bytes]:
-        """Run the orchestrator entrypoint as a local process, as the job's container would."""
+        """Run the orchestrator entrypoint as a local process, as the job's container would; any other job
+        (an engine's task job) runs its own runnables (local/runnables.py)."""
+        if not is_orchestrator_job(job, self._env["ARC_ORCHESTRATOR_IMAGE"]):
+            from arc_reactor.local.runnables import runnable_launcher
+
+            return runnable_launcher(self.state_dir / "jobs", {**os.environ, **self._env})(job, env)
         job_id = job.name.rsplit("/", 1)[-1]
         attempt = env.get("BATCH_TASK_RETRY_ATTEMPT", "0")
         job_dir = self.state_dir / "jobs" / job_id

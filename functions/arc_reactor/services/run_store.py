@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -22,6 +22,10 @@ class RunStore(Protocol):
 
     def get_run(self, run_id: str) -> RunRecord:
         """The run, or NotFound."""
+        ...
+
+    def get_runs(self, run_ids: Collection[str]) -> dict[str, RunRecord]:
+        """The runs of these ids that exist, by id (unknown ids are left out)."""
         ...
 
     def transition(

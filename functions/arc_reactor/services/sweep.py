@@ -12,7 +12,15 @@ limit), or RUNNING for longer than every attempt of its orchestrator job could r
 attempts), is failed here too, and its jobs (orchestrator and task jobs) are cancelled. A run stuck in
 cancelling has its jobs cancelled again.
 One run that cannot be checked (Batch or the database unavailable, permission refused) is counted in
-`errors` and does not stop the others."""
+`errors` and does not stop the others.
+
+Orphaned jobs: an engine's task jobs (Nextflow's google-batch executor, Snakemake's googlebatch plugin) can
+outlive their run when the engine dies without stopping them: VMs that bill until their own time limit
+(nextflow-io/nextflow#3847, #4378). Every sweep also lists this deployment's still-active jobs (label
+app=arc-reactor, at most ORPHAN_SCAN jobs) and cancels those whose run ended more than ORPHAN_GRACE ago
+(the engine's own cleanup has had its chance), with a note on the run. A job whose run id is unknown here is
+left alone (another deployment in the same project and region may own it); a run still going keeps its
+jobs."""
 
 from __future__ import annotations
 
@@ -22,9 +30,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from arc_reactor.adapters.batch import ACTIVE_JOBS_FILTER
 from arc_reactor.core.batch_policy import LONGEST_RUN, MAX_QUEUED
+from arc_reactor.core.labels import APP, label_filter
 from arc_reactor.core.run_record import RunRecord
-from arc_reactor.core.status import RunStatus
+from arc_reactor.core.status import TERMINAL, RunStatus
 from arc_reactor.errors import BatchError, TransientError
 from arc_reactor.services.reconcile import ReconcileResult, reconcile_run
 from arc_reactor.services.status_change import change_status
@@ -34,6 +44,9 @@ log = logging.getLogger(__name__)
 
 # Below the sweeper function's timeout, with room for the check in flight (each Batch call is bounded).
 SWEEP_BUDGET_S = 240.0
+ORPHAN_SCAN = 500  # active jobs looked at per sweep (Batch lists the oldest first: the longest orphans)
+ORPHAN_GRACE = timedelta(minutes=10)  # after its run ended, a job may still be stopping on its own
+ORPHAN_NOTE = "orphaned_jobs_cancelled"
 
 
 @dataclass
@@ -45,6 +58,7 @@ class SweepReport:
     errors: int = 0
     deferred: int = 0  # stale runs left for the next sweep because the time budget ran out
     results: list[ReconcileResult] = field(default_factory=list)
+    orphans_cancelled: list[str] = field(default_factory=list)  # jobs of runs that had ended
 
 
 def sweep(
@@ -81,10 +95,13 @@ def sweep(
             continue
         report.results.append(result)
         report.changed += result.outcome in ("applied", "job_missing")
+    if clock() < stop_at:
+        _cancel_orphans(deps, now, report, lambda: clock() >= stop_at)
     log.info(
-        "sweep checked %d runs, changed %d",
+        "sweep checked %d runs, changed %d, cancelled %d orphaned job(s)",
         report.checked,
         report.changed,
+        len(report.orphans_cancelled),
         extra={
             "event": "sweep_done",
             "detail": {
@@ -92,10 +109,59 @@ def sweep(
                 "changed": report.changed,
                 "errors": report.errors,
                 "deferred": report.deferred,
+                "orphans_cancelled": len(report.orphans_cancelled),
             },
         },
     )
     return report
+
+
+def _ended_at(run: RunRecord) -> datetime | None:
+    ends = [t for t in (run.completed_at, run.failed_at, run.cancelled_at) if isinstance(t, datetime)]
+    return max(ends) if ends else run.updated_at
+
+
+def _cancel_orphans(deps: Deps, now: datetime, report: SweepReport, out_of_time: Callable[[], bool]) -> None:
+    """Cancel the active jobs of runs that ended more than ORPHAN_GRACE ago (see the module docstring)."""
+    try:
+        active = deps.batch.list_jobs(f"{label_filter('app', APP)} AND {ACTIVE_JOBS_FILTER}", limit=ORPHAN_SCAN)
+        runs = deps.runs.get_runs({j.labels["run-id"] for j in active if j.labels.get("run-id")})
+    except (TransientError, BatchError) as exc:
+        report.errors += 1
+        log.warning("sweep could not look for orphaned jobs: %s", exc, extra={"event": "sweep_error"})
+        return
+    by_run: dict[str, list[str]] = {}
+    for job in active:
+        run = runs.get(job.labels.get("run-id", ""))
+        ended = _ended_at(run) if run is not None and run.status in TERMINAL else None
+        if ended is not None and now - ended > ORPHAN_GRACE:
+            by_run.setdefault(str(run.id), []).append(job.name)  # type: ignore[union-attr]
+    for run_id, names in by_run.items():
+        cancelled: list[str] = []
+        failures: list[str] = []
+        for name in names:
+            if out_of_time():
+                failures.append(f"{name}: not attempted, the sweep ran out of time")
+            elif deps.batch.try_cancel(name, failures):
+                cancelled.append(name)
+        report.orphans_cancelled += cancelled
+        report.errors += bool(failures)
+        deps.runs.add_note(
+            run_id,
+            "sweeper",
+            {"reason": ORPHAN_NOTE, "cancelled": cancelled[:50], "failures": failures[:20]},
+        )
+        log.warning(
+            "run %s had ended, but %d of its Batch jobs were still active: %d cancelled",
+            run_id,
+            len(names),
+            len(cancelled),
+            extra={
+                "run_id": run_id,
+                "event": "orphaned_jobs_cancelled",
+                "detail": {"failures": failures[:20]},
+            },
+        )
 
 
 def _follow_up(deps: Deps, row: RunRecord, now: datetime) -> ReconcileResult | None:
