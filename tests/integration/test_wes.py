@@ -349,3 +349,141 @@ def test_side_by_side_with_sapporo(wes, tmp_path, monkeypatch):
         for name, (mine, other) in answers.items()
     }
     assert compared == SAPPORO_DIFFERENCES
+
+
+@pytest.fixture(scope="module")
+def generated_client(tmp_path_factory):
+    """A second, independent WES client: Python generated from the official WES 1.1 document itself by
+    openapi-python-client (PyPI), at test time into a temporary folder (never committed). No WES client on
+    PyPI besides wes-service's speaks the standard paths (dnastack-client-library's targets DNAstack
+    Workbench's own, namespaced ones), so this one knows only what the document says."""
+    import importlib
+    import shutil
+    import subprocess
+    import sys
+
+    if not WES_DOC.exists():
+        pytest.skip(f"the official WES document is absent ({WES_DOC})")
+    tool = shutil.which("openapi-python-client", path=str(Path(sys.executable).parent))
+    if tool is None:
+        pytest.skip("openapi-python-client is not installed (requirements.txt)")
+    folder = tmp_path_factory.mktemp("wes-client")
+    doc = folder / "wes.json"
+    doc.write_text(json.dumps({**wes_document(), "servers": [{"url": "/"}]}))
+    subprocess.run(
+        [
+            tool,
+            "generate",
+            "--path",
+            str(doc),
+            "--output-path",
+            str(folder / "wes_generated"),
+            "--meta",
+            "none",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    sys.path.insert(0, str(folder))
+    try:
+        yield importlib.import_module("wes_generated")
+    finally:
+        sys.path.remove(str(folder))
+        for name in [m for m in sys.modules if m == "wes_generated" or m.startswith("wes_generated.")]:
+            del sys.modules[name]
+
+
+def test_a_client_generated_from_the_official_document_submits_and_pages(
+    wes, generated_client, gcs, monkeypatch
+):
+    """The generated client submits SMK runs (and an NFL run of nf-core/scrnaseq when its schemas are in
+    ../shared/fixtures), pages the list two at a time, reads a run's log, status and tasks, and cancels."""
+    import importlib
+
+    from shared_fixtures import SCRNASEQ_FIXTURES
+
+    from arc_reactor.settings import get_settings
+    from arc_reactor.wiring import reset_deps
+
+    api = importlib.import_module("wes_generated.api.workflow_runs.run_workflow")
+    runs_api = {
+        name: importlib.import_module(f"wes_generated.api.workflow_runs.{name}")
+        for name in ("list_runs", "get_run_log", "get_run_status", "list_tasks", "cancel_run")
+    }
+    info_api = importlib.import_module("wes_generated.api.service_info.get_service_info")
+    models, types = generated_client.models, importlib.import_module("wes_generated.types")
+    base, _ = wes
+    client = generated_client.Client(base_url=base, raise_on_unexpected_status=True, timeout=30)
+
+    info = info_api.sync(client=client)
+    assert isinstance(info, models.ServiceInfo) and info.type_.artifact == "wes"
+    assert "SMK" in info.workflow_type_versions.additional_properties
+
+    def submit(**fields: str):
+        sheet = fields.pop("sheet", SAMPLESHEET)
+        attachment = types.File(
+            payload=io.BytesIO(sheet.encode()), file_name="samplesheet.csv", mime_type="text/csv"
+        )
+        body = models.RunWorkflowBody(workflow_attachment=[attachment], **fields)
+        answer = api.sync(client=client, body=body)
+        assert isinstance(answer, models.RunId), answer
+        return answer.run_id
+
+    smk = {
+        "workflow_url": "arc/fastq-stats",
+        "workflow_type": "SMK",
+        "workflow_type_version": "1.0",
+        "workflow_params": json.dumps({"min_quality": 20}),
+        "tags": json.dumps({"client": "generated"}),
+    }
+    submitted = [submit(**smk) for _ in range(4)]
+    if SCRNASEQ_FIXTURES.exists():  # an NFL run, validated against nf-core/scrnaseq's real schemas
+        monkeypatch.setenv("ARC_SCHEMA_CACHE_DIR", str(SCRNASEQ_FIXTURES.parent))
+        get_settings.cache_clear()
+        reset_deps()
+        for name in ("S1_R1.fastq.gz", "S1_R2.fastq.gz", "ref/genome.fa", "ref/genes.gtf"):
+            gcs.write_bytes("arc-demo-data", f"sc/{name}", b"x")
+        sheet = (
+            "sample,fastq_1,fastq_2,expected_cells\n"
+            "S1,gs://arc-demo-data/sc/S1_R1.fastq.gz,gs://arc-demo-data/sc/S1_R2.fastq.gz,5000\n"
+        )
+        params = {"aligner": "star", "protocol": "10XV3", "fasta": "gs://arc-demo-data/sc/ref/genome.fa",
+                  "gtf": "gs://arc-demo-data/sc/ref/genes.gtf"}  # fmt: skip
+        submitted.append(
+            submit(
+                workflow_url="nf-core/scrnaseq",
+                workflow_type="NFL",
+                workflow_type_version="DSL2",
+                workflow_params=json.dumps(params),
+                workflow_engine_parameters=json.dumps({"revision": "4.0.0"}),
+                sheet=sheet,
+            )
+        )
+    seen: list[str] = []
+    token = types.UNSET
+    for _ in range(10):  # bounded: at most 10 pages of 2
+        page = runs_api["list_runs"].sync(client=client, page_size=2, page_token=token)
+        assert isinstance(page, models.RunListResponse) and len(page.runs) <= 2
+        seen += [r.run_id for r in page.runs]
+        if not page.next_page_token:
+            break
+        token = page.next_page_token
+    assert sorted(seen) == sorted(set(seen)) and set(submitted) <= set(seen), (submitted, seen)
+
+    first = submitted[0]
+    log = runs_api["get_run_log"].sync(first, client=client)
+    assert isinstance(log, models.RunLog) and log.request.workflow_url == "arc/fastq-stats"
+    assert log.task_logs == []  # a list, never null: clients require it
+    status = runs_api["get_run_status"].sync(first, client=client)
+    assert status.state == models.State.QUEUED
+    tasks = runs_api["list_tasks"].sync(first, client=client, page_size=10)
+    assert isinstance(tasks, models.TaskListResponse)
+    assert runs_api["cancel_run"].sync(first, client=client).run_id == first
+    assert runs_api["get_run_status"].sync(first, client=client).state in (
+        models.State.CANCELING,
+        models.State.CANCELED,
+    )
+    if SCRNASEQ_FIXTURES.exists():
+        nfl = runs_api["get_run_log"].sync(submitted[-1], client=client)
+        assert nfl.request.workflow_type == "NFL" and nfl.request.workflow_url == "nf-core/scrnaseq"
