@@ -124,7 +124,8 @@ def _ended_at(run: RunRecord) -> datetime | None:
 def _cancel_orphans(deps: Deps, now: datetime, report: SweepReport, out_of_time: Callable[[], bool]) -> None:
     """Cancel the active jobs of runs that ended more than ORPHAN_GRACE ago (see the module docstring)."""
     try:
-        active = deps.batch.list_jobs(f"{label_filter('app', APP)} AND {ACTIVE_JOBS_FILTER}", limit=ORPHAN_SCAN)
+        query = f"{label_filter('app', APP)} AND {ACTIVE_JOBS_FILTER}"
+        active = deps.batch.list_jobs(query, limit=ORPHAN_SCAN)
         runs = deps.runs.get_runs({j.labels["run-id"] for j in active if j.labels.get("run-id")})
     except (TransientError, BatchError) as exc:
         report.errors += 1
