@@ -277,11 +277,33 @@ function actions(runId) {
     if (!dialog?.showModal) return go();
     dialog.addEventListener("close", () => { if (dialog.returnValue === "confirm") go(); }, { once: true });
     dialog.returnValue = "";
+    for (const id of ["action-status", "action-error"]) document.getElementById(id).hidden = true;
     dialog.showModal();
   });
 }
 
+// A recovery's parameter changes, from its dialog: a JSON object, or nothing; an error names the problem.
+function recoverBody() {
+  const text = document.getElementById("recover-params")?.value.trim();
+  if (!text) return { body: "" };
+  let params;
+  try {
+    params = JSON.parse(text);
+  } catch (err) {
+    return { error: `The parameter changes are not JSON: ${err.message}` };
+  }
+  if (params === null || typeof params !== "object" || Array.isArray(params)) {
+    return { error: "The parameter changes must be a JSON object of parameter: value." };
+  }
+  return { body: JSON.stringify({ params }) };
+}
+
 async function act(button, action) {
+  const { body: payload, error } = action === "recover" ? recoverBody() : { body: "" };
+  if (error) {
+    showMessage("action-error", error);
+    return;
+  }
   button.disabled = true;
   showMessage("action-status", action === "cancel" ? "Cancelling…" : "Starting the recovery…");
   try {
@@ -289,6 +311,7 @@ async function act(button, action) {
       method: "POST",
       credentials: "same-origin",
       headers: { "Content-Type": "application/json", "Idempotency-Key": crypto.randomUUID() },
+      body: payload || undefined,
     });
     const body = await response.json().catch(() => ({}));
     if (!response.ok) {
