@@ -44,3 +44,18 @@ def app_env(engine, gcs, batch_server, monkeypatch):
     reset_deps()
     yield
     reset_deps()
+
+
+@pytest.fixture
+def stack(engine, tmp_path):
+    """The embedded local stack (LocalStack: functions served over HTTP, the local Batch service running
+    the real orchestrator, the storage emulator) with the demo's data uploaded."""
+    from arc_reactor.local.demo import upload_demo_data
+    from arc_reactor.local.stack import LocalStack
+
+    stack = LocalStack(state_dir=tmp_path / "state", persistent_storage=False).start()
+    try:
+        upload_demo_data(stack)
+        yield stack
+    finally:
+        stack.stop()

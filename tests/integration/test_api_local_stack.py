@@ -15,19 +15,6 @@ pytestmark = pytest.mark.integration
 SAMPLES = ("sample1", "sample2", "sample3")
 
 
-@pytest.fixture
-def stack(engine, tmp_path):
-    from arc_reactor.local.demo import upload_demo_data
-    from arc_reactor.local.stack import LocalStack
-
-    stack = LocalStack(state_dir=tmp_path / "state", persistent_storage=False).start()
-    try:
-        upload_demo_data(stack)
-        yield stack
-    finally:
-        stack.stop()
-
-
 def _session():
     session = requests.Session()
     session.trust_env = False

@@ -21,6 +21,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, cast
 
 from google.cloud import batch_v1
@@ -339,6 +340,23 @@ def command_launcher(
         return subprocess.Popen(list(argv), cwd=cwd, env=full_env, start_new_session=True)
 
     return launch
+
+
+def attempt_process(
+    argv: Sequence[str], log: Path, *, cwd: Path, env: Mapping[str, str]
+) -> subprocess.Popen[bytes]:
+    """A task attempt's process as a local launcher starts it: its output (both streams) to `log`, no
+    stdin, and a session of its own, so that cancel can kill the whole process group."""
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            list(argv),
+            env=dict(env),
+            cwd=cwd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
 
 
 def signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:

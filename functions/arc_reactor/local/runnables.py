@@ -29,7 +29,7 @@ from typing import Any
 
 from google.cloud import batch_v1
 
-from arc_reactor.local.batch_state import Launcher
+from arc_reactor.local.batch_state import Launcher, attempt_process
 
 BATCH_VARS = ("BATCH_TASK_INDEX", "BATCH_TASK_COUNT", "BATCH_TASK_RETRY_ATTEMPT", "BATCH_JOB_UID")
 
@@ -123,16 +123,8 @@ def runnable_launcher(jobs_dir: Path, base_env: Mapping[str, str] | None = None)
         spec_file = job_dir / f"attempt-{attempt}.steps.json"
         spec_file.write_text(json.dumps({"steps": [asdict(s) for s in steps(job)]}))
         full_env = {**(os.environ if base_env is None else base_env), **task_env}
-        with (job_dir / f"attempt-{attempt}.log").open("wb") as out:
-            return subprocess.Popen(
-                [sys.executable, "-m", "arc_reactor.local.runnables", str(spec_file)],
-                cwd=work,
-                env=full_env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
+        argv = [sys.executable, "-m", "arc_reactor.local.runnables", str(spec_file)]
+        return attempt_process(argv, job_dir / f"attempt-{attempt}.log", cwd=work, env=full_env)
 
     return launch
 

@@ -206,6 +206,8 @@ class LocalStack:
     def _launch(self, job: batch_v1.Job, env: dict[str, str]) -> subprocess.Popen[bytes]:
         """Run the orchestrator entrypoint as a local process, as the job's container would; any other job
         (an engine's task job) runs its own runnables (local/runnables.py)."""
+        from arc_reactor.local.batch_state import attempt_process
+
         if not is_orchestrator_job(job, self._env["ARC_ORCHESTRATOR_IMAGE"]):
             from arc_reactor.local.runnables import runnable_launcher
 
@@ -215,16 +217,8 @@ class LocalStack:
         job_dir = self.state_dir / "jobs" / job_id
         job_dir.mkdir(parents=True, exist_ok=True)
         full_env = {**os.environ, **env, **self._env, **self._orchestrator_env()}
-        with (job_dir / f"attempt-{attempt}.log").open("wb") as out:
-            return subprocess.Popen(
-                ["bash", str(ENTRYPOINT)],
-                env=full_env,
-                cwd=job_dir,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
+        log = job_dir / f"attempt-{attempt}.log"
+        return attempt_process(["bash", str(ENTRYPOINT)], log, cwd=job_dir, env=full_env)
 
     def _orchestrator_env(self) -> dict[str, str]:
         venv_bin = str(Path(sys.executable).parent)
