@@ -187,11 +187,17 @@ function runPage(body) {
       /* the next event or tick tries again */
     }
   };
+  // A status change is shown at once (a progress-driven refresh waiting its turn is brought forward);
+  // progress alone re-reads the live parts at most every LIVE_MIN_MS.
   const scheduleLive = (soon = false) => {
-    if (soon) withFiles = true;
+    if (soon) {
+      withFiles = true;
+      clearTimeout(pending);
+      pending = setTimeout(refreshLive, 0);
+      return;
+    }
     if (pending) return;
-    const wait = soon ? 0 : Math.max(0, LIVE_MIN_MS - (Date.now() - lastLive));
-    pending = setTimeout(refreshLive, wait);
+    pending = setTimeout(refreshLive, Math.max(0, LIVE_MIN_MS - (Date.now() - lastLive)));
   };
 
   if (!TERMINAL.has(status) && window.EventSource) {
@@ -233,6 +239,7 @@ function followLog(pre, ended) {
         const page = await response.json();
         if (!response.ok) {
           pre.textContent = `The log cannot be read: ${page?.error?.message || response.status}`;
+          if (response.status >= 500) setTimeout(tick, LOG_POLL_MS * 5); // the service may be back soon
           return;
         }
         const fresh = (page.lines || []).map((l) => (l.time ? `${l.time.slice(11, 19)} ` : "") + l.message);
