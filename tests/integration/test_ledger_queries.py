@@ -173,3 +173,35 @@ def test_a_run_is_found_by_a_prefix_of_its_id_or_by_its_name_from_an_index(engin
         engine, runs_repo.list_stmt(by_prefix, 2), no_walk
     )
     assert "ix_runs_name" in _plan(engine, runs_repo.list_stmt(by_name, 2))
+
+
+def test_a_set_of_ids_as_one_parameter_is_split_once_and_served_by_the_index_even_in_a_generic_plan(engine):
+    """tables.among passes many run ids as one text (one prepared statement whatever their count). A
+    prepared statement's generic plan must still read the index, splitting the text once (an InitPlan),
+    never for every row it scans: `= ANY(string_to_array(...))` did that."""
+    from sqlalchemy import select
+
+    from arc_reactor.adapters.tables import among, run_events, run_tasks, runs
+
+    # The ledger's two big tables: each id an index condition. (On an empty `runs` the planner may pick
+    # any index to avoid the scan it was told not to make, so its plan names no particular one.)
+    for table, column, index in (
+        (run_tasks, run_tasks.c.run_id, "Index Cond: (run_id = ANY ($0))"),
+        (run_events, run_events.c.run_id, "Index Cond: (run_id = ANY ($0))"),
+        (runs, runs.c.id, "InitPlan"),
+    ):
+        compiled = select(table.c.id).where(among(column, ["r0a", "r0b"])).compile(engine)
+        sql = str(compiled).replace("%s", "$1")
+        with engine.connect() as conn:
+            conn.exec_driver_sql(f"PREPARE among_probe(text) AS {sql}")
+            conn.exec_driver_sql("SET plan_cache_mode = force_generic_plan")
+            conn.exec_driver_sql("SET enable_seqscan = off")
+            plan = "\n".join(conn.exec_driver_sql("EXPLAIN EXECUTE among_probe('r0a,r0b')").scalars().all())
+            conn.exec_driver_sql("DEALLOCATE among_probe")
+            conn.exec_driver_sql("RESET ALL")
+        assert index in plan and "InitPlan" in plan and "string_to_array" not in plan.split("InitPlan")[0], (
+            plan
+        )
+    assert [r.id for r in runs_repo.get_runs(engine, [])] == []
+    with pytest.raises(ValueError):
+        among(runs.c.id, ["a,b"])

@@ -169,3 +169,43 @@ def test_the_head_job_is_counted_from_the_runs_start_and_its_lost_attempt_is_was
     got = run_cost.run_cost(engine, get_settings(), run, now)["estimate"]
     # e2-standard-2 Spot in us-central1: 2 x 0.006543 + 8 x 0.000877 = 0.020102 per hour.
     assert (got["head"], got["wasted"], got["preemptions"], got["running"]) == (0.0603, 0.0201, 1, True)
+
+
+def test_a_pages_estimates_in_two_statements_are_each_runs_own(app_env, engine):
+    """The dashboard's list prices a page of runs at once (services/run_cost.estimates: one statement for
+    the tasks, one for the head jobs' retries): each figure equals the run's own GET /runs/{id} estimate."""
+    from sqlalchemy import event
+
+    from arc_reactor.services import run_cost
+    from arc_reactor.settings import get_settings
+
+    ids = [f"r0tasks00000page{i:02d}" for i in range(3)]
+    for i, rid in enumerate(ids):
+        runs_repo.insert_run(engine, run_row(rid))
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE runs SET status = 'running', started_at = :t WHERE id = :r"),
+                         {"t": T0 - timedelta(hours=i), "r": rid})  # fmt: skip
+        updates = [
+            TaskUpdate(f"t{j}", "succeeded", 1, process="P", machine_type="n2-standard-4", spot=True,
+                       native_id=f"job-{j}", started_at=T0, completed_at=T0 + timedelta(minutes=10 * (j + 1)))
+            for j in range(i + 1)
+        ]  # fmt: skip
+        upsert_tasks(engine, rid, updates)
+    detail = {"reason": "task_retry", "attempt": 1, "exit_code": 50001, "cause": "spot_preempted"}
+    runs_repo.add_note_once(engine, ids[1], "batch", "task_retry:1", detail)
+    runs = [runs_repo.get_run(engine, rid) for rid in ids]
+    now = T0 + timedelta(hours=2)
+    statements: list[str] = []
+
+    def count(*args) -> None:
+        statements.append(args[2])
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        page = run_cost.estimates(engine, get_settings(), runs, now)
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert len(statements) == 2
+    for run in runs:
+        assert page[run.id] == run_cost.run_cost(engine, get_settings(), run, now)["estimate"], run.id
+    assert page[ids[2]]["tasks"] > page[ids[0]]["tasks"] > 0 and page[ids[1]]["preemptions"] == 1

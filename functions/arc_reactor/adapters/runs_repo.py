@@ -33,7 +33,7 @@ from sqlalchemy.engine import Connection, CursorResult, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from arc_reactor.adapters.tables import ACTIVE_SQL, run_events, run_labels, runs, signing_keys
+from arc_reactor.adapters.tables import ACTIVE_SQL, among, run_events, run_labels, runs, signing_keys
 from arc_reactor.core.run_record import RunRecord
 from arc_reactor.core.status import PREDECESSORS, TERMINAL, TIMESTAMP_COLUMN, RunStatus, is_terminal_conflict
 from arc_reactor.errors import NotFound, TransientError
@@ -378,7 +378,7 @@ def get_runs(engine: Engine, run_ids: Collection[str]) -> dict[str, RunRecord]:
     if not run_ids:
         return {}
     with _reading(engine) as conn:
-        rows = conn.execute(select(runs).where(runs.c.id.in_(sorted(set(run_ids))))).mappings()
+        rows = conn.execute(select(runs).where(among(runs.c.id, set(run_ids)))).mappings()
         return {row["id"]: RunRecord.from_row(row) for row in rows}
 
 
@@ -518,7 +518,7 @@ def notes_of_runs(
             func.row_number().over(partition_by=run_events.c.run_id, order_by=run_events.c.id).label("n"),
         )
         .where(
-            run_events.c.run_id.in_(list(run_ids)),
+            among(run_events.c.run_id, run_ids),
             run_events.c.kind == "note",
             run_events.c.detail["reason"].astext == reason,
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -16,10 +18,13 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    bindparam,
     func,
+    select,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.sql.elements import ColumnElement
 
 metadata = MetaData()
 
@@ -170,3 +175,17 @@ run_tasks = Table(
     Index("ix_run_tasks_run_status", "run_id", "status", "id"),
     Index("ix_run_tasks_run_process", "run_id", "process", "id"),
 )
+
+
+def among(column: ColumnElement[str], ids: Iterable[str]) -> ColumnElement[bool]:
+    """`column = ANY(ARRAY(SELECT unnest(string_to_array(:ids, ','))))`: membership in a set of run ids
+    passed as ONE text parameter. An IN list sends one parameter per id and renders a new statement for
+    every count of ids, and pg8000 encodes an array parameter element by element in Python; one text, split
+    by the server, is one prepared statement whatever the page size. The split is an InitPlan, done once:
+    as `= ANY(string_to_array(...))` a prepared statement's generic plan split the text again for every
+    row it scanned (runs_repo.poll_events met the same)."""
+    listed = list(ids)
+    if any("," in i for i in listed):
+        raise ValueError("an id holds a comma")
+    split = select(func.unnest(func.string_to_array(bindparam(None, ",".join(listed), type_=Text), ",")))
+    return column == func.any(func.array(split.scalar_subquery()))

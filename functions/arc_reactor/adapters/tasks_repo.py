@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import Engine, case, false, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from arc_reactor.adapters.tables import run_tasks
+from arc_reactor.adapters.tables import among, run_tasks
 from arc_reactor.core.cost import TaskUsage
 from arc_reactor.core.tasks import MERGED_FIELDS, TASK_STATUSES, TaskUpdate, merge, rank
 
@@ -150,7 +150,7 @@ def task_usage_of(engine: Engine, run_ids: Sequence[str]) -> dict[str, list[Task
     )
     stmt = (
         select(*keys, func.count(), seconds)
-        .where(t.run_id.in_(list(run_ids)), t.started_at.isnot(None), t.status != "cached")
+        .where(among(t.run_id, run_ids), t.started_at.isnot(None), t.status != "cached")
         .group_by(*keys)
     )
     found: dict[str, list[TaskUsage]] = {}

@@ -159,14 +159,7 @@ def _list_context(call: Call) -> dict[str, Any]:
         message, problems = exc.message, [p.as_dict() for p in exc.problems]
     now = datetime.now(UTC)
     costs = estimates(call.deps.engine, call.deps.settings, rows, now)
-    views = [
-        {
-            **run_view(r),
-            "duration": ui_views.run_seconds(vars(r), now),
-            "estimate": costs.get(r.id),
-        }
-        for r in rows
-    ]
+    views = [ui_views.list_row(vars(r), costs.get(r.id), now) for r in rows]
     lists = {k: args.getlist(k) for k in ui_views.LIST_KEYS}
     return {
         "runs": views,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -106,6 +106,31 @@ def cost_text(estimate: Mapping[str, Any] | None) -> str:
     if estimate.get("running"):
         text += " so far"
     return text
+
+
+def when_text(value: datetime | None) -> str:
+    """A timestamp as the pages show it: "2026-12-07 12:00:00 UTC" (they are all UTC)."""
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if value else "—"
+
+
+def list_row(run: Mapping[str, Any], estimate: Mapping[str, Any] | None, now: datetime) -> dict[str, Any]:
+    """One row of the runs list, as text: the list is re-read every few seconds by every open page, so
+    only what it shows is computed (not the whole run view)."""
+    created = run.get("created_at")
+    return {
+        "id": run["id"],
+        "name": run.get("name"),
+        "pipeline": run.get("pipeline"),
+        "revision": run.get("revision"),
+        "status": run.get("status"),
+        "status_text": status_text(run.get("status")),
+        "submitter": run.get("submitter") or "—",
+        "is_recovery": bool(run.get("is_recovery")),
+        "created_iso": created.isoformat() if isinstance(created, datetime) else "",
+        "created_text": when_text(created if isinstance(created, datetime) else None),
+        "duration_text": duration_text(run_seconds(run, now)),
+        "cost_text": cost_text(estimate),
+    }
 
 
 def status_text(status: str | None) -> str:
