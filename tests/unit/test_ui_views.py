@@ -122,3 +122,35 @@ def test_list_url_keeps_filters_and_drops_a_stale_token():
     refiltered = parse_qs(urlsplit(v.list_url(args, status="running")).query)
     assert refiltered["status"] == ["running"] and "page_token" not in refiltered
     assert v.filters_active(args) and not v.filters_active({"page_size": ["5"]})
+
+
+def test_list_and_task_rows_are_the_text_the_tables_show():
+    created = datetime(2026, 12, 7, 11, 0, tzinfo=UTC)
+    run = {"id": "r1", "name": None, "pipeline": "p", "revision": "1", "status": "running",
+           "submitter": None, "is_recovery": 1, "created_at": created, "started_at": created}  # fmt: skip
+    row = v.list_row(run, {"total": 0.5, "currency": "USD", "running": True}, NOW)
+    assert (row["status_text"], row["submitter"], row["is_recovery"]) == ("Running", "—", True)
+    assert (row["created_text"], row["duration_text"], row["cost_text"]) == (
+        "2026-12-07 11:00:00 UTC", "1 h 00 min", "USD 0.5000 so far"
+    )  # fmt: skip
+    assert v.list_row({"id": "r2", "status": "pending"}, None, NOW)["created_text"] == "—"
+    task = {"task_id": "t", "process": "stats", "tag": "sample=s1", "status": "failed", "exit_code": 0,
+            "started_at": "2026-12-07T11:59:00+00:00", "completed_at": "2026-12-07T11:59:30+00:00",
+            "cost": 0.00012}  # fmt: skip
+    trow = v.task_row(task, NOW)
+    assert (trow["exit_text"], trow["sort_exit"], trow["duration_text"], trow["sort_duration"]) == (
+        "0",
+        "0",
+        "30 s",
+        "30",
+    )
+    assert (trow["started_text"], trow["cost_text"], trow["sort_task"]) == (
+        "2026-12-07 11:59:00 UTC", "USD 0.0001", "stats sample=s1"
+    )  # fmt: skip
+    bare = v.task_row({"task_id": "u", "status": "pending"}, NOW)
+    assert (bare["exit_text"], bare["sort_exit"], bare["duration_text"], bare["sort_cost"]) == (
+        "—",
+        "",
+        "—",
+        "",
+    )

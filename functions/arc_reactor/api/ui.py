@@ -229,8 +229,7 @@ def _live_context(call: Call, run: RunRecord) -> dict[str, Any]:
         task_view(r, attempt_cost(r, table, deps.settings.region, deps.settings.batch_spot, now))
         for r in rows[:TASKS_PAGE]
     ]
-    for t in tasks:
-        t["duration_s"] = ui_views.task_seconds(t, now)
+    tasks = [ui_views.task_row(t, now) for t in tasks]
     tasks_next = encode_token({"after": rows[TASKS_PAGE - 1]["id"]}) if len(rows) > TASKS_PAGE else None
     progress = view.get("progress") or {}
     report = None

@@ -133,6 +133,25 @@ def list_row(run: Mapping[str, Any], estimate: Mapping[str, Any] | None, now: da
     }
 
 
+def task_row(task: Mapping[str, Any], now: datetime) -> dict[str, Any]:
+    """One task attempt (api/tasks.task_view) with the text the run page's table shows and sorts by."""
+    seconds = task_seconds(task, now)
+    started = _when(task.get("started_at"))
+    exit_code, cost = task.get("exit_code"), task.get("cost")
+    return {
+        **task,
+        "duration_s": seconds,
+        "started_text": when_text(started),
+        "duration_text": duration_text(seconds),
+        "cost_text": money_text(cost),
+        "exit_text": "—" if exit_code is None else str(exit_code),
+        "sort_task": f"{task.get('process') or ''} {task.get('tag') or ''}",
+        "sort_exit": "" if exit_code is None else str(exit_code),
+        "sort_duration": "" if seconds is None else f"{seconds:g}",
+        "sort_cost": "" if cost is None else f"{cost:g}",
+    }
+
+
 def status_text(status: str | None) -> str:
     """A status as a label."""
     return STATUS_TEXT.get(str(status), str(status or "unknown").capitalize())
