@@ -220,6 +220,17 @@ variable "admin_group" {
   }
 }
 
+variable "iap_audiences" {
+  type        = string
+  description = "With Identity-Aware Proxy in front of runs_api (the dashboard in a browser, docs/dashboard.md): the audiences of IAP's signed header that runs_api accepts, comma-separated (ARC_IAP_AUDIENCES), as IAP's page in the Console shows them (Signed Header JWT Audience), e.g. /projects/PROJECT_NUMBER/global/backendServices/ID behind a load balancer. Empty: IAP's header is ignored."
+  default     = ""
+
+  validation {
+    condition     = alltrue([for a in compact(split(",", var.iap_audiences)) : can(regex("^/projects/[0-9]+/[^\\s,]+$", trimspace(a)))])
+    error_message = "iap_audiences must be IAP audiences (/projects/PROJECT_NUMBER/...), comma-separated."
+  }
+}
+
 variable "group_lookup" {
   type        = bool
   description = "Look up the members of the groups in admin_group and reader_members with the Cloud Identity Groups API (ARC_GROUP_LOOKUP). runs_api's service account needs the Groups Reader admin role in your Workspace or Cloud Identity account (docs/security.md); false: only listed e-mails match."

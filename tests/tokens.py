@@ -7,6 +7,7 @@ import time
 import pytest
 
 AUDIENCE = "https://runs-api-123456.europe-west4.run.app"  # the deployed API's URL in these tests
+IAP_AUDIENCE = "/projects/123456/locations/europe-west4/services/runs-api"  # IAP on Cloud Run
 
 
 class Keys:
@@ -25,9 +26,30 @@ class Keys:
         )
         self.audience = audience
         self.certs = json.dumps({"k1": public.decode()}).encode()
+        # Identity-Aware Proxy's key: ES256, published as a JWK set at its own URL.
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from jwt.algorithms import ECAlgorithm
+
+        self.iap_key = ec.generate_private_key(ec.SECP256R1())
+        jwk = json.loads(ECAlgorithm.to_jwk(self.iap_key.public_key()))
+        self.iap_certs = json.dumps({"keys": [{**jwk, "kid": "iap1", "alg": "ES256", "use": "sig"}]}).encode()
 
     def request(self, url, method="GET", **kwargs):
-        return type("Resp", (), {"status": 200, "data": self.certs, "headers": {}})()
+        from arc_reactor.api.auth import IAP_CERTS_URL
+
+        data = self.iap_certs if url == IAP_CERTS_URL else self.certs
+        return type("Resp", (), {"status": 200, "data": data, "headers": {}})()
+
+    def iap_headers(self, email, aud=IAP_AUDIENCE, key=None, **claims):
+        """The header Identity-Aware Proxy adds to a request it lets through (signed by `key`, else IAP's)."""
+        import jwt as pyjwt
+
+        now = int(time.time())
+        payload = {"iss": "https://cloud.google.com/iap", "aud": aud, "iat": now, "exp": now + 600,
+                   "email": email, "sub": "accounts.google.com:1234"}  # fmt: skip
+        payload.update(claims)
+        token = pyjwt.encode(payload, key or self.iap_key, algorithm="ES256", headers={"kid": "iap1"})
+        return {"X-Goog-IAP-JWT-Assertion": token}
 
     def headers(self, email, **claims):
         from google.auth import crypt, jwt

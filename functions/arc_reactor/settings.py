@@ -127,6 +127,14 @@ class Settings(BaseSettings):
     admin_group: str = Field(
         "", description="Group email whose members may cancel or recover anyone's runs (ARC_ADMIN_GROUP)."
     )
+    iap_audiences: str = Field(
+        "",
+        description=(
+            "Identity-Aware Proxy in front of runs_api: the audiences of the IAP-signed header it accepts "
+            "(ARC_IAP_AUDIENCES, comma-separated), as IAP's Console page shows them, e.g. "
+            "/projects/NUMBER/global/backendServices/ID behind a load balancer. Empty: no IAP."
+        ),
+    )
     # Nextflow task jobs on Batch (rendered into the orchestrator's nextflow.config: docs/orchestrator.md)
     batch_spot: bool = Field(True, description="Run Nextflow task jobs on Spot VMs (ARC_BATCH_SPOT).")
     max_spot_attempts: int = Field(
@@ -165,6 +173,11 @@ class Settings(BaseSettings):
     def service_urls(self) -> tuple[str, ...]:
         """ARC_SERVICE_URL as a tuple of URLs without a trailing slash."""
         return tuple(u.strip().rstrip("/") for u in self.service_url.split(",") if u.strip())
+
+    @property
+    def iap_audience_list(self) -> tuple[str, ...]:
+        """ARC_IAP_AUDIENCES as a tuple."""
+        return tuple(a.strip() for a in self.iap_audiences.split(",") if a.strip())
 
     @model_validator(mode="after")
     def _no_local_parts_when_deployed(self) -> Settings:

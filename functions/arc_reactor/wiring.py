@@ -149,7 +149,13 @@ class Deps:
             return LocalStackAuthenticator()
         candidates = principals(self.settings.admin_group) | principals(self.settings.reader_members)
         directory = self.group_directory if self.settings.group_lookup and candidates else None
-        return IdTokenAuthenticator(self.token_verifier, self.settings.service_urls, directory, candidates)
+        return IdTokenAuthenticator(
+            self.token_verifier,
+            self.settings.service_urls,
+            directory,
+            candidates,
+            iap_audiences=self.settings.iap_audience_list,
+        )
 
     @cached_property
     def group_directory(self) -> GroupDirectory:

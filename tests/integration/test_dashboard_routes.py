@@ -4,6 +4,7 @@ errors as pages, file links confined to the run's own locations, and the cross-s
 browser story is tests/integration/test_dashboard.py."""
 
 import re
+import time
 
 import pytest
 from test_runs_api import demo_body, transition
@@ -114,3 +115,39 @@ def test_another_sites_page_cannot_change_a_run(api, keys):
     assert api.get(f"/runs/{run}", headers={**ada, "Sec-Fetch-Site": "cross-site"}).status_code == 200
     resp = api.post(f"/runs/{run}:cancel", headers={**ada, "Sec-Fetch-Site": "same-origin"})
     assert resp.status_code == 202  # the dashboard's own request, and a client that sends no such header
+
+
+def test_behind_identity_aware_proxy_its_signed_header_names_the_caller(api, keys, monkeypatch):
+    """With ARC_IAP_AUDIENCES set, a browser that IAP let through (no ID token of its own) is the email in
+    IAP's signed header; a forged, expired or foreign assertion is refused, and without IAP configured the
+    header means nothing."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from tokens import IAP_AUDIENCE
+
+    from arc_reactor.api.auth import TokenVerifier
+    from arc_reactor.settings import get_settings
+    from arc_reactor.wiring import get_deps, reset_deps
+
+    ada = keys.iap_headers("ada@example.org")
+    assert api.get("/ui/", headers=ada).status_code == 401  # IAP not configured: the header is ignored
+    monkeypatch.setenv("ARC_IAP_AUDIENCES", f"{IAP_AUDIENCE}, /projects/123456/global/backendServices/9")
+    get_settings.cache_clear()
+    reset_deps()
+    get_deps().token_verifier = TokenVerifier(request=keys.request)
+    run = _run(api, ada)
+    page = api.get("/ui/", headers=ada)
+    assert page.status_code == 200 and run in page.get_data(as_text=True)
+    assert "Signed in as ada@example.org" in page.get_data(as_text=True)
+    assert api.get(f"/runs/{run}", headers=ada).get_json()["submitter"] == "ada@example.org"
+    other = keys.iap_headers("bob@example.org", aud="/projects/123456/global/backendServices/9")
+    assert api.get(f"/runs/{run}", headers=other).status_code == 404  # bob, through the other front door
+    forged = keys.iap_headers("ada@example.org", key=ec.generate_private_key(ec.SECP256R1()))
+    foreign = keys.iap_headers("ada@example.org", aud="/projects/999/locations/x/services/other")
+    expired = keys.iap_headers("ada@example.org", exp=int(time.time()) - 60)
+    not_iap = keys.iap_headers("ada@example.org", iss="https://accounts.google.com")
+    for headers in (forged, foreign, expired, not_iap):
+        resp = api.get("/runs", headers=headers)
+        assert resp.status_code == 401 and resp.get_json()["error"]["code"] == "unauthenticated", headers
+    assert (
+        api.get("/runs", headers=keys.headers("ada@example.org")).status_code == 200
+    )  # ID tokens still work

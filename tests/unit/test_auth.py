@@ -140,6 +140,9 @@ def test_unreachable_certificates_are_503(keys):
     with pytest.raises(ApiError) as err:
         TokenVerifier(request=down).verify(keys.token(), (AUD,))
     assert err.value.status == 503
+    with pytest.raises(ApiError) as err:  # IAP's keys too: unavailable, never "allowed" or "refused"
+        TokenVerifier(request=down).verify_iap("a.b.c", ("/projects/1/global/backendServices/2",))
+    assert err.value.status == 503
 
 
 def test_who_may_cancel_or_recover():

@@ -31,6 +31,11 @@ if TYPE_CHECKING:
     from arc_reactor.settings import Settings
 
 GOOGLE_CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"
+# Identity-Aware Proxy's signed header (ES256, keys as a JWK set): see cloud.google.com/iap/docs,
+# "Securing your app with signed headers".
+IAP_CERTS_URL = "https://www.gstatic.com/iap/verify/public_key-jwk"
+IAP_ISSUER = "https://cloud.google.com/iap"
+IAP_HEADER = "X-Goog-IAP-JWT-Assertion"
 GOOGLE_ISSUERS = frozenset({"accounts.google.com", "https://accounts.google.com"})
 # The gcloud CLI's OAuth client: `gcloud auth print-identity-token` for a user account carries this audience,
 # and Cloud Run's IAM front end accepts it too, so a developer's token works against the deployed API.
@@ -119,6 +124,30 @@ class TokenVerifier:
         _check_claims(claims, audiences)
         return claims
 
+    def verify_iap(self, assertion: str, audiences: tuple[str, ...]) -> Mapping[str, Any]:
+        """The claims of an Identity-Aware Proxy assertion for one of `audiences`; ApiError 401 when it is
+        not one, 503 when IAP's keys cannot be fetched."""
+        import jwt as pyjwt
+        from google.auth import exceptions as auth_exc
+        from google.oauth2 import id_token
+
+        try:
+            claims = id_token.verify_token(
+                assertion,
+                self._request,  # type: ignore[arg-type]
+                audience=list(audiences),
+                certs_url=IAP_CERTS_URL,
+            )
+        except auth_exc.TransportError as exc:
+            raise ApiError(503, "unavailable", f"cannot fetch IAP's public keys: {exc}") from exc
+        except (ValueError, pyjwt.PyJWTError, auth_exc.GoogleAuthError) as exc:
+            raise unauthenticated(f"the IAP assertion is not valid: {exc}") from exc
+        if claims.get("iss") != IAP_ISSUER:
+            raise unauthenticated(f"the IAP assertion was not issued by IAP (iss={claims.get('iss')!r})")
+        if not claims.get("email"):
+            raise unauthenticated("the IAP assertion names no email")
+        return claims
+
 
 def _check_claims(claims: Mapping[str, Any], audiences: tuple[str, ...]) -> None:
     if claims.get("iss") not in GOOGLE_ISSUERS:
@@ -158,10 +187,17 @@ class IdTokenAuthenticator:
     # tokens name no groups): a caller's groups are those of these it belongs to (adapters/groups.py).
     directory: GroupDirectory | None = None
     candidate_groups: frozenset[str] = frozenset()
+    # With Identity-Aware Proxy in front (ARC_IAP_AUDIENCES): its signed header names the caller instead,
+    # e.g. a browser on the dashboard, which has no ID token of its own (docs/dashboard.md).
+    iap_audiences: tuple[str, ...] = ()
 
     def __call__(self, request: flask.Request) -> Caller:
-        """The caller of `request`; ApiError 401 without a valid ID token, 503 when the deployment does not
-        say what this service's URL is (it fails closed)."""
+        """The caller of `request`; ApiError 401 without a valid ID token (or, behind IAP, IAP's signed
+        header), 503 when the deployment does not say what this service's URL is (it fails closed)."""
+        assertion = request.headers.get(IAP_HEADER, "").strip()
+        if assertion and self.iap_audiences:
+            claims = self.verifier.verify_iap(assertion, self.iap_audiences)
+            return self._caller(str(claims["email"]).removeprefix("accounts.google.com:"), claims)
         if not self.audiences:
             raise ApiError(
                 503, "misconfigured", "ARC_SERVICE_URL is not set: the API cannot tell whom ID tokens are for"
@@ -170,7 +206,10 @@ class IdTokenAuthenticator:
         if scheme.lower() != "bearer" or not token.strip():
             raise unauthenticated("send a Google ID token for this service: Authorization: Bearer <token>")
         claims = self.verifier.verify(token.strip(), self.audiences)
-        email = str(claims["email"]).lower()
+        return self._caller(str(claims["email"]), claims)
+
+    def _caller(self, address: str, claims: Mapping[str, Any]) -> Caller:
+        email = address.lower()
         listed = claims.get("groups")  # IAP and Workforce Identity Federation tokens may carry them
         groups = frozenset(str(g).lower() for g in listed) if isinstance(listed, list) else frozenset()
         unresolved = self.candidate_groups - groups - {email}
