@@ -179,6 +179,7 @@ def test_dashboard_end_to_end(stack, browser):
     page.wait_for_function(
         "document.querySelector('[data-progress-summary]').textContent.includes('5 of 5 done')"
     )
+    page.wait_for_function("document.getElementById('announce').textContent.includes('completed')")
     summaries = page.evaluate("window.arcSummaries")
     assert page.evaluate("window.arcNoReload") is True
     assert summaries[-1].startswith("5 of 5 done"), summaries

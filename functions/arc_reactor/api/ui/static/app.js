@@ -182,7 +182,9 @@ function runPage(body) {
           applySort(document.querySelector("#tasks table[data-sortable]"));
         }
       }
-      status = document.getElementById("run-state")?.dataset.status || status;
+      const now = document.getElementById("run-state")?.dataset.status || status;
+      if (now !== status) announce(`The run is now ${now}.`); // for screen readers: the badge changed
+      status = now;
     } catch (err) {
       /* the next event or tick tries again */
     }
@@ -208,7 +210,9 @@ function runPage(body) {
     });
     for (const kind of ["transition", "note", "conflict"]) source.addEventListener(kind, () => scheduleLive(true));
     source.addEventListener("end", (e) => {
-      status = JSON.parse(e.data).status;
+      const ended = JSON.parse(e.data).status;
+      if (ended !== status) announce(`The run is now ${ended}.`);
+      status = ended;
       source.close();
       scheduleLive(true);
     });
@@ -260,6 +264,12 @@ function followLog(pre, ended) {
     if (!ended() || token) setTimeout(tick, ended() ? 0 : LOG_POLL_MS);
   };
   tick();
+}
+
+// A polite live region says what changed without moving the reader's focus (the page's own #announce).
+function announce(text) {
+  const region = document.getElementById("announce");
+  if (region) region.textContent = text;
 }
 
 function showMessage(id, text) {
