@@ -18,6 +18,8 @@ from arc_reactor.services.run_cost import run_cost
 from arc_reactor.services.submit import RunSource, SubmitResult
 
 if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
     from arc_reactor.wiring import Deps
 
 RECENT_EVENTS = 50
@@ -32,18 +34,23 @@ def get_run(call: Call) -> Any:
     row = runs_repo.get_run(engine, run_id)
     require_reader(call.deps.settings, call.caller, row)
     view = run_view(row)
+    view["parent"], view["children"] = related_runs(engine, row)
+    view["locations"] = locations(row)
+    view["events"] = [event_view(e) for e in runs_repo.recent_events(engine, run_id, RECENT_EVENTS)]
+    view["cost"] = run_cost(engine, call.deps.settings, row, billed=call.deps.billed_costs)
+    return json_response(view)
+
+
+def related_runs(engine: Engine, row: RunRecord) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """The run's parent (None when it has none, or it is gone) and its children (recoveries), as
+    summaries."""
     parent = None
     if row.parent_run_id:
         try:
             parent = summary_view(runs_repo.get_run(engine, row.parent_run_id))
         except NotFound:
             parent = None
-    view["parent"] = parent
-    view["children"] = [summary_view(r) for r in runs_repo.list_children(engine, run_id)]
-    view["locations"] = locations(row)
-    view["events"] = [event_view(e) for e in runs_repo.recent_events(engine, run_id, RECENT_EVENTS)]
-    view["cost"] = run_cost(engine, call.deps.settings, row, billed=call.deps.billed_costs)
-    return json_response(view)
+    return parent, [summary_view(r) for r in runs_repo.list_children(engine, row.id)]
 
 
 def cancel(call: Call) -> Any:

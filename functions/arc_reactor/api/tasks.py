@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from arc_reactor.adapters.tasks_repo import TASK_STATUSES, list_tasks
 from arc_reactor.api.auth import require_reader
@@ -16,6 +17,12 @@ from arc_reactor.api.run_logs import page_params
 from arc_reactor.core.cost import attempt_cost, load_prices
 from arc_reactor.core.diagnosis import diagnose
 from arc_reactor.errors import Problem
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from arc_reactor.core.run_record import RunRecord
+    from arc_reactor.settings import Settings
 
 MAX_PAGE_SIZE = 500
 MAX_DIAGNOSED = 1000  # failed attempts read to find the first one
@@ -75,20 +82,27 @@ def tasks(call: Call) -> Any:
     token = None
     if len(rows) > size:
         token = encode_token({"after": rows[size - 1]["id"], "f": fp})
-    settings, now = call.deps.settings, datetime.now(UTC)
-    table = load_prices(settings.price_table)
-    views = [
-        task_view(r, attempt_cost(r, table, settings.region, settings.batch_spot, now)) for r in rows[:size]
-    ]
+    views = priced_views(call.deps.settings, rows[:size], datetime.now(UTC))
     return json_response({"run_id": run.id, "tasks": views, "next_page_token": token})
+
+
+def priced_views(settings: Settings, rows: Sequence[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
+    """Task attempts as the API shows them, each with its cost estimate (the tasks page, the dashboard)."""
+    table = load_prices(settings.price_table)
+    return [task_view(r, attempt_cost(r, table, settings.region, settings.batch_spot, now)) for r in rows]
+
+
+def run_diagnosis(engine: Engine, run: RunRecord) -> dict[str, Any]:
+    """Why the run failed (core/diagnosis.py), from its failed task attempts (the API, the dashboard)."""
+    failed = list_tasks(engine, run.id, limit=MAX_DIAGNOSED, statuses=("failed",))
+    return diagnose(vars(run), failed)
 
 
 def diagnosis(call: Call) -> Any:
     """GET /runs/{id}/diagnosis: the run's error and its first failed task, with a hint."""
     run = call.deps.runs.get_run(call.run_id)
     require_reader(call.deps.settings, call.caller, run)
-    failed = list_tasks(call.deps.engine, run.id, limit=MAX_DIAGNOSED, statuses=("failed",))
-    report = diagnose(vars(run), failed)
+    report = run_diagnosis(call.deps.engine, run)
     if report["first_failed_task"] is not None:
         report["first_failed_task"] = {
             k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in report["first_failed_task"].items()

@@ -36,14 +36,12 @@ from arc_reactor.adapters.tasks_repo import TASK_STATUSES, list_tasks
 from arc_reactor.api import listing, ui_views
 from arc_reactor.api.auth import can_read_all, may_manage, require_reader
 from arc_reactor.api.http import ApiError, Call, decode_token, encode_token
-from arc_reactor.api.runs import RECENT_EVENTS
-from arc_reactor.api.tasks import MAX_DIAGNOSED, task_view
-from arc_reactor.api.views import event_view, run_view, summary_view
-from arc_reactor.core.cost import attempt_cost, load_prices
-from arc_reactor.core.diagnosis import diagnose
+from arc_reactor.api.runs import RECENT_EVENTS, related_runs
+from arc_reactor.api.tasks import priced_views, run_diagnosis
+from arc_reactor.api.views import event_view, run_view
 from arc_reactor.core.layout import split_gs_uri
 from arc_reactor.core.status import RunStatus
-from arc_reactor.errors import ArcError, NotFound, StorageForbidden
+from arc_reactor.errors import ArcError, StorageForbidden
 from arc_reactor.services.run_cost import estimates, run_cost
 from arc_reactor.services.submit import recovery_refusal_for
 
@@ -224,18 +222,11 @@ def _live_context(call: Call, run: RunRecord) -> dict[str, Any]:
     refusal = recovery_refusal_for(deps, run) if manager else None
     recover = ui_views.recover_action(manager, run.submitter, refusal.message if refusal else None)
     rows = list_tasks(engine, run.id, limit=TASKS_PAGE + 1, after_id=after, statuses=statuses)
-    table = load_prices(deps.settings.price_table)
-    tasks = [
-        task_view(r, attempt_cost(r, table, deps.settings.region, deps.settings.batch_spot, now))
-        for r in rows[:TASKS_PAGE]
-    ]
-    tasks = [ui_views.task_row(t, now) for t in tasks]
+    tasks = [ui_views.task_row(t, now) for t in priced_views(deps.settings, rows[:TASKS_PAGE], now)]
     tasks_next = encode_token({"after": rows[TASKS_PAGE - 1]["id"]}) if len(rows) > TASKS_PAGE else None
     progress = view.get("progress") or {}
-    report = None
-    if run.status == "failed" or int(progress.get("failed") or 0) > 0:
-        failed = list_tasks(engine, run.id, limit=MAX_DIAGNOSED, statuses=("failed",))
-        report = diagnose(vars(run), failed)
+    failing = run.status == "failed" or int(progress.get("failed") or 0) > 0
+    report = run_diagnosis(engine, run) if failing else None
     events = [event_view(e) for e in runs_repo.recent_events(engine, run.id, RECENT_EVENTS)]
     return {
         "run": view,
@@ -290,14 +281,9 @@ def _readable_run(call: Call) -> RunRecord:
 def run_page(call: Call) -> Any:
     """GET /ui/runs/{id}: a run."""
     run = _readable_run(call)
-    engine = call.deps.engine
-    parent = None
-    if run.parent_run_id:
-        try:
-            parent = summary_view(runs_repo.get_run(engine, run.parent_run_id))
-        except NotFound:
-            parent = {"id": run.parent_run_id, "status": None, "name": None}
-    children = [summary_view(r) for r in runs_repo.list_children(engine, run.id)]
+    parent, children = related_runs(call.deps.engine, run)
+    if parent is None and run.parent_run_id:  # gone from the ledger: still named
+        parent = {"id": run.parent_run_id, "status": None, "name": None}
     return html(
         "run.html",
         **_live_context(call, run),
