@@ -156,20 +156,30 @@ def create_problem(request: batch_v1.CreateJobRequest, region: str) -> str | Non
     return None
 
 
-def task_env(job: batch_v1.Job, attempt: int) -> dict[str, str]:
-    """What the task's process sees: the spec's variables plus Batch's own BATCH_* variables."""
+def _batch_vars(job: batch_v1.Job, attempt: int) -> dict[str, str]:
+    return {
+        "BATCH_TASK_INDEX": "0",
+        "BATCH_TASK_COUNT": "1",
+        "BATCH_TASK_RETRY_ATTEMPT": str(attempt),
+        "BATCH_JOB_UID": job.uid,
+    }
+
+
+def spec_env(job: batch_v1.Job, attempt: int) -> dict[str, str]:
+    """The task-level environment: the task spec's variables plus Batch's own BATCH_* variables (each
+    runnable adds its own on top: local/runnables.py)."""
     spec = job.task_groups[0].task_spec
-    env: dict[str, str] = dict(spec.environments)
-    env.update(spec.environment.variables)
+    return {**spec.environments, **spec.environment.variables, **_batch_vars(job, attempt)}
+
+
+def task_env(job: batch_v1.Job, attempt: int) -> dict[str, str]:
+    """What the task's process sees when it is one process for every runnable (the orchestrator's): the
+    spec's variables, every runnable's, then Batch's own BATCH_* variables."""
+    spec = job.task_groups[0].task_spec
+    env: dict[str, str] = {**spec.environments, **spec.environment.variables}
     for runnable in spec.runnables:
         env.update(runnable.environment.variables)
-    env.update(
-        BATCH_TASK_INDEX="0",
-        BATCH_TASK_COUNT="1",
-        BATCH_TASK_RETRY_ATTEMPT=str(attempt),
-        BATCH_JOB_UID=job.uid,
-    )
-    return env
+    return {**env, **_batch_vars(job, attempt)}
 
 
 def project_number(project: str) -> str:

@@ -29,9 +29,7 @@ from typing import Any
 
 from google.cloud import batch_v1
 
-from arc_reactor.local.batch_state import Launcher, attempt_process
-
-BATCH_VARS = ("BATCH_TASK_INDEX", "BATCH_TASK_COUNT", "BATCH_TASK_RETRY_ATTEMPT", "BATCH_JOB_UID")
+from arc_reactor.local.batch_state import Launcher, attempt_process, spec_env
 
 
 class UnsupportedRunnable(ValueError):
@@ -100,15 +98,6 @@ def steps(job: batch_v1.Job) -> list[Step]:
     return found
 
 
-def task_environment(job: batch_v1.Job, env: Mapping[str, str]) -> dict[str, str]:
-    """The task-level environment: the spec's variables and Batch's own (each runnable adds its own)."""
-    spec = job.task_groups[0].task_spec
-    out: dict[str, str] = dict(spec.environments)
-    out.update(spec.environment.variables)
-    out.update({k: env[k] for k in BATCH_VARS if k in env})
-    return out
-
-
 def runnable_launcher(jobs_dir: Path, base_env: Mapping[str, str] | None = None) -> Launcher:
     """A launcher for any job: writes the attempt's steps next to its log (`<jobs_dir>/<job id>/`) and
     starts the supervisor in a session of its own."""
@@ -119,7 +108,7 @@ def runnable_launcher(jobs_dir: Path, base_env: Mapping[str, str] | None = None)
         job_dir = jobs_dir / job_id
         work = job_dir / f"attempt-{attempt}"
         work.mkdir(parents=True, exist_ok=True)
-        task_env = task_environment(job, env)
+        task_env = spec_env(job, int(attempt))
         spec_file = job_dir / f"attempt-{attempt}.steps.json"
         spec_file.write_text(json.dumps({"steps": [asdict(s) for s in steps(job)]}))
         full_env = {**(os.environ if base_env is None else base_env), **task_env}
