@@ -147,6 +147,8 @@ def test_list_and_task_rows_are_the_text_the_tables_show():
     assert (trow["started_text"], trow["cost_text"], trow["sort_task"]) == (
         "2026-12-07 11:59:00 UTC", "USD 0.0001", "stats sample=s1"
     )  # fmt: skip
+    assert v.when_text("2026-12-07T13:00:00+01:00") == "2026-12-07 12:00:00 UTC" == v.when_text(NOW)
+    assert v.when_text(None) == v.when_text("") == "—"
     bare = v.task_row({"task_id": "u", "status": "pending"}, NOW)
     assert (bare["exit_text"], bare["sort_exit"], bare["duration_text"], bare["sort_cost"]) == (
         "—",

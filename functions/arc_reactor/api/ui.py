@@ -82,6 +82,7 @@ def _templates() -> jinja2.Environment:
     env.globals.update(
         asset=asset_url,
         status_text=ui_views.status_text,
+        when_text=ui_views.when_text,
         elapsed=ui_views.duration_text,
         cost_text=ui_views.cost_text,
         money=ui_views.money_text,

@@ -108,9 +108,10 @@ def cost_text(estimate: Mapping[str, Any] | None) -> str:
     return text
 
 
-def when_text(value: datetime | None) -> str:
-    """A timestamp as the pages show it: "2026-12-07 12:00:00 UTC" (they are all UTC)."""
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if value else "—"
+def when_text(value: datetime | str | None) -> str:
+    """A timestamp (or its ISO text) as the pages show it, in UTC: "2026-12-07 12:00:00 UTC"; "—" for none."""
+    moment = _when(value)
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if moment else "—"
 
 
 def list_row(run: Mapping[str, Any], estimate: Mapping[str, Any] | None, now: datetime) -> dict[str, Any]:
@@ -127,7 +128,7 @@ def list_row(run: Mapping[str, Any], estimate: Mapping[str, Any] | None, now: da
         "submitter": run.get("submitter") or "—",
         "is_recovery": bool(run.get("is_recovery")),
         "created_iso": created.isoformat() if isinstance(created, datetime) else "",
-        "created_text": when_text(created if isinstance(created, datetime) else None),
+        "created_text": when_text(created),
         "duration_text": duration_text(run_seconds(run, now)),
         "cost_text": cost_text(estimate),
     }
@@ -136,12 +137,11 @@ def list_row(run: Mapping[str, Any], estimate: Mapping[str, Any] | None, now: da
 def task_row(task: Mapping[str, Any], now: datetime) -> dict[str, Any]:
     """One task attempt (api/tasks.task_view) with the text the run page's table shows and sorts by."""
     seconds = task_seconds(task, now)
-    started = _when(task.get("started_at"))
     exit_code, cost = task.get("exit_code"), task.get("cost")
     return {
         **task,
         "duration_s": seconds,
-        "started_text": when_text(started),
+        "started_text": when_text(task.get("started_at")),
         "duration_text": duration_text(seconds),
         "cost_text": money_text(cost),
         "exit_text": "—" if exit_code is None else str(exit_code),
