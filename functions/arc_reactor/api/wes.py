@@ -187,7 +187,7 @@ def list_runs(call: Call) -> Any:
         {
             "run_id": r.id,
             "state": state_of(r.status, r.error_code),
-            **_optional(start_time=_iso(r.started_at), end_time=_iso(_ended(r))),
+            **_optional(start_time=_iso(r.started_at), end_time=_iso(r.ended_at)),
             "tags": {str(k): str(v) for k, v in (r.labels or {}).items()},
         }
         for r in rows[:size]
@@ -202,10 +202,6 @@ def list_runs(call: Call) -> Any:
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
-
-
-def _ended(run: RunRecord) -> datetime | None:
-    return run.completed_at or run.failed_at or run.cancelled_at
 
 
 def _visible(call: Call) -> RunRecord:
@@ -242,7 +238,7 @@ def run_log(call: Call) -> Any:
         "stdout": logs,
         "stderr": logs,
         "system_logs": [f"{e}: {run.error_message}" for e in [run.error_code] if e],
-        **_optional(start_time=_iso(run.started_at), end_time=_iso(_ended(run)), exit_code=run.exit_code),
+        **_optional(start_time=_iso(run.started_at), end_time=_iso(run.ended_at), exit_code=run.exit_code),
     }
     outputs = {
         "results": run.results_uri,

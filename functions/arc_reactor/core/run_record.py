@@ -93,6 +93,12 @@ class RunRecord:
         """The status as the enum."""
         return RunStatus(self.status)
 
+    @property
+    def ended_at(self) -> datetime | None:
+        """When the run reached its terminal status (its completed_at, failed_at or cancelled_at; a run
+        reaches one), else None."""
+        return self.completed_at or self.failed_at or self.cancelled_at
+
     def with_changes(self, **changes: Any) -> RunRecord:
         """A copy with some columns changed (in-memory stores)."""
         return replace(self, **changes)
