@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, TypeVar
@@ -346,7 +346,7 @@ class BatchService:
         deadline = self._clock() + CANCEL_DEADLINE_S
         failures: list[str] = []
         orchestrator = self.job_name(run_id)
-        orchestrator_ok = self.try_cancel(orchestrator, failures)
+        orchestrator_ok = self._try_cancel(orchestrator, failures)
         try:
             query = f"{run_label_filter(run_id)} AND {ACTIVE_JOBS_FILTER}"
             found = self.list_jobs(query, limit=MAX_TASK_JOBS + 1)  # one more tells whether any is left
@@ -355,14 +355,14 @@ class BatchService:
             found = []
         if len(found) > MAX_TASK_JOBS:
             failures.append(f"more than {MAX_TASK_JOBS} active jobs: cancel again for the rest")
-        cancelled: list[str] = []
-        for job in found[:MAX_TASK_JOBS]:
-            if job_id_of(job.name) == job_id_of(orchestrator):
-                continue  # cancelled above; a cancel still in flight can list as RUNNING for a moment
-            if self._clock() >= deadline:
-                failures.append(f"{job.name}: not attempted, cancelling ran past {CANCEL_DEADLINE_S:.0f} s")
-            elif self.try_cancel(job.name, failures):
-                cancelled.append(job.name)
+        # The orchestrator was cancelled above; a cancel still in flight can list as RUNNING for a moment.
+        tasks = [j.name for j in found[:MAX_TASK_JOBS] if job_id_of(j.name) != job_id_of(orchestrator)]
+        cancelled = self.cancel_each(
+            tasks,
+            failures,
+            out_of_time=lambda: self._clock() >= deadline,
+            late=f"cancelling ran past {CANCEL_DEADLINE_S:.0f} s",
+        )
         summary = CancelSummary(orchestrator_ok, cancelled, failures)
         log.log(
             logging.INFO if summary.complete else logging.WARNING,
@@ -379,7 +379,20 @@ class BatchService:
         )
         return summary
 
-    def try_cancel(self, name: str, failures: list[str]) -> bool:
+    def cancel_each(
+        self, names: Iterable[str], failures: list[str], *, out_of_time: Callable[[], bool], late: str
+    ) -> list[str]:
+        """_try_cancel each job in turn, until out_of_time() says to stop (the rest go to `failures` as
+        not attempted, `late` saying why); the names cancelled."""
+        cancelled: list[str] = []
+        for name in names:
+            if out_of_time():
+                failures.append(f"{name}: not attempted, {late}")
+            elif self._try_cancel(name, failures):
+                cancelled.append(name)
+        return cancelled
+
+    def _try_cancel(self, name: str, failures: list[str]) -> bool:
         """cancel_job, with what went wrong appended to `failures` rather than raised."""
         try:
             if self.cancel_job(name):

@@ -116,11 +116,6 @@ def sweep(
     return report
 
 
-def _ended_at(run: RunRecord) -> datetime | None:
-    ends = [t for t in (run.completed_at, run.failed_at, run.cancelled_at) if isinstance(t, datetime)]
-    return max(ends) if ends else run.updated_at
-
-
 def _cancel_orphans(deps: Deps, now: datetime, report: SweepReport, out_of_time: Callable[[], bool]) -> None:
     """Cancel the active jobs of runs that ended more than ORPHAN_GRACE ago (see the module docstring)."""
     try:
@@ -134,17 +129,16 @@ def _cancel_orphans(deps: Deps, now: datetime, report: SweepReport, out_of_time:
     by_run: dict[str, list[str]] = {}
     for job in active:
         run = runs.get(job.labels.get("run-id", ""))
-        ended = _ended_at(run) if run is not None and run.status in TERMINAL else None
+        if run is None or run.status not in TERMINAL:
+            continue
+        ended = run.ended_at or run.updated_at
         if ended is not None and now - ended > ORPHAN_GRACE:
-            by_run.setdefault(str(run.id), []).append(job.name)  # type: ignore[union-attr]
+            by_run.setdefault(run.id, []).append(job.name)
     for run_id, names in by_run.items():
-        cancelled: list[str] = []
         failures: list[str] = []
-        for name in names:
-            if out_of_time():
-                failures.append(f"{name}: not attempted, the sweep ran out of time")
-            elif deps.batch.try_cancel(name, failures):
-                cancelled.append(name)
+        cancelled = deps.batch.cancel_each(
+            names, failures, out_of_time=out_of_time, late="the sweep ran out of time"
+        )
         report.orphans_cancelled += cancelled
         report.errors += bool(failures)
         deps.runs.add_note(
