@@ -25,6 +25,7 @@ locals {
     ARC_MAX_EVENT_AGE_SECONDS        = tostring(var.max_event_age_seconds)
     ARC_BILLING_EXPORT_TABLE         = var.billing_export_table
     ARC_IAP_AUDIENCES                = var.iap_audiences
+    ARC_SNAKEMAKE_EXECUTOR           = var.snakemake_executor
     # The audience runs_api checks ID tokens against (never the request's Host header): its deterministic
     # Cloud Run URL, known before the function exists.
     ARC_SERVICE_URL = local.runs_api_url

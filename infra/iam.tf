@@ -93,6 +93,9 @@ locals {
   #                                  Logging: https://cloud.google.com/batch/docs/get-started#prerequisites
   #                                  The build service account, for the build logs:
   #                                  https://cloud.google.com/functions/docs/securing/build-custom-sa
+  #   roles/serviceusage.serviceUsageConsumer  requests billed to the project (a userProject parameter), as
+  #                                  snakemake-storage-plugin-gcs makes them (serviceusage.services.use).
+  #                                  https://cloud.google.com/storage/docs/requester-pays#requirements
   #   roles/logging.viewer           read log entries (the API's run logs).
   #                                  https://cloud.google.com/logging/docs/access-control
   #   roles/cloudsql.client          connect through the Cloud SQL Python connector (cloudsql.instances.connect).
@@ -125,7 +128,9 @@ locals {
       "roles/cloudsql.instanceUser",
       "roles/logging.logWriter",
     ]
-    task      = ["roles/batch.agentReporter", "roles/logging.logWriter"]
+    # Snakemake's task jobs use the GCS storage plugin, whose requests name the project (userProject):
+    # that needs serviceusage.services.use (docs/snakemake.md).
+    task      = ["roles/batch.agentReporter", "roles/logging.logWriter", "roles/serviceusage.serviceUsageConsumer"]
     eventarc  = ["roles/eventarc.eventReceiver"]
     build     = ["roles/logging.logWriter"]
     gcs_agent = ["roles/pubsub.publisher"]

@@ -313,3 +313,15 @@ variable "billing_export_table" {
     error_message = "billing_export_table must be project.dataset.table, or empty."
   }
 }
+
+variable "snakemake_executor" {
+  type        = string
+  description = "Where Snakemake runs its jobs (ARC_SNAKEMAKE_EXECUTOR, docs/snakemake.md): batch, each job a Batch task job of the orchestrator image with its data in the run's work/ prefix; or local, every job inside the 2-vCPU head VM."
+  default     = "batch"
+
+  validation {
+    condition     = contains(["batch", "local"], var.snakemake_executor)
+    error_message = "snakemake_executor must be batch or local."
+  }
+}
+

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import requests
 from cloudevents.conversion import to_binary
 from cloudevents.http import CloudEvent
 
@@ -68,3 +71,47 @@ def run_row(run_id: str, **extra: object) -> dict:
         "lineage_id": run_id, "work_dir": "gs://w/", "cache_dir": "gs://c/", "inputs_uri": "gs://i/",
         "results_uri": "gs://r/", "logs_uri": "gs://l/", **extra,
     }  # fmt: skip
+
+
+# --- the served local stack (LocalStack) ----------------------------------------------------------------
+
+
+def http_session():
+    """A requests session that ignores proxy settings (everything is on loopback)."""
+    session = requests.Session()
+    session.trust_env = False
+    return session
+
+
+def wait_until_ended(session, base, run_id, timeout=120.0, progress=None):
+    """Follow the run's SSE stream until its `end` message; the final status. `progress`, a list, gets the
+    data of every `progress` event."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        headers = {"Last-Event-ID": last} if last else {}
+        with session.get(
+            f"{base}/runs/{run_id}/events", headers=headers, stream=True, timeout=(5, 30)
+        ) as resp:
+            assert resp.status_code == 200
+            event = None
+            for line in resp.iter_lines(chunk_size=1, decode_unicode=True):
+                if line.startswith("id: "):
+                    last = line[4:]
+                elif line.startswith("event: "):
+                    event = line[7:]
+                elif line.startswith("data: ") and event == "end":
+                    return json.loads(line[6:])["status"]
+                elif line.startswith("data: ") and event == "progress" and progress is not None:
+                    progress.append(json.loads(line[6:]))
+    raise AssertionError(f"run {run_id} did not end in {timeout} s")
+
+
+def demo_body(**params):
+    from arc_reactor.local.demo import DEMO_BUNDLE
+
+    return {
+        "pipeline": "arc/fastq-stats",
+        "samplesheet": (DEMO_BUNDLE / "samplesheet.csv").read_text(),
+        "params": {"min_quality": 20, **params},
+    }

@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -165,6 +166,18 @@ class Settings(BaseSettings):
     task_max_time_h: int = Field(
         48, ge=1, description="resourceLimits time of a task, hours (ARC_TASK_MAX_TIME_H)."
     )
+    # Snakemake's jobs (docs/snakemake.md): Batch task jobs through our executor plugin, or (`local`) all
+    # inside the orchestrator's VM, for a deployment whose workflows are small
+    snakemake_executor: Literal["batch", "local"] = Field(
+        "batch", description="Where Snakemake runs its jobs: batch or local (ARC_SNAKEMAKE_EXECUTOR)."
+    )
+    snakemake_max_jobs: int = Field(
+        100, ge=1, le=5000, description="Snakemake task jobs at once per run (ARC_SNAKEMAKE_MAX_JOBS)."
+    )
+    snakemake_status_interval_s: int = Field(
+        10, ge=1, le=600,
+        description="Seconds between Snakemake's checks of its task jobs (ARC_SNAKEMAKE_STATUS_INTERVAL_S).",
+    )  # fmt: skip
     local: bool = Field(
         False, description="Running on the embedded local stack: anonymous credentials, no auth (ARC_LOCAL)."
     )

@@ -5,54 +5,15 @@ computed again."""
 
 import json
 import re
-import time
 
 import pytest
-import requests
+from flow import demo_body as _body
+from flow import http_session as _session
+from flow import wait_until_ended
 
 pytestmark = pytest.mark.integration
 
 SAMPLES = ("sample1", "sample2", "sample3")
-
-
-def _session():
-    session = requests.Session()
-    session.trust_env = False
-    return session
-
-
-def wait_until_ended(session, base, run_id, timeout=120.0, progress=None):
-    """Follow the run's SSE stream until its `end` message; the final status. `progress`, a list, gets the
-    data of every `progress` event."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        headers = {"Last-Event-ID": last} if last else {}
-        with session.get(
-            f"{base}/runs/{run_id}/events", headers=headers, stream=True, timeout=(5, 30)
-        ) as resp:
-            assert resp.status_code == 200
-            event = None
-            for line in resp.iter_lines(chunk_size=1, decode_unicode=True):
-                if line.startswith("id: "):
-                    last = line[4:]
-                elif line.startswith("event: "):
-                    event = line[7:]
-                elif line.startswith("data: ") and event == "end":
-                    return json.loads(line[6:])["status"]
-                elif line.startswith("data: ") and event == "progress" and progress is not None:
-                    progress.append(json.loads(line[6:]))
-    raise AssertionError(f"run {run_id} did not end in {timeout} s")
-
-
-def _body(**params):
-    from arc_reactor.local.demo import DEMO_BUNDLE
-
-    return {
-        "pipeline": "arc/fastq-stats",
-        "samplesheet": (DEMO_BUNDLE / "samplesheet.csv").read_text(),
-        "params": {"min_quality": 20, **params},
-    }
 
 
 def test_cancel_end_to_end(stack):

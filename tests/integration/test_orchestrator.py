@@ -55,6 +55,8 @@ def base_env(database_url: str, emulator_endpoint: str, tmp_path: Path) -> dict[
         "ARC_PIPELINES_ROOT": str(ROOT),
         "ARC_PROJECT": "arc-test",
         "GOOGLE_CLOUD_PROJECT": "arc-test",
+        # No Batch service here: Snakemake runs its jobs in this process (on Batch: test_snakemake_on_batch)
+        "ARC_SNAKEMAKE_EXECUTOR": "local",
     }
 
 

@@ -65,6 +65,11 @@ def test_copies_the_package_from_the_repository_root():
     assert (
         sources["functions/snakemake_logger_plugin_arc"] == "/opt/arc/functions/snakemake_logger_plugin_arc"
     )
+    # ... and its executor plugin: the image is also Snakemake's task image
+    assert (
+        sources["functions/snakemake_executor_plugin_arc"]
+        == "/opt/arc/functions/snakemake_executor_plugin_arc"
+    )
     for src, _ in copies():
         assert (ROOT / src).exists(), f"COPY {src}: not in the repository (the context is its root)"
     env = [part for args in args_of("ENV") for part in args.split()]
@@ -76,6 +81,10 @@ def test_installs_the_projects_dependencies_and_snakemake():
     assert "python3.11 -m pip install --no-cache-dir -r /opt/arc/functions/requirements.txt" in runs
     pin = re.search(r"^snakemake==\S+$", (ROOT / "requirements.txt").read_text(), re.MULTILINE)
     assert pin is not None and pin.group(0) in runs  # the same Snakemake as the local stack and CI
+    storage = re.search(
+        r"^snakemake-storage-plugin-gcs==\S+$", (ROOT / "requirements.txt").read_text(), re.MULTILINE
+    )
+    assert storage is not None and storage.group(0) in runs  # task jobs install nothing
     requirements = (ROOT / "functions" / "requirements.txt").read_text()
     assert "google-cloud-storage==" in requirements and "pg8000==" in requirements  # storage + database
 

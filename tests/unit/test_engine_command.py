@@ -39,7 +39,7 @@ from arc_reactor.core.nextflow_config import (
 from arc_reactor.core.registry import ErrorStrategy, load_registry, parse_registry
 from arc_reactor.core.run_outcome import Failure, failure_from_log, outcome_args, snakemake_trace
 from arc_reactor.errors import OrchestrationError
-from arc_reactor.orchestrator.engines import engine_for
+from arc_reactor.orchestrator.engines import batch_of, engine_for
 from arc_reactor.orchestrator.workdir_sync import is_synced, safe_relative
 from arc_reactor.settings import Settings
 
@@ -165,7 +165,7 @@ def test_snakemake_command():
         "snakemake",
         "--snakefile", "/opt/arc/examples/pipelines/fastq-stats/Snakefile",
         "--directory", "/tmp/arc-run.abc/run",
-        "--configfile", "/tmp/arc-run.abc/config/params.local.yaml",
+        "--configfile", "/tmp/arc-run.abc/run/.arc/params.yaml",
         "--cores", "4",
         "--keep-going",
         "--rerun-incomplete",
@@ -175,6 +175,43 @@ def test_snakemake_command():
         "--logger", "arc",
     ]  # fmt: skip
     assert "mtime" not in SNAKEMAKE_RERUN_TRIGGERS  # restored files all have fresh mtimes
+
+
+def test_snakemake_on_batch_command(tmp_path):
+    """On Batch: our executor plugin, the storage plugin on the lineage's work/ prefix, only the sources and
+    the software shared with the task jobs, and paths relative to the run dir (a task has no other)."""
+    ws = Workspace.at(tmp_path)
+    ws.root.mkdir(parents=True, exist_ok=True)
+    context = "gs://arc-runs/work/r0abc/.arc/context/ab12.tar.gz"
+    ws.task_context.write_text(context, encoding="utf-8")
+    env = env_from(
+        environ(ENGINE="snakemake", PIPELINE="arc/fastq-stats", PIPELINE_VERSION="1.0.0",
+                WORK_DIR="gs://arc-runs/work/r0abc/")
+    )  # fmt: skip
+    spec = pipeline_spec(load_registry(), env)
+    argv = engine_for(env.engine).command(env, spec, "/opt/arc/p", ws, cores=4, session=None)
+    assert argv == [
+        "snakemake",
+        "--snakefile", "/opt/arc/p/Snakefile",
+        "--configfile", ".arc/params.yaml",
+        "--executor", "arc",
+        "--arc-context", context,
+        "--jobs", "100",
+        "--seconds-between-status-checks", "10",
+        "--default-storage-provider", "gcs",
+        "--default-storage-prefix", "gs://arc-runs/work/r0abc",
+        "--storage-gcs-project", "arc-local",
+        "--shared-fs-usage", "sources", "software-deployment",
+        "--keep-going",
+        "--rerun-incomplete",
+        "--rerun-triggers", "code", "input", "params", "software-env",
+        "--nolock",
+        "--show-failed-logs",
+        "--logger", "arc",
+    ]  # fmt: skip
+    assert not any(str(tmp_path) in a for a in argv)  # nothing a task job could not find
+    dry = snakemake_dag_count("/opt/arc/p", ws, batch_of(env, ws))
+    assert dry[: len(argv)] == argv and dry[len(argv) :][:2] == ["--dry-run", "--forceall"]
 
 
 def test_snakemake_resume_is_the_same_command_in_the_restored_dir():
@@ -196,7 +233,10 @@ def test_snakemake_resume_is_the_same_command_in_the_restored_dir():
 
 def test_snakemake_workspace_paths_are_relative_to_the_run_dir():
     assert WS.inputs_dir.parent == WS.run_dir and WS.results_dir.parent == WS.run_dir
-    assert WS.samplesheet.relative_to(WS.run_dir).as_posix() == "inputs/samplesheet.csv"
+    # the samplesheet and params a task job needs as the Snakefile is parsed: the task context
+    assert WS.samplesheet.relative_to(WS.run_dir).as_posix() == ".arc/samplesheet.csv"
+    assert WS.local_params.relative_to(WS.run_dir).as_posix() == ".arc/params.yaml"
+    assert WS.context_dir == WS.run_dir / ".arc"
 
 
 def test_nextflow_command():
@@ -525,6 +565,8 @@ def test_gs_cells_and_localize_rows():
         (".snakemake/locks/0.input.lock", False),
         (".snakemake/iocache/latest.pkl", False),
         ("inputs/arc-demo-data/fastq/s1_R1.fastq.gz", False),  # staged again each time
+        (".arc/params.yaml", False),  # the task context: written again each time
+        (".arc/samplesheet.csv", False),
         ("arc-workdir.json", False),
     ],
 )

@@ -73,6 +73,8 @@ EXPECTED_ROLES = {
         ("roles/storage.objectUser", "bucket:runs"),
         ("roles/artifactregistry.reader", "repo:orchestrator"),
         ("roles/storage.objectViewer", "bucket:inputs"),  # the demo data and var.input_buckets
+        # Snakemake's storage plugin names the project on each request (userProject): docs/snakemake.md
+        ("roles/serviceusage.serviceUsageConsumer", "project"),
     },
     "eventarc": {
         ("roles/eventarc.eventReceiver", "project"),
@@ -136,6 +138,7 @@ FUNCTION_ENV = {
     "ARC_MAX_EVENT_AGE_SECONDS",
     "ARC_BILLING_EXPORT_TABLE",
     "ARC_IAP_AUDIENCES",
+    "ARC_SNAKEMAKE_EXECUTOR",
 }
 
 EVENT_FUNCTIONS = {

@@ -94,6 +94,7 @@ def test_task_spec_container_env_resources_and_retries() -> None:
         "ARC_RUNS_BUCKET": "runs-b",
         "ARC_PROJECT": "proj-1",
         "ARC_REGION": "europe-west4",
+        "ARC_ORCHESTRATOR_IMAGE": "europe-docker.pkg.dev/proj-1/arc/orchestrator:1.2.3",  # Snakemake's tasks
         "ARC_SERVICE_URL": "https://arc-runs-api-731500294419.europe-west4.run.app",  # the first: Cloud Run's
         "ARC_RUN_LABELS": json.dumps(labels, sort_keys=True, separators=(",", ":")),
         "ARC_CLOUDSQL_INSTANCE": "proj-1:europe-west4:arc",

@@ -179,14 +179,19 @@ class BatchService:
     def create_orchestrator_job(self, spec: OrchestratorJob) -> CreatedJob:
         """Create the run's orchestrator job; an existing job of that id is success. Returns its resource
         name and the uid Batch gave it (task notifications name the job by uid)."""
-        from google.api_core import exceptions as gexc
-
         try:
             request = create_job_request(spec, self._settings)
         except ValueError as exc:  # a spec or deployment setting Batch must never see: permanent
             raise BatchJobCreationError(f"run {spec.run_id}: {exc}") from exc
+        return self.create_job(request, spec.run_id)
+
+    def create_job(self, request: batch_v1.CreateJobRequest, run_id: str) -> CreatedJob:
+        """Create the job `request` describes (a run's orchestrator job, or one of an engine's task jobs);
+        an existing job of that id is success. A permanent refusal leaves no job of that name behind."""
+        from google.api_core import exceptions as gexc
+
         name = f"{request.parent}/jobs/{request.job_id}"
-        ids = {"run_id": spec.run_id, "job_name": name}
+        ids = {"run_id": run_id, "job_name": name}
         try:
             job = self._call(
                 lambda: self._client.create_job(request=request, retry=None, timeout=RPC_TIMEOUT_S)

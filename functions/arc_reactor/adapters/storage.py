@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 TIMEOUT_S = 30.0  # per request; the client's own retry policy is bounded by its deadline (120 s)
 CLIENT_RETRY: Any = object()  # marker: keep the client's default retry; pass retry=None to disable it
+MAX_REWRITE_CALLS = 1000  # each rewrite call copies as much as Cloud Storage decides, then returns a token
 
 
 class ObjectTooLarge(Exception):
@@ -234,6 +235,33 @@ class Storage:
         """True when the gs:// prefix `uri` holds at least one object."""
         bucket, prefix = split_gs_uri(uri)
         return bool(self.list_names(bucket, prefix, limit=1))
+
+    def copy(self, src_uri: str, dest_uri: str, retry: Any = CLIENT_RETRY) -> bool:
+        """Copy an object inside Cloud Storage (a rewrite: nothing passes through this machine), unless
+        `dest_uri` already holds the same bytes (size and CRC32C); True when it copied. A large object
+        takes several rewrite calls, at most MAX_REWRITE_CALLS."""
+        src_bucket, src_name = split_gs_uri(src_uri)
+        dest_bucket, dest_name = split_gs_uri(dest_uri)
+        try:
+            source = self.client.bucket(src_bucket).get_blob(src_name, timeout=TIMEOUT_S, **_retry_kw(retry))
+            if source is None:
+                raise StorageObjectMissing(f"{src_uri} does not exist")
+            dest = self.client.bucket(dest_bucket).get_blob(dest_name, timeout=TIMEOUT_S, **_retry_kw(retry))
+            if dest is not None and (dest.size, dest.crc32c) == (source.size, source.crc32c):
+                return False
+            dest = self.client.bucket(dest_bucket).blob(dest_name)
+            token, _, _ = dest.rewrite(source, timeout=TIMEOUT_S, **_retry_kw(retry))
+            calls = 1
+            while token is not None:
+                if calls >= MAX_REWRITE_CALLS:
+                    raise TransientError(f"copy of {src_uri} to {dest_uri} did not finish in {calls} calls")
+                token, _, _ = dest.rewrite(source, token=token, timeout=TIMEOUT_S, **_retry_kw(retry))
+                calls += 1
+        except (StorageObjectMissing, TransientError):
+            raise
+        except Exception as exc:
+            raise _wrap(exc) from exc
+        return True
 
     def download_file(self, uri: str, dest: Path, retry: Any = CLIENT_RETRY) -> None:
         """Download gs://bucket/name to a local file."""

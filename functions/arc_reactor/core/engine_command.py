@@ -34,10 +34,11 @@ class Workspace:
     params_file: Path  # params.yaml as downloaded
     user_config: Path  # the user's nextflow.config as downloaded
     rendered_config: Path  # ours, rendered from the template
-    local_params: Path  # snakemake: params with input/outdir relative to run_dir
+    local_params: Path  # snakemake: params with input/outdir relative to run_dir (in the task context)
     run_dir: Path  # the engine's launch dir (and snakemake's --directory)
     inputs_dir: Path  # snakemake: staged inputs (run_dir/inputs, never synced: staged again each time)
-    samplesheet: Path  # the localized samplesheet
+    samplesheet: Path  # the localized samplesheet (in the task context)
+    context_dir: Path  # snakemake: run_dir/.arc, what every task job gets (orchestrator/task_context.py)
     results_dir: Path  # snakemake's outdir (run_dir/results)
     logs_dir: Path
     console_log: Path
@@ -53,6 +54,7 @@ class Workspace:
     started_file: Path  # update_status.py arguments that mark the run running, NUL-terminated
     dag_counts: Path  # snakemake, resuming: the whole DAG's jobs per rule (JSON), to count what it skips
     relay_port: Path  # nextflow: the port the Tower relay listens on, or `none` (orchestrator/relay.py)
+    task_context: Path  # snakemake on Batch: the gs:// URI of the task context this attempt uploaded
     tower_endpoint: Path  # nextflow: the relay's URL for -with-tower, once runs_api answered through it
 
     @classmethod
@@ -62,14 +64,16 @@ class Workspace:
         return cls(
             root=root, config_dir=config, params_file=config / "params.yaml",
             user_config=config / "nextflow.config", rendered_config=config / "arc.config",
-            local_params=config / "params.local.yaml", run_dir=run, inputs_dir=run / "inputs",
-            samplesheet=run / "inputs" / "samplesheet.csv", results_dir=run / "results",
+            local_params=run / ".arc" / "params.yaml", run_dir=run, inputs_dir=run / "inputs",
+            samplesheet=run / ".arc" / "samplesheet.csv", context_dir=run / ".arc",
+            results_dir=run / "results",
             logs_dir=logs, console_log=logs / "console.log", trace=logs / "trace.txt",
             timeline=logs / "timeline.html", report=logs / "report.html", dag=logs / "dag.html",
             error_file=root / "error.json", session_file=root / "session-id",
             terminated_marker=root / "terminated", restored_file=root / "restored.json",
             argv_file=root / "argv", started_file=root / "started", dag_counts=root / "dag-counts.json",
             relay_port=root / "relay-port", tower_endpoint=root / "tower-endpoint",
+            task_context=root / "task-context",
         )  # fmt: skip
 
 
@@ -111,18 +115,56 @@ def pipeline_source(spec: PipelineSpec, pipelines_root: Path) -> str:
 SNAKEMAKE_RERUN_TRIGGERS = ("code", "input", "params", "software-env")
 
 
-def snakemake_command(source: str, ws: Workspace, cores: int, resuming: bool = False) -> list[str]:
+@dataclass(frozen=True)
+class SnakemakeOnBatch:
+    """How Snakemake runs its jobs as Batch task jobs (our executor plugin, functions/
+    snakemake_executor_plugin_arc): their data under `storage_prefix` (the lineage's work/ prefix, through
+    the GCS storage plugin), the task context at `context_uri`, at most `max_jobs` task jobs at once."""
+
+    storage_prefix: str
+    context_uri: str
+    max_jobs: int
+    project: str  # the storage plugin's requests are made as this project (its required setting)
+    status_interval_s: int = 10  # between two checks of the task jobs (one ListJobs each)
+
+
+# What a task job shares with the orchestrator: the sources and the software are in the task image at the
+# same paths; inputs, outputs and metadata are not shared (they go through storage).
+SNAKEMAKE_SHARED_FS = ("sources", "software-deployment")
+
+
+def snakemake_command(
+    source: str, ws: Workspace, cores: int, resuming: bool = False, batch: SnakemakeOnBatch | None = None
+) -> list[str]:
     """Snakemake in the run dir; run again there (restored from WORK_DIR), it redoes only what is missing
     or incomplete. --keep-going finishes every independent job, so a failure leaves the most to reuse.
     Resuming, the logger plugin reads the whole DAG's job counts that snakemake_dag_count wrote, and counts
-    the jobs Snakemake skips as cached (it reports no event for them)."""
+    the jobs Snakemake skips as cached (it reports no event for them).
+
+    With `batch`, each job is a Batch task job and its data lives in storage; Snakemake then runs with the
+    run dir as its working directory (the entrypoint starts it there) and paths relative to it, since a
+    task job has none of the orchestrator's absolute paths. Without, the jobs run here on `cores`."""
     resumed = ["--logger-arc-dag-counts", str(ws.dag_counts)] if resuming else []
+    if batch is None:
+        where = ["--directory", str(ws.run_dir), "--configfile", str(ws.local_params)]
+        execution = ["--cores", str(max(1, cores))]
+    else:
+        where = ["--configfile", ws.local_params.relative_to(ws.run_dir).as_posix()]
+        execution = [
+            "--executor", "arc",
+            "--arc-context", batch.context_uri,
+            "--jobs", str(max(1, batch.max_jobs)),
+            "--seconds-between-status-checks", str(max(1, batch.status_interval_s)),
+            "--default-storage-provider", "gcs",
+            "--default-storage-prefix", batch.storage_prefix.rstrip("/"),
+            "--storage-gcs-project", batch.project,
+            "--shared-fs-usage", *SNAKEMAKE_SHARED_FS,
+        ]  # fmt: skip
     return [
         "snakemake",
         "--snakefile", f"{source}/Snakefile",
-        "--directory", str(ws.run_dir),
-        "--configfile", str(ws.local_params),
-        "--cores", str(max(1, cores)),
+        *where,
+        *execution,
         "--keep-going",
         "--rerun-incomplete",
         "--rerun-triggers", *SNAKEMAKE_RERUN_TRIGGERS,
@@ -135,10 +177,10 @@ def snakemake_command(source: str, ws: Workspace, cores: int, resuming: bool = F
     ]  # fmt: skip
 
 
-def snakemake_dag_count(source: str, ws: Workspace) -> list[str]:
+def snakemake_dag_count(source: str, ws: Workspace, batch: SnakemakeOnBatch | None = None) -> list[str]:
     """A dry run of every job of the DAG (--forceall), whose job counts per rule the logger plugin writes
     to ws.dag_counts (and nothing to the ledger: it is a dry run)."""
-    argv = snakemake_command(source, ws, 1)
+    argv = snakemake_command(source, ws, 1, batch=batch)
     return [*argv, "--dry-run", "--forceall", "--logger-arc-dag-counts", str(ws.dag_counts)]
 
 

@@ -83,10 +83,12 @@ def database_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-# Settings the orchestrator renders into Nextflow's config for its task jobs: they travel in the job's env.
+# Settings the orchestrator gives its engine's task jobs (the Nextflow config, the Snakemake executor plugin):
+# they travel in the job's env.
 TASK_POLICY_FIELDS = (
     "task_service_account", "network", "subnetwork", "no_external_ip", "batch_spot", "max_spot_attempts",
     "boot_disk_gb", "task_max_retries", "task_max_cpus", "task_max_memory_gb", "task_max_time_h",
+    "snakemake_executor", "snakemake_max_jobs", "snakemake_status_interval_s",
 )  # fmt: skip
 
 
@@ -106,6 +108,8 @@ def deployment_env(settings: Settings) -> dict[str, str]:
         "ARC_RUNS_BUCKET": settings.runs_bucket,
         "ARC_PROJECT": settings.project,
         "ARC_REGION": settings.region,
+        # Snakemake's task jobs run the orchestrator's own image (core/snakemake_batch.py)
+        "ARC_ORCHESTRATOR_IMAGE": settings.orchestrator_image,
         # runs_api, where Nextflow's Tower reports go (through the orchestrator's relay.py)
         **({"ARC_SERVICE_URL": settings.service_urls[0]} if settings.service_urls else {}),
         **database_env(settings),

@@ -35,8 +35,12 @@ ENTRYPOINT = ROOT / "orchestrator" / "entrypoint.sh"
 
 
 def is_orchestrator_job(job: batch_v1.Job, image: str) -> bool:
-    """True for a run's orchestrator job: its runnable is a container of the orchestrator image."""
-    return any(r.container.image_uri == image for r in job.task_groups[0].task_spec.runnables)
+    """True for a run's orchestrator job: its runnable is a container of the orchestrator image that runs the
+    image's own entrypoint. A Snakemake task job runs that image too, with a command of its own."""
+    return any(
+        r.container.image_uri == image and not r.container.entrypoint and not r.container.commands
+        for r in job.task_groups[0].task_spec.runnables
+    )
 
 
 DEMO_DATA_BUCKET = "arc-demo-data"
@@ -154,6 +158,8 @@ class LocalStack:
             # The state folder holds pgdata/ and jobs/: runs_api reads job logs from beside pgdata.
             "ARC_PGSERVER_DIR": str(self.state_dir / "pgdata"),
             "ARC_ORCHESTRATOR_IMAGE": "local/arc-orchestrator:dev",
+            # Local task jobs start in a moment, not a minute: Snakemake checks on them every second.
+            "ARC_SNAKEMAKE_STATUS_INTERVAL_S": "1",
             "NO_GCE_CHECK": "true",
             "GOOGLE_CLOUD_PROJECT": base.project,
         }

@@ -18,6 +18,8 @@ import json
 import logging
 import subprocess
 import sys
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -25,6 +27,7 @@ import yaml
 from sqlalchemy.exc import SQLAlchemyError
 
 from arc_reactor.core.engine_command import (
+    SnakemakeOnBatch,
     Workspace,
     gs_cells,
     local_input_path,
@@ -35,13 +38,21 @@ from arc_reactor.core.engine_command import (
     snakemake_dag_count,
 )
 from arc_reactor.core.job_env import JobEnv
-from arc_reactor.core.layout import run_locations
+from arc_reactor.core.layout import run_locations, split_gs_uri
 from arc_reactor.core.nextflow_config import TaskPolicy, render_template, template_values
 from arc_reactor.core.registry import PipelineSpec
 from arc_reactor.core.run_outcome import snakemake_trace
-from arc_reactor.errors import ArcError, OrchestrationError
-from arc_reactor.orchestrator import nextflow_session, relay, workdir_sync
-from arc_reactor.orchestrator.storage_io import Context, download, read_params, session_id, upload
+from arc_reactor.errors import ArcError, OrchestrationError, StorageObjectMissing
+from arc_reactor.orchestrator import nextflow_session, relay, task_context, workdir_sync
+from arc_reactor.orchestrator.storage_io import (
+    TRANSFER_RETRY_ON,
+    Context,
+    download,
+    read_params,
+    session_id,
+    upload,
+    write_object,
+)
 
 log = logging.getLogger("arc_reactor.orchestrator.orchestrate")  # one logger name for every step
 
@@ -122,15 +133,25 @@ class Nextflow:
 
 
 class Snakemake:
-    """Snakemake in the orchestrator: inputs staged locally, its working directory synced with WORK_DIR."""
+    """Snakemake: each job a Batch task job, its data in the lineage's work/ prefix through the GCS storage
+    plugin (settings.snakemake_executor `batch`, the default); or every job inside this VM, the inputs
+    staged locally and the working directory synced with WORK_DIR (`local`)."""
 
     name = "snakemake"
 
     def prepare(self, ctx: Context, orchestrator_dir: Path) -> None:
-        """Restore the working directory on a resume, then stage the samplesheet's files."""
+        """Restore the working directory on a resume, then stage the samplesheet's files (on Batch: into
+        the work/ prefix, and upload the task context)."""
         if ctx.env.resume:  # restore first: the inputs staged next are always fresh
             workdir_sync.restore(ctx)
-        stage_inputs(ctx, read_params(ctx.ws.params_file))
+        params = read_params(ctx.ws.params_file)
+        if on_batch(ctx):
+            if ctx.env.retry_attempt > 0:
+                cancel_stale_task_jobs(ctx)
+            stage_inputs(ctx, params, place=partial(_copy_to_work, ctx), inputs_root=Path("inputs"))
+            upload_task_context(ctx)
+        else:
+            stage_inputs(ctx, params, place=partial(_download_to_run_dir, ctx), inputs_root=None)
         if ctx.env.resume:
             count_dag(ctx)
 
@@ -138,7 +159,7 @@ class Snakemake:
         self, env: JobEnv, spec: PipelineSpec, source: str, ws: Workspace, *, cores: int, session: str | None
     ) -> list[str]:
         """`snakemake` in the run dir (it resumes from its restored metadata, not from a session)."""
-        return snakemake_command(source, ws, cores, resuming=env.resume)
+        return snakemake_command(source, ws, cores, resuming=env.resume, batch=batch_of(env, ws))
 
     def logs(self, ws: Workspace) -> list[tuple[Path, str]]:
         """The console, this attempt's Snakemake logs merged, and a trace.txt like Nextflow's."""
@@ -151,7 +172,8 @@ class Snakemake:
             )
             found.append((merged, "snakemake.log"))
         # The rules' own `log:` files, in logs/ as Snakemake's best practices put them (a recovery's include
-        # the restored ones of the runs before it), under the run's logs/rules/.
+        # the restored ones of the runs before it), under the run's logs/rules/. On Batch they are in the
+        # work/ prefix instead: finish copies them.
         rules = ws.run_dir / "logs"
         found += [(p, f"rules/{p.relative_to(rules).as_posix()}") for p in sorted(rules.rglob("*.log"))]
         records = _snakemake_metadata(ws.run_dir)
@@ -161,13 +183,136 @@ class Snakemake:
         return _present(found)
 
     def finish(self, ctx: Context) -> tuple[int, int]:
-        """Save the working directory to WORK_DIR and upload the results."""
+        """Save the working directory to WORK_DIR and deliver the results (on Batch: copied from the work/
+        prefix, with the rules' logs)."""
         ws = ctx.ws
         saved, save_failed = workdir_sync.save(ctx)
         results_uri = _results_uri(ctx).rstrip("/")
+        if on_batch(ctx):
+            logs_uri = ctx.env.logs_dir or run_locations(ctx.settings.runs_bucket, ctx.env.run_id).logs
+            ok, failed = _copy_from_work(ctx, "results", results_uri)
+            rule_logs = f"{logs_uri.rstrip('/')}/rules"
+            ok_logs, failed_logs = _copy_from_work(ctx, "logs", rule_logs, suffix=".log")
+            return saved + ok + ok_logs, save_failed + failed + failed_logs
         results = sorted(p for p in ws.results_dir.rglob("*") if p.is_file())
         ok = sum(upload(ctx, p, f"{results_uri}/{p.relative_to(ws.results_dir).as_posix()}") for p in results)
         return saved + ok, save_failed + len(results) - ok
+
+
+def on_batch(ctx: Context) -> bool:
+    """True when this run's Snakemake jobs are Batch task jobs (the deployment's setting; they need the
+    lineage's work/ prefix for their data)."""
+    if ctx.settings.snakemake_executor != "batch":
+        return False
+    if not ctx.env.work_dir:
+        log.warning("no WORK_DIR: Snakemake runs its jobs inside this VM")
+        return False
+    return True
+
+
+def batch_of(env: JobEnv, ws: Workspace) -> SnakemakeOnBatch | None:
+    """How Snakemake runs on Batch, when prepare uploaded a task context for it; else None."""
+    if not ws.task_context.is_file():
+        return None
+    from arc_reactor.settings import get_settings
+
+    settings = get_settings()
+    return SnakemakeOnBatch(
+        storage_prefix=env.work_dir,
+        context_uri=ws.task_context.read_text(encoding="utf-8").strip(),
+        max_jobs=settings.snakemake_max_jobs,
+        project=settings.project,
+        status_interval_s=settings.snakemake_status_interval_s,
+    )
+
+
+STALE_CANCEL_DEADLINE_S = 60.0
+
+
+def cancel_stale_task_jobs(ctx: Context) -> list[str]:
+    """A retried head job: cancel the task jobs an earlier attempt left going (its VM died without
+    Snakemake cancelling them), so that no job runs twice at once when Snakemake submits it again. What
+    cannot be cancelled is a warning: the sweeper stops it once the run has ended. The names cancelled."""
+    import time
+
+    from arc_reactor.adapters.batch import ACTIVE_JOBS_FILTER, BatchService, make_batch_client
+    from arc_reactor.core.ids import job_id_of
+    from arc_reactor.core.labels import run_label_filter
+    from arc_reactor.core.snakemake_batch import TASK_JOB_PREFIX
+    from arc_reactor.errors import BatchError
+
+    run_id = ctx.env.run_id
+    batch = BatchService(make_batch_client(ctx.settings), ctx.settings)
+    try:
+        found = batch.list_jobs(f"{run_label_filter(run_id)} AND {ACTIVE_JOBS_FILTER}", limit=5000)
+    except BatchError as exc:
+        log.warning("could not list the run's task jobs: %s", exc, extra={"event": "stale_task_jobs"})
+        return []
+    stale = [j.name for j in found if job_id_of(j.name).startswith(f"{TASK_JOB_PREFIX}{run_id}-")]
+    failures: list[str] = []
+    deadline = time.monotonic() + STALE_CANCEL_DEADLINE_S
+    cancelled = batch.cancel_each(
+        stale, failures, out_of_time=lambda: time.monotonic() > deadline,
+        late=f"past the {STALE_CANCEL_DEADLINE_S:.0f} s deadline",
+    )  # fmt: skip
+    if stale:
+        log.info(
+            "cancelled %d task job(s) an earlier attempt left going; %d not cancelled", len(cancelled),
+            len(failures), extra={"event": "stale_task_jobs", "detail": {"failures": failures[:20]}},
+        )  # fmt: skip
+    return cancelled
+
+
+def upload_task_context(ctx: Context) -> str:
+    """Pack the run dir's .arc/ (the params and samplesheet the Snakefile reads) and upload it under the
+    work/ prefix; record its URI for `command`."""
+    packed = task_context.pack(ctx.ws.run_dir)
+    uri = f"{ctx.env.work_dir.rstrip('/')}/{task_context.object_name(packed)}"
+    write_object(ctx, uri, packed, content_type="application/gzip")
+    ctx.ws.task_context.write_text(uri, encoding="utf-8")
+    log.info("task context at %s", uri, extra={"event": "task_context_uploaded"})
+    return uri
+
+
+def _copy_to_work(ctx: Context, uri: str, rel: Path, what: str) -> None:
+    """Stage an input for Batch task jobs: a copy inside Cloud Storage to the work/ prefix, where the
+    storage plugin finds `rel` (skipped when the same bytes are there already)."""
+    dest = f"{ctx.env.work_dir.rstrip('/')}/{rel.as_posix()}"
+    try:
+        ctx.transfer(partial(ctx.storage.copy, uri, dest))
+    except StorageObjectMissing as exc:
+        raise OrchestrationError("input_missing", f"{what} {uri} does not exist") from exc
+
+
+def _download_to_run_dir(ctx: Context, uri: str, rel: Path, what: str) -> None:
+    download(ctx, uri, ctx.ws.run_dir / rel, what)
+
+
+def _copy_from_work(ctx: Context, folder: str, dest_uri: str, suffix: str = "") -> tuple[int, int]:
+    """Copy what the task jobs left under the work/ prefix's `folder`/ to `dest_uri` (objects ending in
+    `suffix`); (copied or already there, failed). A recovery's include what the runs before it made."""
+    bucket, prefix = split_gs_uri(f"{ctx.env.work_dir.rstrip('/')}/{folder}/")
+    try:
+        names = ctx.transfer(partial(ctx.storage.list_names, bucket, prefix, MAX_DELIVERED))
+    except TRANSFER_RETRY_ON as exc:
+        log.warning("could not list gs://%s/%s: %s", bucket, prefix, exc, extra={"event": "upload_failed"})
+        return 0, 1
+    ok = failed = 0
+    for name in names:
+        if not name.endswith(suffix) or name.endswith("/"):
+            continue
+        target = f"{dest_uri}/{name[len(prefix) :]}"
+        try:
+            ctx.transfer(partial(ctx.storage.copy, f"gs://{bucket}/{name}", target))
+            ok += 1
+        except Exception as exc:  # noqa: BLE001 - one file not delivered is a warning, as for uploads
+            log.warning("could not copy %s: %s", name, exc, extra={"event": "upload_failed"})
+            ctx.failed_uploads.append(target)
+            failed += 1
+    return ok, failed
+
+
+MAX_DELIVERED = 100_000  # objects copied out of one work/ folder
 
 
 _ENGINES: dict[str, Engine] = {"nextflow": Nextflow(), "snakemake": Snakemake()}
@@ -193,8 +338,8 @@ def count_dag(ctx: Context) -> bool:
     ws.dag_counts.unlink(missing_ok=True)
     try:
         done = subprocess.run(  # our own argv, no shell
-            snakemake_dag_count(source, ws), capture_output=True, text=True, timeout=DAG_COUNT_TIMEOUT_S,
-            check=False, cwd=ws.run_dir,
+            snakemake_dag_count(source, ws, batch_of(ctx.env, ws)), capture_output=True, text=True,
+            timeout=DAG_COUNT_TIMEOUT_S, check=False, cwd=ws.run_dir,
         )  # fmt: skip
     except (OSError, subprocess.TimeoutExpired) as exc:
         log.warning("could not count the DAG's jobs: %s", exc, extra={"event": "snakemake_dag_count_failed"})
@@ -209,25 +354,31 @@ def count_dag(ctx: Context) -> bool:
     return True
 
 
-def stage_inputs(ctx: Context, params: dict[str, Any]) -> None:
-    """Snakemake reads local files: stage every gs:// file of the samplesheet, paths relative to run_dir."""
+def stage_inputs(
+    ctx: Context, params: dict[str, Any], *, place: Callable[[str, Path, str], None], inputs_root: Path | None
+) -> None:
+    """Snakemake reads what the samplesheet names by paths relative to run_dir: `place` puts every gs://
+    file there (downloaded into run_dir, or copied to the work/ prefix where the storage plugin finds it),
+    and the samplesheet and params are written into the task context with those paths."""
     ws = ctx.ws
     sheet_uri = str(params.get("input") or "")
     if not sheet_uri.startswith("gs://"):
         raise OrchestrationError(
             "invalid_input", f"params input must be a gs:// samplesheet, not {sheet_uri!r}"
         )
-    remote_sheet = ws.inputs_dir / "samplesheet.remote.csv"
+    ws.context_dir.mkdir(parents=True, exist_ok=True)
+    remote_sheet = ws.root / "samplesheet.remote.csv"
     download(ctx, sheet_uri, remote_sheet, "samplesheet")
     rows = list(csv.reader(io.StringIO(remote_sheet.read_text(encoding="utf-8-sig"))))
     if not rows:
         raise OrchestrationError("invalid_input", "the samplesheet is empty")
     header, data = rows[0], rows[1:]
     staged: dict[str, Path] = {}
+    inputs = inputs_root or ws.inputs_dir.relative_to(ws.run_dir)
     for uri, line, column in gs_cells(data, header):
-        dest = local_input_path(uri, ws.inputs_dir)
-        download(ctx, uri, dest, f"input file (samplesheet line {line}, {column})")
-        staged[uri] = dest.relative_to(ws.run_dir)
+        rel = local_input_path(uri, inputs)
+        place(uri, rel, f"input file (samplesheet line {line}, {column})")
+        staged[uri] = rel
     log.info("staged %d input file(s)", len(staged), extra={"event": "inputs_staged"})
     out = io.StringIO()
     csv.writer(out, lineterminator="\n").writerows([header, *localize_rows(data, staged)])

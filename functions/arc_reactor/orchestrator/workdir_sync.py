@@ -2,7 +2,8 @@
 so the working directory lives in the bucket, under WORK_DIR (gs://<runs>/work/<lineage>/): `save` after
 the engine, `restore` before a retry or a recovery, which then re-runs only what is missing or incomplete.
 
-What is synced: everything in the run dir except the staged inputs (staged again each time) and, under
+What is synced: everything in the run dir except the staged inputs and the task context in `.arc/` (both
+written again each time) and, under
 `.snakemake/`, only `metadata/` and `incomplete/` (the rest is per attempt: logs, locks, caches).
 `arc-workdir.json` is written last and lists the files of the last save: restore reads only those, so an
 interrupted save or an object left over from an earlier one is never restored. Left-over objects are not
@@ -33,7 +34,7 @@ SNAKEMAKE_KEPT = ("metadata", "incomplete")
 def is_synced(rel: str) -> bool:
     """True when the file at `rel` (relative to the run dir, POSIX) belongs in WORK_DIR."""
     parts = PurePosixPath(rel).parts
-    if not parts or parts[0] == "inputs" or parts[0] == MANIFEST:
+    if not parts or parts[0] in ("inputs", ".arc", MANIFEST):
         return False
     if parts[0] == ".snakemake":
         return len(parts) > 2 and parts[1] in SNAKEMAKE_KEPT

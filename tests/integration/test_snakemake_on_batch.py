@@ -1,0 +1,205 @@
+"""Snakemake on Batch, end to end on the embedded local stack: the real orchestrator runs Snakemake with our
+executor plugin, which creates one Batch task job per Snakemake job on the local Batch service through the
+real BatchServiceClient; each task job runs Snakemake's own job command as a local process (no Docker:
+the image is recorded), and its inputs and outputs go through snakemake-storage-plugin-gcs to the storage
+emulator. Nothing is mocked."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+
+import pytest
+from flow import demo_body as _body
+from flow import http_session as _session
+from flow import wait_until_ended
+
+pytestmark = pytest.mark.integration
+
+SAMPLES = ("sample1", "sample2", "sample3")
+RUN_LABELS = ("app", "run-id", "pipeline", "user-email")
+
+
+def _task_jobs(stack, run_id):
+    """The run's Snakemake task jobs as Batch lists them (by the run's label), oldest first."""
+    from google.cloud import batch_v1
+
+    from arc_reactor.adapters.batch import make_batch_client
+    from arc_reactor.core.jobspec import parent_for
+    from arc_reactor.core.labels import run_label_filter
+
+    client = make_batch_client(stack.settings)
+    request = batch_v1.ListJobsRequest(parent=parent_for(stack.settings), filter=run_label_filter(run_id))
+    return [j for j in client.list_jobs(request=request) if j.name.rsplit("/", 1)[1].startswith("smk-")]
+
+
+def _command(job):
+    """The task's shell script (its container's `bash -c` argument)."""
+    return job.task_groups[0].task_spec.runnables[0].container.commands[1]
+
+
+def _results(run_id):
+    from arc_reactor.wiring import get_deps
+
+    storage = get_deps().storage
+    prefix = f"runs/{run_id}/results/"
+    return {
+        name[len(prefix) :]: storage.read_bytes("arc-runs", name)
+        for name in storage.list_names("arc-runs", prefix)
+    }
+
+
+def _submit(session, base, **params):
+    resp = session.post(f"{base}/runs", json=_body(**params), timeout=30)
+    assert resp.status_code == 201, resp.text
+    return resp.json()["id"]
+
+
+def test_the_demo_fans_out_as_task_jobs_with_the_single_vm_runs_results(stack, monkeypatch):
+    from arc_reactor.settings import get_settings
+    from arc_reactor.wiring import reset_deps
+
+    session, base = _session(), stack.url("runs_api").rstrip("/")
+    run_id = _submit(session, base)
+    assert wait_until_ended(session, base, run_id) == "completed"
+
+    jobs = _task_jobs(stack, run_id)
+    rules = Counter(j.labels["snakemake-rule"] for j in jobs)
+    assert rules == {"stats": 3, "summary": 1}, rules  # every rule a Batch job (`all` runs nothing)
+    for job in jobs:
+        assert job.status.state.name == "SUCCEEDED"
+        assert {k: job.labels[k] for k in RUN_LABELS} == {
+            "app": "arc-reactor", "run-id": run_id, "pipeline": "arc_fastq-stats", "user-email": "",
+        }  # fmt: skip
+        assert dict(job.allocation_policy.labels) == dict(job.labels)  # on its VMs too
+        (runnable,) = job.task_groups[0].task_spec.runnables
+        assert runnable.container.image_uri == stack.settings.orchestrator_image  # our task image
+        assert "--target-jobs" in runnable.container.commands[1]  # Snakemake's own job command
+    stats_targets = sorted(
+        next(
+            c for c in j.task_groups[0].task_spec.runnables[0].container.commands[1].split() if "sample=" in c
+        )
+        for j in jobs
+        if j.labels["snakemake-rule"] == "stats"
+    )
+    assert stats_targets == [f"'stats:sample={s}'" for s in SAMPLES]
+    on_batch = _results(run_id)
+    assert sorted(on_batch) == [
+        "stats/sample1.json",
+        "stats/sample2.json",
+        "stats/sample3.json",
+        "summary.tsv",
+    ]
+
+    # The same bundle with every job inside the orchestrator's VM (ARC_SNAKEMAKE_EXECUTOR=local): the
+    # same results, byte for byte, and no task job.
+    monkeypatch.setenv("ARC_SNAKEMAKE_EXECUTOR", "local")
+    get_settings.cache_clear()
+    reset_deps()
+    try:
+        single = _submit(session, base)
+        assert wait_until_ended(session, base, single) == "completed"
+    finally:
+        monkeypatch.delenv("ARC_SNAKEMAKE_EXECUTOR")
+        get_settings.cache_clear()
+        reset_deps()
+    assert _task_jobs(stack, single) == []
+    alone = _results(single)
+    assert alone["summary.tsv"] == on_batch["summary.tsv"]
+    # The stats are the same figures; each names the path its job read the FASTQ from, which on Batch is
+    # the storage plugin's local copy of the work/ prefix's object.
+    for sample in SAMPLES:
+        ours, theirs = (json.loads(r[f"stats/{sample}.json"]) for r in (on_batch, alone))
+        paths = [f.pop("path") for f in ours["files"].values()] + [
+            f.pop("path") for f in theirs["files"].values()
+        ]
+        assert ours == theirs
+        assert all(
+            p.endswith(f"inputs/arc-demo-data/fastq/{sample}_R{i}.fastq.gz")
+            for p, i in zip(paths, (1, 2, 1, 2), strict=True)
+        )
+
+    # What the run shows: its trace and the rules' logs, from the task jobs.
+    from arc_reactor.wiring import get_deps
+
+    logs = set(get_deps().storage.list_names("arc-runs", f"runs/{run_id}/logs/"))
+    expected = {"trace.txt", "rules/summary.log", *(f"rules/stats/{s}.log" for s in SAMPLES)}
+    assert {f"runs/{run_id}/logs/{name}" for name in expected} <= logs, logs
+    trace = session.get(f"{base}/runs/{run_id}/tasks", params={"page_size": 100}, timeout=10).json()
+    assert sorted(t["process"] for t in trace["tasks"]) == ["all", "stats", "stats", "stats", "summary"]
+
+
+def _wait_for(predicate, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"{what}: not within {timeout} s")
+
+
+def test_cancel_mid_run_leaves_no_task_job_running(stack):
+    session, base = _session(), stack.url("runs_api").rstrip("/")
+    run_id = _submit(session, base, pace_seconds=30)
+    _wait_for(
+        lambda: [j for j in _task_jobs(stack, run_id) if j.status.state.name == "RUNNING"],
+        60,
+        "a running task job",
+    )
+    resp = session.post(f"{base}/runs/{run_id}:cancel", timeout=30)
+    assert resp.status_code in (200, 202), resp.text
+    assert wait_until_ended(session, base, run_id) == "cancelled"
+    active = ("QUEUED", "SCHEDULED", "RUNNING")
+    _wait_for(
+        lambda: not any(j.status.state.name in active for j in _task_jobs(stack, run_id)),
+        30,
+        "every task job stopped",
+    )
+    states = Counter(j.status.state.name for j in _task_jobs(stack, run_id))
+    assert states["CANCELLED"] >= 1 and states["SUCCEEDED"] == 0, states  # paced 30 s: none had finished
+    assert "summary" not in {j.labels["snakemake-rule"] for j in _task_jobs(stack, run_id)}
+
+
+def test_a_preempted_task_job_is_retried_and_the_run_completes(stack):
+    from arc_reactor.adapters.batch_status import job_status_from_proto
+
+    session, base = _session(), stack.url("runs_api").rstrip("/")
+    run_id = _submit(session, base)
+    # Once the orchestrator's own attempt has started, the next attempt to start is a task job's.
+    _wait_for(
+        lambda: session.get(f"{base}/runs/{run_id}", timeout=10).json()["status"] == "running",
+        60,
+        "the run running",
+    )
+    stack.batch.faults.preempt_next(1)
+    assert wait_until_ended(session, base, run_id) == "completed"
+    statuses = [job_status_from_proto(j) for j in _task_jobs(stack, run_id)]
+    retried = [s for s in statuses if s.retries]
+    assert len(retried) == 1, [(s.name, s.exit_codes) for s in statuses]
+    assert [r.cause for r in retried[0].retries] == ["spot_preempted"]
+    assert all(s.state == "SUCCEEDED" for s in statuses) and len(statuses) == 4
+    assert len(_results(run_id)) == 4
+
+
+def test_recovery_runs_only_the_failed_rule_as_task_jobs(stack):
+    session, base = _session(), stack.url("runs_api").rstrip("/")
+    parent = _submit(session, base, fail_samples=["sample3"])
+    assert wait_until_ended(session, base, parent) == "failed"
+    failed = [j for j in _task_jobs(stack, parent) if j.status.state.name == "FAILED"]
+    assert [j.labels["snakemake-rule"] for j in failed] == ["stats"]
+    assert "sample=sample3" in _command(failed[0])
+    why = session.get(f"{base}/runs/{parent}/diagnosis", timeout=10).json()["first_failed_task"]
+    assert "failing on purpose" in why["error_tail"]  # the task kept its rule's log; the plugin showed it
+
+    resp = session.post(f"{base}/runs/{parent}:recover", json={"params": {"fail_samples": None}}, timeout=30)
+    assert resp.status_code == 201, resp.text
+    child = resp.json()["id"]
+    assert wait_until_ended(session, base, child) == "completed"
+    redone = _task_jobs(stack, child)
+    assert sorted(j.labels["snakemake-rule"] for j in redone) == ["stats", "summary"]
+    stats = next(j for j in redone if j.labels["snakemake-rule"] == "stats")
+    assert "sample=sample3" in _command(stats)
+    summary = _results(child)["summary.tsv"]
+    assert summary is not None and len(summary.decode().strip().splitlines()) == 1 + len(SAMPLES)
