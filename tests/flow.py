@@ -115,3 +115,21 @@ def demo_body(**params):
         "samplesheet": (DEMO_BUNDLE / "samplesheet.csv").read_text(),
         "params": {"min_quality": 20, **params},
     }
+
+
+def task_jobs(stack, run_id):
+    """The run's Snakemake task jobs as Batch lists them (by the run's label), oldest first."""
+    from google.cloud import batch_v1
+
+    from arc_reactor.adapters.batch import make_batch_client
+    from arc_reactor.core.jobspec import parent_for
+    from arc_reactor.core.labels import run_label_filter
+
+    client = make_batch_client(stack.settings)
+    request = batch_v1.ListJobsRequest(parent=parent_for(stack.settings), filter=run_label_filter(run_id))
+    return [j for j in client.list_jobs(request=request) if j.name.rsplit("/", 1)[1].startswith("smk-")]
+
+
+def task_command(job):
+    """The task's shell script (its container's `bash -c` argument)."""
+    return job.task_groups[0].task_spec.runnables[0].container.commands[1]

@@ -174,8 +174,8 @@ class Settings(BaseSettings):
     snakemake_max_jobs: int = Field(
         100, ge=1, le=5000, description="Snakemake task jobs at once per run (ARC_SNAKEMAKE_MAX_JOBS)."
     )
-    snakemake_status_interval_s: int = Field(
-        10, ge=1, le=600,
+    snakemake_status_interval_s: float = Field(
+        10.0, ge=0.1, le=600,
         description="Seconds between Snakemake's checks of its task jobs (ARC_SNAKEMAKE_STATUS_INTERVAL_S).",
     )  # fmt: skip
     local: bool = Field(

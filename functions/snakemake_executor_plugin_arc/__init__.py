@@ -64,7 +64,7 @@ common_settings = CommonSettings(
     pass_envvar_declarations_to_cmd=False,
     # The task image has the GCS storage plugin: nothing is pip-installed in a task.
     auto_deploy_default_storage_provider=False,
-    init_seconds_before_status_checks=1,
+    init_seconds_before_status_checks=0,
 )
 
 
@@ -100,6 +100,8 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
         if not self.storage_prefix.startswith("gs://"):
             raise WorkflowError("the arc executor needs --default-storage-prefix gs://... (the work/ prefix)")
         self.submissions = itertools.count()
+        # The deployment's interval, which may be under Snakemake's whole-second CLI setting (local stack).
+        self.next_seconds_between_status_checks = settings.snakemake_status_interval_s
 
     def format_job_exec(self, job: JobExecutorInterface) -> str:
         """Snakemake's job command, with the config files named relative to the working directory: with
@@ -140,7 +142,6 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
         attempt = self.run_env.retry_attempt
         job_id = task_job_id(self.run_env.run_id, rule, request.jobid, attempt, submission)
         logs = _local_logs(job)
-        keep_uri = f"{self.storage_prefix}/.arc/failed/{job_id}"
         create = task_job_request(
             request,
             run_id=self.run_env.run_id,
@@ -149,7 +150,7 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
             policy=self.policy,
             image=self.image,
             labels=self.run_env.labels,
-            script=task_script(sys.executable, self.context, request.command, logs=logs, keep_uri=keep_uri),
+            script=task_script(sys.executable, self.context, request.command, logs=logs),
             # what Snakemake passes to its jobs through the environment (the storage plugin's settings)
             env=dict(self.workflow.spawned_job_args_factory.envvars()),
         )
@@ -158,24 +159,25 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
         except ArcError as exc:
             raise WorkflowError(f"could not create the Batch job of rule {rule}: {exc}") from exc
         self.logger.info(f"Rule {rule} (job {job.jobid}) is Batch job {created.name}")
-        aux = {"rule": rule, "logs": logs, "keep_uri": keep_uri, "job_id": job_id}
+        aux = {"rule": rule, "logs": logs, "job_id": job_id}
         self.report_job_submission(SubmittedJobInfo(job, external_jobid=created.name, aux=aux))
 
     def failed_logs(self, info: SubmittedJobInfo) -> list[str]:
-        """The failed job's own logs, which its task kept in storage, downloaded beside the orchestrator's
-        working directory: Snakemake shows them (--show-failed-logs) and the logger plugin keeps their
-        tail, as when a job runs here. What cannot be had is left out (a warning)."""
+        """The failed job's own logs, which its task stored where a successful job's would be, downloaded
+        beside the orchestrator's working directory: Snakemake shows them (--show-failed-logs) and the
+        logger plugin keeps their tail, as when a job runs here. What cannot be had is left out (a
+        warning)."""
         from arc_reactor.adapters.storage import Storage, make_client
         from arc_reactor.settings import get_settings
 
         aux = info.aux or {}
         found: list[str] = []
         storage = None
-        for name in aux.get("logs", []):
+        for name, uri in aux.get("logs", []):
             local = Path(".snakemake", "arc-failed", str(aux.get("job_id")), name)
             try:
                 storage = storage or Storage(make_client(get_settings()))
-                storage.download_file(f"{aux['keep_uri']}/{name}", local)
+                storage.download_file(uri, local)
             except Exception as exc:  # noqa: BLE001 - the error stands without its log
                 self.logger.warning(f"log {name} of the failed job not available: {exc}")
                 continue
@@ -242,18 +244,20 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
             self.logger.warning(f"task job not cancelled: {failure}")
 
 
-def _local_logs(job: JobExecutorInterface) -> list[str]:
-    """The job's log files as its task writes them: paths relative to the working directory (for a file
-    in storage, its local copy under Snakemake's local storage prefix)."""
+def _local_logs(job: JobExecutorInterface) -> list[tuple[str, str]]:
+    """The job's log files in storage, as (the local copy its task writes, relative to the working
+    directory; the object's URI). A log kept out of storage (`local()`) cannot reach the orchestrator."""
     here = Path.cwd()
-    out: list[str] = []
+    out: list[tuple[str, str]] = []
     for item in job.log:
+        if not getattr(item, "is_storage", False):
+            continue
         path = Path(str(item))
         if path.is_absolute():
             if not path.is_relative_to(here):
                 continue
             path = path.relative_to(here)
-        out.append(path.as_posix())
+        out.append((path.as_posix(), str(item.storage_object.query)))
     return out
 
 

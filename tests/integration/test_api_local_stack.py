@@ -9,7 +9,7 @@ import re
 import pytest
 from flow import demo_body as _body
 from flow import http_session as _session
-from flow import wait_until_ended
+from flow import task_command, task_jobs, wait_until_ended
 
 pytestmark = pytest.mark.integration
 
@@ -48,7 +48,11 @@ def test_recover_resumes_without_redoing_finished_steps(stack):
     why = session.get(f"{base}/runs/{parent['id']}/diagnosis", timeout=10).json()
     first = why["first_failed_task"]
     assert (first["process"], first["tag"]) == ("stats", "sample=sample3")
-    assert "failing on purpose" in first["error_tail"]  # the failing rule's own log tail
+    # the failing rule's own log tail: its task job kept the log, the executor plugin showed it
+    assert "failing on purpose" in first["error_tail"]
+    failed = [j for j in task_jobs(stack, parent["id"]) if j.status.state.name == "FAILED"]
+    assert [j.labels["snakemake-rule"] for j in failed] == ["stats"]
+    assert "sample=sample3" in task_command(failed[0])
     storage = get_deps().storage
     finished = {
         n.rsplit("/", 1)[1].removesuffix(".json")
@@ -67,6 +71,12 @@ def test_recover_resumes_without_redoing_finished_steps(stack):
     redone = _stats_run_by(stack, child["id"])
     assert "sample3" in redone
     assert not redone & finished, f"finished steps were run again: {sorted(redone & finished)}"
+    # ... and only those ran as Batch task jobs: sample3's stats and the summary
+    jobs = task_jobs(stack, child["id"])
+    assert sorted(j.labels["snakemake-rule"] for j in jobs) == ["stats", "summary"]
+    assert "sample=sample3" in task_command(next(j for j in jobs if j.labels["snakemake-rule"] == "stats"))
+    rule_logs = storage.list_names("arc-runs", f"runs/{child['id']}/logs/rules/")
+    assert f"runs/{child['id']}/logs/rules/stats/sample3.log" in rule_logs
     logs = session.get(f"{base}/runs/{child['id']}/logs", params={"page_size": 1000}, timeout=10).json()
     assert logs["source"] == "local" and any(
         "engine exited with code 0" in ln["message"] for ln in logs["lines"]

@@ -13,30 +13,12 @@ from collections import Counter
 import pytest
 from flow import demo_body as _body
 from flow import http_session as _session
-from flow import wait_until_ended
+from flow import task_jobs, wait_until_ended
 
 pytestmark = pytest.mark.integration
 
 SAMPLES = ("sample1", "sample2", "sample3")
 RUN_LABELS = ("app", "run-id", "pipeline", "user-email")
-
-
-def _task_jobs(stack, run_id):
-    """The run's Snakemake task jobs as Batch lists them (by the run's label), oldest first."""
-    from google.cloud import batch_v1
-
-    from arc_reactor.adapters.batch import make_batch_client
-    from arc_reactor.core.jobspec import parent_for
-    from arc_reactor.core.labels import run_label_filter
-
-    client = make_batch_client(stack.settings)
-    request = batch_v1.ListJobsRequest(parent=parent_for(stack.settings), filter=run_label_filter(run_id))
-    return [j for j in client.list_jobs(request=request) if j.name.rsplit("/", 1)[1].startswith("smk-")]
-
-
-def _command(job):
-    """The task's shell script (its container's `bash -c` argument)."""
-    return job.task_groups[0].task_spec.runnables[0].container.commands[1]
 
 
 def _results(run_id):
@@ -56,17 +38,41 @@ def _submit(session, base, **params):
     return resp.json()["id"]
 
 
+def _wait_for(predicate, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"{what}: not within {timeout} s")
+
+
 def test_the_demo_fans_out_as_task_jobs_with_the_single_vm_runs_results(stack, monkeypatch):
+    """The demo on Batch task jobs, one of them preempted (Batch retries it), against the same bundle run
+    with every job inside the orchestrator's VM."""
+    from arc_reactor.adapters.batch_status import job_status_from_proto
     from arc_reactor.settings import get_settings
     from arc_reactor.wiring import reset_deps
 
     session, base = _session(), stack.url("runs_api").rstrip("/")
     run_id = _submit(session, base)
+    # Once the orchestrator's own attempt has started, the next attempt to start is a task job's.
+    _wait_for(
+        lambda: session.get(f"{base}/runs/{run_id}", timeout=10).json()["status"] == "running",
+        60,
+        "the run running",
+    )
+    stack.batch.faults.preempt_next(1)
     assert wait_until_ended(session, base, run_id) == "completed"
 
-    jobs = _task_jobs(stack, run_id)
+    jobs = task_jobs(stack, run_id)
     rules = Counter(j.labels["snakemake-rule"] for j in jobs)
     assert rules == {"stats": 3, "summary": 1}, rules  # every rule a Batch job (`all` runs nothing)
+    statuses = [job_status_from_proto(j) for j in jobs]
+    retried = [s for s in statuses if s.retries]
+    assert len(retried) == 1, [(s.name, s.exit_codes) for s in statuses]  # preempted, then run again
+    assert [r.cause for r in retried[0].retries] == ["spot_preempted"]
     for job in jobs:
         assert job.status.state.name == "SUCCEEDED"
         assert {k: job.labels[k] for k in RUN_LABELS} == {
@@ -104,7 +110,7 @@ def test_the_demo_fans_out_as_task_jobs_with_the_single_vm_runs_results(stack, m
         monkeypatch.delenv("ARC_SNAKEMAKE_EXECUTOR")
         get_settings.cache_clear()
         reset_deps()
-    assert _task_jobs(stack, single) == []
+    assert task_jobs(stack, single) == []
     alone = _results(single)
     assert alone["summary.tsv"] == on_batch["summary.tsv"]
     # The stats are the same figures; each names the path its job read the FASTQ from, which on Batch is
@@ -130,21 +136,11 @@ def test_the_demo_fans_out_as_task_jobs_with_the_single_vm_runs_results(stack, m
     assert sorted(t["process"] for t in trace["tasks"]) == ["all", "stats", "stats", "stats", "summary"]
 
 
-def _wait_for(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"{what}: not within {timeout} s")
-
-
 def test_cancel_mid_run_leaves_no_task_job_running(stack):
     session, base = _session(), stack.url("runs_api").rstrip("/")
     run_id = _submit(session, base, pace_seconds=30)
     _wait_for(
-        lambda: [j for j in _task_jobs(stack, run_id) if j.status.state.name == "RUNNING"],
+        lambda: [j for j in task_jobs(stack, run_id) if j.status.state.name == "RUNNING"],
         60,
         "a running task job",
     )
@@ -153,53 +149,10 @@ def test_cancel_mid_run_leaves_no_task_job_running(stack):
     assert wait_until_ended(session, base, run_id) == "cancelled"
     active = ("QUEUED", "SCHEDULED", "RUNNING")
     _wait_for(
-        lambda: not any(j.status.state.name in active for j in _task_jobs(stack, run_id)),
+        lambda: not any(j.status.state.name in active for j in task_jobs(stack, run_id)),
         30,
         "every task job stopped",
     )
-    states = Counter(j.status.state.name for j in _task_jobs(stack, run_id))
+    states = Counter(j.status.state.name for j in task_jobs(stack, run_id))
     assert states["CANCELLED"] >= 1 and states["SUCCEEDED"] == 0, states  # paced 30 s: none had finished
-    assert "summary" not in {j.labels["snakemake-rule"] for j in _task_jobs(stack, run_id)}
-
-
-def test_a_preempted_task_job_is_retried_and_the_run_completes(stack):
-    from arc_reactor.adapters.batch_status import job_status_from_proto
-
-    session, base = _session(), stack.url("runs_api").rstrip("/")
-    run_id = _submit(session, base)
-    # Once the orchestrator's own attempt has started, the next attempt to start is a task job's.
-    _wait_for(
-        lambda: session.get(f"{base}/runs/{run_id}", timeout=10).json()["status"] == "running",
-        60,
-        "the run running",
-    )
-    stack.batch.faults.preempt_next(1)
-    assert wait_until_ended(session, base, run_id) == "completed"
-    statuses = [job_status_from_proto(j) for j in _task_jobs(stack, run_id)]
-    retried = [s for s in statuses if s.retries]
-    assert len(retried) == 1, [(s.name, s.exit_codes) for s in statuses]
-    assert [r.cause for r in retried[0].retries] == ["spot_preempted"]
-    assert all(s.state == "SUCCEEDED" for s in statuses) and len(statuses) == 4
-    assert len(_results(run_id)) == 4
-
-
-def test_recovery_runs_only_the_failed_rule_as_task_jobs(stack):
-    session, base = _session(), stack.url("runs_api").rstrip("/")
-    parent = _submit(session, base, fail_samples=["sample3"])
-    assert wait_until_ended(session, base, parent) == "failed"
-    failed = [j for j in _task_jobs(stack, parent) if j.status.state.name == "FAILED"]
-    assert [j.labels["snakemake-rule"] for j in failed] == ["stats"]
-    assert "sample=sample3" in _command(failed[0])
-    why = session.get(f"{base}/runs/{parent}/diagnosis", timeout=10).json()["first_failed_task"]
-    assert "failing on purpose" in why["error_tail"]  # the task kept its rule's log; the plugin showed it
-
-    resp = session.post(f"{base}/runs/{parent}:recover", json={"params": {"fail_samples": None}}, timeout=30)
-    assert resp.status_code == 201, resp.text
-    child = resp.json()["id"]
-    assert wait_until_ended(session, base, child) == "completed"
-    redone = _task_jobs(stack, child)
-    assert sorted(j.labels["snakemake-rule"] for j in redone) == ["stats", "summary"]
-    stats = next(j for j in redone if j.labels["snakemake-rule"] == "stats")
-    assert "sample=sample3" in _command(stats)
-    summary = _results(child)["summary.tsv"]
-    assert summary is not None and len(summary.decode().strip().splitlines()) == 1 + len(SAMPLES)
+    assert "summary" not in {j.labels["snakemake-rule"] for j in task_jobs(stack, run_id)}

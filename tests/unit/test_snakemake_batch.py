@@ -143,7 +143,10 @@ def test_the_task_script_fetches_the_context_runs_snakemake_and_keeps_a_failed_j
     context = "gs://b/work/l/.arc/context/x y.tar.gz"
     module = "/usr/bin/python3.11 -m arc_reactor.orchestrator.task_context"
     script = task_script(
-        "/usr/bin/python3.11", context, "python -m snakemake", logs=["logs/a b.log"], keep_uri="gs://b/k"
+        "/usr/bin/python3.11",
+        context,
+        "python -m snakemake",
+        logs=[("logs/a b.log", "gs://b/w/logs/a b.log")],
     )
     lines = script.splitlines()
     assert lines[:3] == [
@@ -153,7 +156,8 @@ def test_the_task_script_fetches_the_context_runs_snakemake_and_keeps_a_failed_j
     ]
     assert "python -m snakemake &" in lines
     assert """trap 'kill -TERM "$child" 2>/dev/null' TERM INT""" in lines  # Batch's SIGTERM reaches it
-    assert f"""if [ "$status" -ne 0 ]; then {module} keep gs://b/k 'logs/a b.log'; fi""" in lines
+    keep = f"{module} keep 'logs/a b.log' 'gs://b/w/logs/a b.log'"
+    assert f"""if [ "$status" -ne 0 ]; then {keep}; fi""" in lines
     assert lines[-1] == 'exit "$status"'
     assert "keep" not in task_script("py", context, "cmd")  # no logs: nothing to keep
 
@@ -167,12 +171,12 @@ def test_the_task_script_runs_and_passes_the_exit_status_on(tmp_path):
     fake.chmod(0o755)
     for command, status in (("true", 0), ("exit 3", 3)):
         script = task_script(
-            str(fake), "gs://b/c.tar.gz", f"sh -c '{command}'", logs=["l.log"], keep_uri="gs://k"
+            str(fake), "gs://b/c.tar.gz", f"sh -c '{command}'", logs=[("l.log", "gs://k/l.log")]
         )
         assert subprocess.run(["bash", "-c", script], check=False).returncode == status
     calls = (tmp_path / "calls").read_text(encoding="utf-8").splitlines()
     fetches = [c for c in calls if " fetch " in c]
-    assert len(fetches) == 2 and calls[-1].endswith("keep gs://k l.log")  # kept only after the failure
+    assert len(fetches) == 2 and calls[-1].endswith("keep l.log gs://k/l.log")  # kept only after the failure
     assert sum(" keep " in c for c in calls) == 1
 
 
@@ -228,6 +232,7 @@ def test_the_task_context_command_line(capsys):
     assert task_context.main(["fetch", "/local/file"]) == 2
     assert task_context.main(["fetch", "gs://b/x", "extra"]) == 2
     assert task_context.main(["other", "gs://b/x"]) == 2
+    assert task_context.main(["keep", "only-a-local-path"]) == 2
     assert "usage" in capsys.readouterr().err
 
 
@@ -245,9 +250,14 @@ def test_keep_uploads_only_files_inside_the_working_directory(tmp_path, monkeypa
     (tmp_path / "logs").mkdir()
     (tmp_path / "logs" / "a.log").write_text("x", encoding="utf-8")
     (tmp_path / "outside.log").write_text("x", encoding="utf-8")
-    names = ["logs/a.log", "logs/missing.log", "../outside.log", str(tmp_path / "outside.log")]
-    assert task_context.keep("gs://b/k/", names, tmp_path) == 1
-    assert uploaded == [("logs/a.log", "gs://b/k/logs/a.log")]
+    pairs = [
+        "logs/a.log", "gs://b/w/logs/a.log", "logs/missing.log", "gs://b/w/logs/missing.log",
+        "../outside.log", "gs://b/o.log", str(tmp_path / "outside.log"), "gs://b/o.log",
+    ]  # fmt: skip
+    assert task_context.keep(pairs, tmp_path) == 1
+    assert uploaded == [("logs/a.log", "gs://b/w/logs/a.log")]
+    with pytest.raises(ValueError, match="not a gs:// URI"):
+        task_context.keep(["logs/a.log", "/tmp/x"], tmp_path)
 
 
 # --- the plugin's settings --------------------------------------------------------------------------------

@@ -125,7 +125,7 @@ class SnakemakeOnBatch:
     context_uri: str
     max_jobs: int
     project: str  # the storage plugin's requests are made as this project (its required setting)
-    status_interval_s: int = 10  # between two checks of the task jobs (one ListJobs each)
+    status_interval_s: float = 10.0  # between two checks of the task jobs (one ListJobs each)
 
 
 # What a task job shares with the orchestrator: the sources and the software are in the task image at the
@@ -154,7 +154,8 @@ def snakemake_command(
             "--executor", "arc",
             "--arc-context", batch.context_uri,
             "--jobs", str(max(1, batch.max_jobs)),
-            "--seconds-between-status-checks", str(max(1, batch.status_interval_s)),
+            # Snakemake takes whole seconds; the plugin applies a shorter interval itself (the local stack's)
+            "--seconds-between-status-checks", str(max(1, round(batch.status_interval_s))),
             "--default-storage-provider", "gcs",
             "--default-storage-prefix", batch.storage_prefix.rstrip("/"),
             "--storage-gcs-project", batch.project,

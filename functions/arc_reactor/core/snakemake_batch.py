@@ -116,12 +116,10 @@ def task_labels(run_labels: Mapping[str, str], rule: str) -> dict[str, str]:
     return labels
 
 
-def task_script(
-    python: str, context_uri: str, command: str, *, logs: Sequence[str] = (), keep_uri: str = ""
-) -> str:
+def task_script(python: str, context_uri: str, command: str, *, logs: Sequence[tuple[str, str]] = ()) -> str:
     """The task's shell script: a fresh working directory, the run's task context in it, then Snakemake's
-    job command. Batch's SIGTERM is passed on to Snakemake. When the job fails, its `logs` (local paths,
-    relative to the working directory) are kept under `keep_uri` for the orchestrator to show."""
+    job command. Batch's SIGTERM is passed on to Snakemake. When the job fails, its `logs` (local path
+    relative to the working directory, storage URI) are uploaded, for the orchestrator to show."""
     module = [python, "-m", "arc_reactor.orchestrator.task_context"]
     lines = [
         "set -uo pipefail",
@@ -133,8 +131,9 @@ def task_script(
         'wait "$child"; status=$?',
         'if kill -0 "$child" 2>/dev/null; then wait "$child"; status=$?; fi',  # woken by the trap
     ]
-    if logs and keep_uri:
-        lines.append(f'if [ "$status" -ne 0 ]; then {shlex.join([*module, "keep", keep_uri, *logs])}; fi')
+    if logs:
+        pairs = [part for pair in logs for part in pair]
+        lines.append(f'if [ "$status" -ne 0 ]; then {shlex.join([*module, "keep", *pairs])}; fi')
     lines += ['exit "$status"', ""]
     return "\n".join(lines)
 

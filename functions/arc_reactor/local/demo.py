@@ -135,6 +135,22 @@ def run_demo(out: TextIO = sys.stdout, state_dir: Path | None = None, timeout: f
         out.write("Stopped the local stack (functions, Batch service, storage emulator, PostgreSQL).\n")
 
 
+def _report_task_jobs(run_id: str, out: TextIO) -> None:
+    """The Batch jobs of the run's Snakemake jobs, as ListJobs finds them by the run's label."""
+    from arc_reactor.core.ids import job_id_of
+    from arc_reactor.core.labels import run_label_filter
+    from arc_reactor.core.snakemake_batch import RULE_LABEL, TASK_JOB_PREFIX
+    from arc_reactor.wiring import get_deps
+
+    query = run_label_filter(run_id)
+    jobs = [j for j in get_deps().batch.list_jobs(query) if job_id_of(j.name).startswith(TASK_JOB_PREFIX)]
+    if not jobs:
+        return
+    out.write(f"  Batch task jobs ({query}):\n")
+    for job in jobs:
+        out.write(f"    {job_id_of(job.name)}  {job.state}  rule {job.labels.get(RULE_LABEL, '?')}\n")
+
+
 def _report(stack: LocalStack, run_id: str, final: str, out: TextIO, started: float) -> int:
     from arc_reactor.adapters import runs_repo
     from arc_reactor.adapters.tasks_repo import task_counts
@@ -156,6 +172,7 @@ def _report(stack: LocalStack, run_id: str, final: str, out: TextIO, started: fl
         out.write(f"  tasks:   {per_rule} (each one: arc runs tasks {run_id})\n")
     if run.progress:
         out.write(f"  progress: {describe_progress(run.progress)}\n")
+    _report_task_jobs(run_id, out)
     estimate = run_cost(get_deps().engine, stack.settings, run)["estimate"]
     out.write(f"  cost:    {describe_cost({'estimate': estimate})} (prices {estimate['prices']})\n")
     out.write(f"  copied to {dest} ({len(files)} files)\n")

@@ -158,8 +158,8 @@ class LocalStack:
             # The state folder holds pgdata/ and jobs/: runs_api reads job logs from beside pgdata.
             "ARC_PGSERVER_DIR": str(self.state_dir / "pgdata"),
             "ARC_ORCHESTRATOR_IMAGE": "local/arc-orchestrator:dev",
-            # Local task jobs start in a moment, not a minute: Snakemake checks on them every second.
-            "ARC_SNAKEMAKE_STATUS_INTERVAL_S": "1",
+            # Local task jobs start in a moment, not a minute: Snakemake checks on them 4 times a second.
+            "ARC_SNAKEMAKE_STATUS_INTERVAL_S": "0.25",
             "NO_GCE_CHECK": "true",
             "GOOGLE_CLOUD_PROJECT": base.project,
         }

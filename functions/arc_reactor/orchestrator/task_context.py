@@ -7,10 +7,12 @@ prefix; each task job, before Snakemake's job command, runs
     python3 -m arc_reactor.orchestrator.task_context fetch gs://<runs>/work/<lineage>/.arc/context/<name>.tar.gz
 
 which extracts it into the task's fresh working directory (core/snakemake_batch.py task_script). Inputs
-and outputs do not travel this way: they go through Snakemake's GCS storage plugin. When the job fails,
-`keep` uploads its rules' log files (Snakemake stores a job's logs only when it succeeds) for the executor
-plugin to show, as the orchestrator shows a failed job's log when it runs the job itself. The archive is named
+and outputs do not travel this way: they go through Snakemake's GCS storage plugin. The archive is named
 by its content's digest, so an attempt that packs the same files reuses the object.
+
+When the job fails, `keep` uploads its log files to where Snakemake would have stored them (it stores a
+job's logs only when the job succeeds), for the executor plugin to show and `finish` to deliver, as when
+the job runs in the head VM.
 """
 
 from __future__ import annotations
@@ -81,37 +83,41 @@ def fetch(uri: str, dest: Path) -> list[str]:
     return extract(packed, dest)
 
 
-def keep(prefix_uri: str, files: Sequence[str], base: Path) -> int:
-    """Upload each of `files` (relative to `base`) that exists to `prefix_uri`/<its relative path>: a
-    failed task's own logs, which Snakemake does not store, for the orchestrator to show. How many."""
+def keep(pairs: Sequence[str], base: Path) -> int:
+    """Upload each LOCAL file (relative to `base`) of the LOCAL URI pairs that exists to its URI: a failed
+    job's own logs, to where Snakemake would have stored them had the job succeeded, for the orchestrator
+    to show and deliver. How many."""
     from arc_reactor.adapters.storage import Storage, make_client
     from arc_reactor.settings import get_settings
 
+    if len(pairs) % 2:
+        raise ValueError("keep takes LOCAL URI pairs")
     storage = Storage(make_client(get_settings()))
     kept = 0
-    for name in files:
+    for name, uri in zip(pairs[::2], pairs[1::2], strict=True):
         path = base / name
         if Path(name).is_absolute() or ".." in Path(name).parts or not path.is_file():
             continue
-        storage.upload_file(path, f"{prefix_uri.rstrip('/')}/{Path(name).as_posix()}")
+        if not uri.startswith("gs://"):
+            raise ValueError(f"not a gs:// URI: {uri!r}")
+        storage.upload_file(path, uri)
         kept += 1
     return kept
 
 
 USAGE = (
     "usage: python3 -m arc_reactor.orchestrator.task_context fetch gs://BUCKET/NAME\n"
-    "       python3 -m arc_reactor.orchestrator.task_context keep gs://BUCKET/PREFIX FILE...\n"
+    "       python3 -m arc_reactor.orchestrator.task_context keep LOCAL gs://BUCKET/NAME [LOCAL URI ...]\n"
 )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`fetch URI`: the context into the current directory. `keep PREFIX FILE...`: a failed task's logs
-    to storage. 1 with the reason on stderr (2 for a bad command line)."""
+    """`fetch URI`: the context into the current directory. `keep LOCAL URI...`: a failed task's logs to
+    storage. 1 with the reason on stderr (2 for a bad command line)."""
     args = list(sys.argv[1:] if argv is None else argv)
-    if len(args) < 2 or args[0] not in ("fetch", "keep") or not args[1].startswith("gs://"):
-        sys.stderr.write(USAGE)
-        return 2
-    if args[0] == "fetch" and len(args) != 2:
+    fetching = len(args) == 2 and args[0] == "fetch" and args[1].startswith("gs://")
+    keeping = len(args) >= 3 and len(args) % 2 == 1 and args[0] == "keep"
+    if not (fetching or keeping):
         sys.stderr.write(USAGE)
         return 2
     try:
@@ -119,8 +125,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             names = fetch(args[1], Path.cwd())
             sys.stderr.write(f"arc: task context {args[1]}: {len(names)} file(s)\n")
         else:
-            count = keep(args[1], args[2:], Path.cwd())
-            sys.stderr.write(f"arc: kept {count} log file(s) of the failed task in {args[1]}\n")
+            count = keep(args[1:], Path.cwd())
+            sys.stderr.write(f"arc: kept {count} log file(s) of the failed job\n")
     except Exception as exc:  # noqa: BLE001 - the task fails (or keeps nothing), saying why, in its log
         sys.stderr.write(f"arc: task {args[0]} failed: {exc}\n")
         return 1
