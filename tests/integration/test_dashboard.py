@@ -1,6 +1,7 @@
 """The dashboard end to end in a real headless Chromium (Debian's, driven by Playwright) against the served
 local stack: the runs_api function over HTTP, the local Batch service running the real orchestrator with
-Snakemake, the storage emulator, embedded PostgreSQL. Nothing is mocked.
+Snakemake (its jobs inside the orchestrator: ARC_SNAKEMAKE_EXECUTOR=local), the storage emulator, embedded
+PostgreSQL. Nothing is mocked.
 
 One story, so the stack and the browser start once: the list updates without a reload as runs arrive; the
 demo run's progress bars move as its SSE stream reports and it ends completed; its log, results and the
@@ -130,9 +131,17 @@ def filtered(page, base: str, control: str, value: str) -> list[str]:
     return [r.get_attribute("data-run-id") for r in page.locator("#runs tbody tr[data-run-id]").all()]
 
 
-def test_dashboard_end_to_end(stack, browser):
+def test_dashboard_end_to_end(stack, browser, monkeypatch):
     from arc_reactor.api import ui_views
+    from arc_reactor.settings import get_settings
+    from arc_reactor.wiring import reset_deps
 
+    # The pages are what is tested here, not where Snakemake runs its jobs: this story's runs keep every
+    # job inside the orchestrator (a deployment setting), which halves its time. Snakemake's Batch task
+    # jobs have their own story (test_snakemake_on_batch.py) and the API's recovery test.
+    monkeypatch.setenv("ARC_SNAKEMAKE_EXECUTOR", "local")
+    get_settings.cache_clear()
+    reset_deps()
     base = stack.url("runs_api").rstrip("/")
     page = browser.new_page()
     story = Story(page, base)

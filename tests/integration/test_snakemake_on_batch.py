@@ -156,3 +156,43 @@ def test_cancel_mid_run_leaves_no_task_job_running(stack):
     states = Counter(j.status.state.name for j in task_jobs(stack, run_id))
     assert states["CANCELLED"] >= 1 and states["SUCCEEDED"] == 0, states  # paced 30 s: none had finished
     assert "summary" not in {j.labels["snakemake-rule"] for j in task_jobs(stack, run_id)}
+
+
+def test_a_retried_head_job_cancels_the_task_jobs_its_earlier_attempt_left_going(stack, tmp_path):
+    """The head VM died without Snakemake cancelling its jobs: the next attempt's prepare cancels them
+    before Snakemake submits them again, and leaves other runs' jobs alone."""
+    from arc_reactor.core.engine_command import Workspace
+    from arc_reactor.core.ids import new_run_id
+    from arc_reactor.core.job_env import JobEnv
+    from arc_reactor.core.labels import run_labels
+    from arc_reactor.core.nextflow_config import TaskPolicy
+    from arc_reactor.core.snakemake_batch import TaskRequest, task_job_request
+    from arc_reactor.orchestrator.engines import cancel_stale_task_jobs
+    from arc_reactor.orchestrator.storage_io import Context
+    from arc_reactor.wiring import get_deps
+
+    batch, settings = get_deps().batch, stack.settings
+    policy = TaskPolicy.from_settings(settings)
+    runs = [new_run_id(), new_run_id()]
+    for run_id in runs:  # one attempt-0 task job of each run, still running
+        create = task_job_request(
+            TaskRequest(rule="stats", jobid=2, command="sleep 60"), run_id=run_id, attempt=0, submission=0,
+            policy=policy, image="local/task", labels=run_labels(run_id, "arc/fastq-stats", None),
+            script="sleep 60",
+        )  # fmt: skip
+        batch.create_job(create, run_id)
+    _wait_for(
+        lambda: all(j.status.state.name == "RUNNING" for r in runs for j in task_jobs(stack, r)),
+        30,
+        "running",
+    )
+
+    env = JobEnv(
+        run_id=runs[0], pipeline="arc/fastq-stats", pipeline_version="1.0.0", engine="snakemake",
+        config_uri="", params_uri="gs://arc-runs/x/params.yaml", retry_attempt=1,
+    )  # fmt: skip
+    cancelled = cancel_stale_task_jobs(Context(env, Workspace.at(tmp_path), settings))
+    assert [c.rsplit("/", 1)[1] for c in cancelled] == [f"smk-{runs[0]}-stats-2-0-0"]
+    _wait_for(lambda: task_jobs(stack, runs[0])[0].status.state.name == "CANCELLED", 30, "cancelled")
+    assert task_jobs(stack, runs[1])[0].status.state.name == "RUNNING"  # another run's: left alone
+    batch.cancel_job(task_jobs(stack, runs[1])[0].name)
