@@ -88,6 +88,8 @@ def reconcile_run(
     target = job.run_status
     if target is None:
         return ReconcileResult("unchanged", run_id)
+    if target == RunStatus.CANCELLED and (ended := _ended_before_cancel(deps, run_id, job)) is not None:
+        return ReconcileResult("unchanged", run_id, ended.value)
     fields, detail = _outcome_fields(job)
     if (
         target == RunStatus.FAILED
@@ -172,6 +174,28 @@ def _has_ended(deps: Deps, run_id: str) -> bool:
         return is_terminal(deps.runs.get_run(run_id).status)
     except NotFound:
         return False  # the transition says so, as for any other target
+
+
+def _ended_before_cancel(deps: Deps, run_id: str, job: JobStatus) -> RunStatus | None:
+    """The run's status when it had already ended before anyone asked Batch to cancel its job: the
+    sweeper stopping a job left running after its run ended (services/sweep.py, orphans), or a person
+    cancelling it by hand. That cancel is no other account of how the run ended, so it changes nothing
+    and is no conflict. None otherwise (the cancel may decide the run, or contradict its hooks)."""
+    asked = [
+        e.time for e in job.events
+        if e.time is not None and e.new_state in ("CANCELLATION_IN_PROGRESS", "CANCELLED")
+    ]  # fmt: skip
+    if not asked:
+        return None
+    try:
+        run = deps.runs.get_run(run_id)
+    except NotFound:
+        return None
+    status = RunStatus(run.status)
+    ended = run.ended_at
+    if is_terminal(status) and status != RunStatus.CANCELLED and ended is not None and ended < min(asked):
+        return status
+    return None
 
 
 def _hook_outcome(deps: Deps, run_id: str) -> dict[str, Any] | None:
