@@ -59,6 +59,7 @@ bench: install  # each prints one JSON line of figures
 	NO_GCE_CHECK=true $(BIN)/python bench/ledger.py
 	NO_GCE_CHECK=true $(BIN)/python bench/tasks.py
 	NO_GCE_CHECK=true $(BIN)/python bench/dashboard.py
+	NO_GCE_CHECK=true $(BIN)/python bench/snakemake_fanout.py
 
 clean:
 	rm -rf $(VENV) .arc .pytest_cache .mypy_cache .ruff_cache
