@@ -88,9 +88,12 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
         settings = get_settings()
         if settings.local and not settings.batch_endpoint:  # never Google's API (and its credentials)
             raise WorkflowError("a local deployment without ARC_BATCH_ENDPOINT cannot run task jobs")
+        from arc_reactor.core.snakemake_batch import TaskSetup
+
         self.run_env = env_from(os.environ)
-        self.policy = TaskPolicy.from_settings(settings)
-        self.image = settings.orchestrator_image
+        self.setup = TaskSetup(
+            TaskPolicy.from_settings(settings), settings.orchestrator_image, dict(self.run_env.labels)
+        )
         self.batch = BatchService(make_batch_client(settings), settings)
         context = self.workflow.executor_settings.context
         if not context or not context.startswith("gs://"):
@@ -144,12 +147,10 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
         logs = _local_logs(job)
         create = task_job_request(
             request,
+            self.setup,
             run_id=self.run_env.run_id,
             attempt=attempt,
             submission=submission,
-            policy=self.policy,
-            image=self.image,
-            labels=self.run_env.labels,
             script=task_script(sys.executable, self.context, request.command, logs=logs),
             # what Snakemake passes to its jobs through the environment (the storage plugin's settings)
             env=dict(self.workflow.spawned_job_args_factory.envvars()),

@@ -166,7 +166,7 @@ def test_a_retried_head_job_cancels_the_task_jobs_its_earlier_attempt_left_going
     from arc_reactor.core.job_env import JobEnv
     from arc_reactor.core.labels import run_labels
     from arc_reactor.core.nextflow_config import TaskPolicy
-    from arc_reactor.core.snakemake_batch import TaskRequest, task_job_request
+    from arc_reactor.core.snakemake_batch import TaskRequest, TaskSetup, task_job_request
     from arc_reactor.orchestrator.engines import cancel_stale_task_jobs
     from arc_reactor.orchestrator.storage_io import Context
     from arc_reactor.wiring import get_deps
@@ -175,11 +175,9 @@ def test_a_retried_head_job_cancels_the_task_jobs_its_earlier_attempt_left_going
     policy = TaskPolicy.from_settings(settings)
     runs = [new_run_id(), new_run_id()]
     for run_id in runs:  # one attempt-0 task job of each run, still running
-        create = task_job_request(
-            TaskRequest(rule="stats", jobid=2, command="sleep 60"), run_id=run_id, attempt=0, submission=0,
-            policy=policy, image="local/task", labels=run_labels(run_id, "arc/fastq-stats", None),
-            script="sleep 60",
-        )  # fmt: skip
+        setup = TaskSetup(policy, "local/task", run_labels(run_id, "arc/fastq-stats", None))
+        request = TaskRequest(rule="stats", jobid=2, command="sleep 60")
+        create = task_job_request(request, setup, run_id=run_id, attempt=0, submission=0, script="sleep 60")
         batch.create_job(create, run_id)
     _wait_for(
         lambda: all(j.status.state.name == "RUNNING" for r in runs for j in task_jobs(stack, r)),

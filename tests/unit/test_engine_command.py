@@ -155,6 +155,17 @@ def test_path_source_resolves_under_pipelines_root():
 # --- commands --------------------------------------------------------------------------------------------
 
 
+# What every Snakemake command ends with, on Batch or not.
+BOTH_MODES = [
+    "--keep-going",
+    "--rerun-incomplete",
+    "--rerun-triggers", "code", "input", "params", "software-env",
+    "--nolock",
+    "--show-failed-logs",
+    "--logger", "arc",
+]  # fmt: skip
+
+
 def test_snakemake_command():
     env = env_from(environ(ENGINE="snakemake", PIPELINE="arc/fastq-stats", PIPELINE_VERSION="1.0.0"))
     spec = pipeline_spec(load_registry(), env)
@@ -167,12 +178,7 @@ def test_snakemake_command():
         "--directory", "/tmp/arc-run.abc/run",
         "--configfile", "/tmp/arc-run.abc/run/.arc/params.yaml",
         "--cores", "4",
-        "--keep-going",
-        "--rerun-incomplete",
-        "--rerun-triggers", "code", "input", "params", "software-env",
-        "--nolock",
-        "--show-failed-logs",
-        "--logger", "arc",
+        *BOTH_MODES,
     ]  # fmt: skip
     assert "mtime" not in SNAKEMAKE_RERUN_TRIGGERS  # restored files all have fresh mtimes
 
@@ -202,12 +208,7 @@ def test_snakemake_on_batch_command(tmp_path):
         "--default-storage-prefix", "gs://arc-runs/work/r0abc",
         "--storage-gcs-project", "arc-local",
         "--shared-fs-usage", "sources", "software-deployment",
-        "--keep-going",
-        "--rerun-incomplete",
-        "--rerun-triggers", "code", "input", "params", "software-env",
-        "--nolock",
-        "--show-failed-logs",
-        "--logger", "arc",
+        *BOTH_MODES,
     ]  # fmt: skip
     assert not any(str(tmp_path) in a for a in argv)  # nothing a task job could not find
     dry = snakemake_dag_count("/opt/arc/p", ws, batch_of(env, ws))

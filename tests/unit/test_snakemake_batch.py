@@ -22,6 +22,7 @@ from arc_reactor.core.nextflow_config import TaskPolicy
 from arc_reactor.core.snakemake_batch import (
     TASK_RETRIED_EXIT_CODES,
     TaskRequest,
+    TaskSetup,
     task_job_id,
     task_job_request,
     task_script,
@@ -47,8 +48,8 @@ def _request(**kw: object) -> TaskRequest:
 
 def _create(req: TaskRequest | None = None, **kw: object) -> batch_v1.CreateJobRequest:
     return task_job_request(
-        req or _request(), run_id=RUN, attempt=1, submission=7, policy=POLICY, image="gcr.io/p1/arc:1",
-        labels=LABELS, script="echo hi", env={"SNAKEMAKE_STORAGE_GCS_PROJECT": "p1"}, **kw,  # type: ignore[arg-type]
+        req or _request(), TaskSetup(POLICY, "gcr.io/p1/arc:1", LABELS), run_id=RUN, attempt=1, submission=7,
+        script="echo hi", env={"SNAKEMAKE_STORAGE_GCS_PROJECT": "p1"}, **kw,  # type: ignore[arg-type]
     )  # fmt: skip
 
 
@@ -93,10 +94,8 @@ def test_every_value_of_a_task_job_comes_from_our_settings():
 
 
 def test_spot_is_the_deployments_choice():
-    spot = task_job_request(
-        _request(), run_id=RUN, attempt=0, submission=0, policy=TaskPolicy(project="p", location="r"),
-        image="i", labels=LABELS, script="s",
-    )  # fmt: skip
+    setup = TaskSetup(TaskPolicy(project="p", location="r"), "i", LABELS)
+    spot = task_job_request(_request(), setup, run_id=RUN, attempt=0, submission=0, script="s")
     instance = spot.job.allocation_policy.instances[0].policy
     assert instance.provisioning_model == batch_v1.AllocationPolicy.ProvisioningModel.SPOT
     assert not spot.job.allocation_policy.service_account.email  # unset: the project's default
@@ -281,10 +280,8 @@ def test_the_task_policy_is_the_deployments():
         task_max_time_h=3,
     )  # fmt: skip
     policy = TaskPolicy.from_settings(settings)
-    job = task_job_request(
-        _request(threads=16), run_id=RUN, attempt=0, submission=0, policy=policy, image="i", labels=LABELS,
-        script="s",
-    ).job  # fmt: skip
+    setup = TaskSetup(policy, "i", LABELS)
+    job = task_job_request(_request(threads=16), setup, run_id=RUN, attempt=0, submission=0, script="s").job
     task = job.task_groups[0].task_spec
     assert (task.compute_resource.cpu_milli, task.max_retry_count) == (4000, 5)
     assert task.max_run_duration == timedelta(hours=3)

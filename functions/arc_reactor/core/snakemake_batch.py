@@ -138,18 +138,23 @@ def task_script(python: str, context_uri: str, command: str, *, logs: Sequence[t
     return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class TaskSetup:
+    """What every task job of a run shares: the deployment's task policy, the task image, the run's labels
+    (Batch's form, from the orchestrator's own job)."""
+
+    policy: TaskPolicy
+    image: str
+    labels: Mapping[str, str]
+
+
 def build_task_job(
-    request: TaskRequest,
-    *,
-    policy: TaskPolicy,
-    image: str,
-    labels: Mapping[str, str],
-    script: str,
-    env: Mapping[str, str] | None = None,
+    request: TaskRequest, setup: TaskSetup, script: str, env: Mapping[str, str] | None = None
 ) -> batch_v1.Job:
     """The Batch job of one Snakemake job (see the module docstring)."""
     from google.cloud import batch_v1
 
+    policy, image, labels = setup.policy, setup.image, setup.labels
     shape = task_shape(request, policy)
     job_labels = task_labels(labels, request.rule)
     retry_infra = batch_v1.LifecyclePolicy(
@@ -208,13 +213,11 @@ def build_task_job(
 
 def task_job_request(
     request: TaskRequest,
+    setup: TaskSetup,
     *,
     run_id: str,
     attempt: int,
     submission: int,
-    policy: TaskPolicy,
-    image: str,
-    labels: Mapping[str, str],
     script: str,
     env: Mapping[str, str] | None = None,
 ) -> batch_v1.CreateJobRequest:
@@ -224,11 +227,11 @@ def task_job_request(
 
     from arc_reactor.core.jobspec import request_id_for
 
-    parent = f"projects/{policy.project}/locations/{policy.location}"
+    parent = f"projects/{setup.policy.project}/locations/{setup.policy.location}"
     job_id = task_job_id(run_id, request.rule, request.jobid, attempt, submission)
     return batch_v1.CreateJobRequest(
         parent=parent,
         job_id=job_id,
-        job=build_task_job(request, policy=policy, image=image, labels=labels, script=script, env=env),
+        job=build_task_job(request, setup, script, env),
         request_id=request_id_for(f"{parent}/jobs/{job_id}"),
     )
