@@ -24,6 +24,7 @@ import sys
 import time
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,9 @@ from snakemake_interface_executor_plugins.settings import CommonSettings, Execut
 from snakemake_interface_executor_plugins.utils import format_cli_arg
 
 CANCEL_DEADLINE_S = 60.0
+# Attributes of the log records that tell the logger plugin (snakemake_logger_plugin_arc) about a job's
+# Batch job: its name, Snakemake's job id, Spot, and since when Batch runs it (ISO 8601).
+TASK_JOB, TASK_JOBID, TASK_SPOT, TASK_RUNNING = "arc_task_job", "arc_jobid", "arc_spot", "arc_running"
 # A job Batch has just created may not be listed yet (the list is eventually consistent): GetJob tells.
 ACTIVE_STATES = ("QUEUED", "SCHEDULED", "RUNNING")
 
@@ -159,8 +163,10 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
             created = self.batch.create_job(create, self.run_env.run_id)
         except ArcError as exc:
             raise WorkflowError(f"could not create the Batch job of rule {rule}: {exc}") from exc
-        self.logger.info(f"Rule {rule} (job {job.jobid}) is Batch job {created.name}")
-        aux = {"rule": rule, "logs": logs, "job_id": job_id}
+        # The logger plugin (--logger arc) puts the Batch job on the job's ledger row.
+        task = {TASK_JOB: created.name, TASK_JOBID: job.jobid, TASK_SPOT: self.setup.policy.spot}
+        self.logger.info(f"Rule {rule} (job {job.jobid}) is Batch job {created.name}", extra=task)
+        aux = {"rule": rule, "logs": logs, "job_id": job_id, "running": False}
         self.report_job_submission(SubmittedJobInfo(job, external_jobid=created.name, aux=aux))
 
     def failed_logs(self, info: SubmittedJobInfo) -> list[str]:
@@ -207,10 +213,12 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
             for info in active_jobs:
                 yield info
             return
-        active = {job_id_of(s.name) for s in listed}
+        active = {job_id_of(s.name): s for s in listed}
         for info in active_jobs:
             name = str(info.external_jobid)
             if job_id_of(name) in active:
+                if active[job_id_of(name)].state == "RUNNING":
+                    self._report_running(info, active[job_id_of(name)])
                 yield info
                 continue
             try:
@@ -223,6 +231,8 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
                 self.logger.warning(f"could not read Batch job {name}: {exc}")
                 yield info
                 continue
+            if status.state in ("SUCCEEDED", "FAILED"):
+                self._report_running(info, status)  # it ran, if only between two checks
             if status.state == "SUCCEEDED":
                 self.report_job_success(info)
             elif status.state in ("FAILED", "CANCELLED"):
@@ -230,6 +240,23 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
                 self.report_job_error(info, msg=_failure_message(name, status), aux_logs=logs)
             else:  # created but not listed yet, or going away: look again at the next check
                 yield info
+
+    def _report_running(self, info: SubmittedJobInfo, status: Any) -> None:
+        """Once per job: when Batch started running it (its first RUNNING event; else now), for the ledger's
+        start time, which the run's cost estimate counts from (Snakemake's own start is when it submitted
+        the job, before Batch found a VM)."""
+        aux = info.aux if info.aux is not None else {}
+        if aux.get("running"):
+            return
+        aux["running"] = True
+        times = [e.time for e in status.events if e.new_state == "RUNNING" and e.time is not None]
+        since = min(times) if times else datetime.now(UTC)
+        extra = {
+            TASK_JOB: str(info.external_jobid),
+            TASK_JOBID: info.job.jobid,
+            TASK_RUNNING: since.isoformat(),
+        }
+        self.logger.info(f"Batch job {info.external_jobid} is running", extra=extra)
 
     def cancel_jobs(self, active_jobs: list[SubmittedJobInfo]) -> None:
         """Cancel the submitted jobs still going, within CANCEL_DEADLINE_S."""

@@ -94,6 +94,14 @@ class Ledger:
         self.jobs[key] = (str(rule), status)
         self.changed = True
 
+    def note(self, job_id: Any, **fields: Any) -> None:
+        """More about the job's current attempt, its status unchanged (its Batch job, from the executor)."""
+        from arc_reactor.core.tasks import TaskUpdate
+
+        key = str(job_id)
+        status = self.jobs.get(key, ("?", "submitted"))[1]
+        self.pending.append(TaskUpdate(key, status, self.attempts.setdefault(key, 1), **fields))
+
     def plan(self, stats: Any) -> None:
         """RUN_INFO: the jobs this run will run, per rule."""
         counts = _per_rule(stats)
@@ -164,6 +172,24 @@ def log_tail(paths: Any, limit: int = TAIL_CHARS) -> str:
     return "\n".join(parts)[-limit:]
 
 
+def _task_job(ledger: Ledger, record: LogRecord) -> None:
+    """The executor plugin's word on a job (snakemake_executor_plugin_arc): its Batch job, which makes it a
+    task on a VM of its own (the cost estimate counts it), and when Batch started running it."""
+    jobid = getattr(record, "arc_jobid", None)
+    native = str(getattr(record, "arc_task_job", ""))
+    if jobid is None:
+        return
+    running = getattr(record, "arc_running", None)
+    if running:
+        try:
+            since = datetime.fromisoformat(str(running))
+        except ValueError:
+            since = _now()
+        ledger.update(jobid, "running", started_at=since, native_id=native)
+    else:
+        ledger.note(jobid, native_id=native, spot=bool(getattr(record, "arc_spot", False)))
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -227,6 +253,8 @@ class LogHandler(LogHandlerBase):
         event = getattr(record, "event", None)
         if self.dry_run and event == LogEvent.RUN_INFO and self.dag_counts:
             _write_counts(self.dag_counts, getattr(record, "stats", None))
+        if ledger is not None and getattr(record, "arc_task_job", None):
+            _task_job(ledger, record)
         if ledger is None or event is None:
             return
         if event == LogEvent.JOB_INFO:

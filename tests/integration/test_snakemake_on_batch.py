@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
+from datetime import datetime
 
 import pytest
 from flow import demo_body as _body
@@ -132,8 +133,21 @@ def test_the_demo_fans_out_as_task_jobs_with_the_single_vm_runs_results(stack, m
     logs = set(get_deps().storage.list_names("arc-runs", f"runs/{run_id}/logs/"))
     expected = {"trace.txt", "rules/summary.log", *(f"rules/stats/{s}.log" for s in SAMPLES)}
     assert {f"runs/{run_id}/logs/{name}" for name in expected} <= logs, logs
-    trace = session.get(f"{base}/runs/{run_id}/tasks", params={"page_size": 100}, timeout=10).json()
-    assert sorted(t["process"] for t in trace["tasks"]) == ["all", "stats", "stats", "stats", "summary"]
+    ledger = session.get(f"{base}/runs/{run_id}/tasks", params={"page_size": 100}, timeout=10).json()
+    assert sorted(t["process"] for t in ledger["tasks"]) == ["all", "stats", "stats", "stats", "summary"]
+    # Each job's ledger row names its Batch job and starts when Batch ran it (the executor told the logger
+    # plugin): the cost estimate counts them as tasks on VMs of their own, unpriced (Batch chose the VM).
+    names = {j.name.rsplit("/", 1)[1] for j in jobs}
+    ran = [t for t in ledger["tasks"] if t["process"] != "all"]
+    assert {t["native_id"].rsplit("/", 1)[1] for t in ran} == names, ran
+    created = {j.name.rsplit("/", 1)[1]: j.create_time for j in jobs}
+    for t in ran:  # from when Batch ran it, not from when Snakemake decided to submit it
+        started = datetime.fromisoformat(t["started_at"])
+        assert (
+            created[t["native_id"].rsplit("/", 1)[1]] < started <= datetime.fromisoformat(t["completed_at"])
+        )
+    estimate = session.get(f"{base}/runs/{run_id}", timeout=10).json()["cost"]["estimate"]
+    assert estimate["unpriced_tasks"] >= 4, estimate
 
 
 def test_cancel_mid_run_leaves_no_task_job_running(stack):

@@ -64,3 +64,35 @@ def test_the_first_updates_are_due_at_once_and_a_quiet_spell_does_not_hide_them(
     assert not ledger.due()
     now[0] += plugin.FLUSH_S / 2
     assert ledger.due() and written == [1]
+
+
+def test_the_executors_word_on_a_batch_job_reaches_the_jobs_ledger_row():
+    """The executor plugin logs each job's Batch job, and when Batch ran it: the row gets its native id
+    (a task on a VM of its own), Spot, and Batch's start; the job's status is not set back by it."""
+    import logging
+    from datetime import datetime
+
+    from snakemake_logger_plugin_arc import _task_job
+
+    ledger = Ledger("r1")
+    ledger.update(4, "submitted", process="stats")
+    ledger.update(4, "running", started_at=datetime(2026, 1, 1, 0, 0, 0))  # Snakemake's "Execute 1 jobs"
+
+    def record(**extra):
+        rec = logging.LogRecord("snakemake", logging.INFO, __file__, 1, "m", None, None)
+        rec.__dict__.update(extra)
+        return rec
+
+    _task_job(ledger, record(arc_task_job="projects/p/locations/r/jobs/smk-x", arc_jobid=4, arc_spot=True))
+    assert ledger.jobs["4"] == ("stats", "running")  # a note: the status stays
+    note = ledger.pending[-1]
+    assert (note.status, note.native_id, note.spot) == ("running", "projects/p/locations/r/jobs/smk-x", True)
+    _task_job(ledger, record(arc_task_job="j", arc_jobid=4, arc_running="2026-01-01T00:00:05+00:00"))
+    ran = ledger.pending[-1]
+    assert (ran.status, ran.started_at.isoformat(), ran.attempt) == (
+        "running",
+        "2026-01-01T00:00:05+00:00",
+        1,
+    )
+    _task_job(ledger, record(arc_task_job="j"))  # no job id: nothing
+    assert len(ledger.pending) == 4

@@ -3,11 +3,11 @@
 Counted:
 - the head job: the orchestrator VM (its pipeline's `head_job.machine_type`, Spot) from the run's start to
   its end (or now, while it runs), across its attempts; the time up to its last preemption is wasted;
-- each task attempt that ran on a VM of its own (a Batch job: Nextflow's google-batch tasks), from its start
-  to its end (or now), priced by its machine type, Spot or on-demand, in its zone's region; an attempt that
-  was preempted is wasted, and counted as a preemption;
+- each task attempt that ran on a VM of its own (a Batch job: Nextflow's google-batch tasks, Snakemake's jobs
+  on Batch), from its start to its end (or now), priced by its machine type, Spot or on-demand, in its
+  zone's region; an attempt that was preempted is wasted, and counted as a preemption;
 - nothing for a cached task (it did not run), nor for a task that ran inside the head job (Snakemake's
-  rules today), which the head job's cost covers.
+  jobs with ARC_SNAKEMAKE_EXECUTOR=local), which the head job's cost covers.
 
 Not counted, and the estimate says so: disks, network, storage, GPUs; tasks whose machine family or region
 the table lacks (`unpriced_tasks`: never a guess). A machine type is priced by its vCPUs and memory, as
