@@ -12,46 +12,28 @@ task per job). What each kind means here:
   local command (`entrypoint commands...`, or `commands` alone); one with neither cannot run here (only the
   image knows its command), and the task fails saying so. Volumes and options are recorded, not applied.
 
-A supervisor process (`python -m arc_reactor.local.runnables STEPS.json`) runs the steps: it leads the
+A supervisor process (`python -m arc_reactor.local.supervisor STEPS.json`) runs the steps: it leads the
 task's process group, so a cancel or a fault kills the whole task like a VM that goes away."""
 
 from __future__ import annotations
 
 import json
 import os
-import stat
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from google.cloud import batch_v1
 
 from arc_reactor.local.batch_state import Launcher, attempt_process, spec_env
+from arc_reactor.local.supervisor import Step
 
 
 class UnsupportedRunnable(ValueError):
     """A runnable the local service cannot run (the task fails with this message)."""
-
-
-@dataclass(frozen=True)
-class Step:
-    """One runnable, ready to run locally."""
-
-    label: str
-    argv: list[str]
-    env: dict[str, str] = field(default_factory=dict)
-    ignore_exit_status: bool = False
-    always_run: bool = False
-    background: bool = False
-    script: str | None = None  # a script runnable's text, written to a file that argv runs
-    note: str = ""  # what was recorded rather than applied (a container's image, volumes, options)
-
-
-def _script_argv(text: str, path: str) -> list[str]:
-    return [path] if text.startswith("#!") else ["/bin/sh", path]
 
 
 def steps(job: batch_v1.Job) -> list[Step]:
@@ -112,65 +94,7 @@ def runnable_launcher(jobs_dir: Path, base_env: Mapping[str, str] | None = None)
         spec_file = job_dir / f"attempt-{attempt}.steps.json"
         spec_file.write_text(json.dumps({"steps": [asdict(s) for s in steps(job)]}))
         full_env = {**(os.environ if base_env is None else base_env), **task_env}
-        argv = [sys.executable, "-m", "arc_reactor.local.runnables", str(spec_file)]
+        argv = [sys.executable, "-m", "arc_reactor.local.supervisor", str(spec_file)]
         return attempt_process(argv, job_dir / f"attempt-{attempt}.log", cwd=work, env=full_env)
 
     return launch
-
-
-def _say(text: str) -> None:
-    """A line of the supervisor's own in the task's log, before the output of what it runs."""
-    sys.stdout.write(f"[local batch] {text}\n")
-    sys.stdout.flush()
-
-
-def run_steps(plan: Mapping[str, Any], workdir: Path) -> int:
-    """Run the steps as Batch runs a task's runnables; the task's exit code."""
-    background: list[subprocess.Popen[bytes]] = []
-    failed = 0
-    for number, raw in enumerate(plan["steps"]):
-        step = Step(**raw)
-        if failed and not step.always_run:
-            continue
-        argv = step.argv
-        if step.script is not None:
-            path = workdir / f"runnable-{number}.sh"
-            path.write_text(step.script)
-            path.chmod(path.stat().st_mode | stat.S_IXUSR)
-            argv = _script_argv(step.script, str(path))
-        _say(f"{step.label}: {' '.join(argv)}" + (f" ({step.note})" if step.note else ""))
-        env = {**os.environ, **step.env}
-        try:
-            proc = subprocess.Popen(argv, env=env, cwd=workdir)
-        except OSError as exc:
-            _say(f"{step.label}: cannot start: {exc}")
-            code = 127
-        else:
-            if step.background:
-                background.append(proc)
-                continue
-            code = proc.wait()
-        if code != 0 and not step.ignore_exit_status and not failed:
-            _say(f"{step.label} exited with code {code}")
-            failed = code if code > 0 else 128 - code  # killed by a signal: 128 + its number, as a shell says
-    for proc in background:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-    return failed
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """The supervisor: `python -m arc_reactor.local.runnables STEPS.json`."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    if len(args) != 1:
-        sys.stderr.write("usage: python -m arc_reactor.local.runnables STEPS.json\n")
-        return 2
-    plan = json.loads(Path(args[0]).read_text())
-    return run_steps(plan, Path.cwd())
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
