@@ -35,12 +35,9 @@ from snakemake_interface_executor_plugins.jobs import JobExecutorInterface
 from snakemake_interface_executor_plugins.settings import CommonSettings, ExecutorSettingsBase
 from snakemake_interface_executor_plugins.utils import format_cli_arg
 
+from arc_reactor.core.snakemake_batch import TASK_JOB, TASK_JOBID, TASK_RUNNING, TASK_SPOT
+
 CANCEL_DEADLINE_S = 60.0
-# Attributes of the log records that tell the logger plugin (snakemake_logger_plugin_arc) about a job's
-# Batch job: its name, Snakemake's job id, Spot, and since when Batch runs it (ISO 8601).
-TASK_JOB, TASK_JOBID, TASK_SPOT, TASK_RUNNING = "arc_task_job", "arc_jobid", "arc_spot", "arc_running"
-# A job Batch has just created may not be listed yet (the list is eventually consistent): GetJob tells.
-ACTIVE_STATES = ("QUEUED", "SCHEDULED", "RUNNING")
 
 
 @dataclass
@@ -87,12 +84,12 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
         from arc_reactor.adapters.batch import BatchService, make_batch_client
         from arc_reactor.core.job_env import env_from
         from arc_reactor.core.nextflow_config import TaskPolicy
+        from arc_reactor.core.snakemake_batch import TaskSetup
         from arc_reactor.settings import get_settings
 
         settings = get_settings()
         if settings.local and not settings.batch_endpoint:  # never Google's API (and its credentials)
             raise WorkflowError("a local deployment without ARC_BATCH_ENDPOINT cannot run task jobs")
-        from arc_reactor.core.snakemake_batch import TaskSetup
 
         self.run_env = env_from(os.environ)
         self.setup = TaskSetup(

@@ -41,6 +41,8 @@ from snakemake_interface_logger_plugins.base import LogHandlerBase
 from snakemake_interface_logger_plugins.common import LogEvent
 from snakemake_interface_logger_plugins.settings import LogHandlerSettingsBase
 
+from arc_reactor.core.snakemake_batch import TASK_JOB, TASK_JOBID, TASK_RUNNING, TASK_SPOT
+
 FLUSH_S = 2.0
 FLUSH_TASKS = 100
 MAX_FAILED_FLUSHES = 5
@@ -175,11 +177,11 @@ def log_tail(paths: Any, limit: int = TAIL_CHARS) -> str:
 def _task_job(ledger: Ledger, record: LogRecord) -> None:
     """The executor plugin's word on a job (snakemake_executor_plugin_arc): its Batch job, which makes it a
     task on a VM of its own (the cost estimate counts it), and when Batch started running it."""
-    jobid = getattr(record, "arc_jobid", None)
-    native = str(getattr(record, "arc_task_job", ""))
+    jobid = getattr(record, TASK_JOBID, None)
+    native = str(getattr(record, TASK_JOB, ""))
     if jobid is None:
         return
-    running = getattr(record, "arc_running", None)
+    running = getattr(record, TASK_RUNNING, None)
     if running:
         try:
             since = datetime.fromisoformat(str(running))
@@ -187,7 +189,7 @@ def _task_job(ledger: Ledger, record: LogRecord) -> None:
             since = _now()
         ledger.update(jobid, "running", started_at=since, native_id=native)
     else:
-        ledger.note(jobid, native_id=native, spot=bool(getattr(record, "arc_spot", False)))
+        ledger.note(jobid, native_id=native, spot=bool(getattr(record, TASK_SPOT, False)))
 
 
 def _now() -> datetime:
@@ -253,7 +255,7 @@ class LogHandler(LogHandlerBase):
         event = getattr(record, "event", None)
         if self.dry_run and event == LogEvent.RUN_INFO and self.dag_counts:
             _write_counts(self.dag_counts, getattr(record, "stats", None))
-        if ledger is not None and getattr(record, "arc_task_job", None):
+        if ledger is not None and getattr(record, TASK_JOB, None):
             _task_job(ledger, record)
         if ledger is None or event is None:
             return

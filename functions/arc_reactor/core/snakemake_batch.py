@@ -40,6 +40,9 @@ if TYPE_CHECKING:
     from google.cloud import batch_v1
 
 TASK_JOB_PREFIX = "smk-"
+# Attributes of the log records by which the executor plugin tells the logger plugin (--logger arc) about a
+# job's Batch job: its name, Snakemake's job id, Spot, and since when Batch runs it (ISO 8601).
+TASK_JOB, TASK_JOBID, TASK_SPOT, TASK_RUNNING = "arc_task_job", "arc_jobid", "arc_spot", "arc_running"
 RULE_LABEL = "snakemake-rule"
 # Resources a rule does not state. Snakemake's own default is one thread; memory is what a small
 # Batch VM gives per vCPU. Every one is explicit here, capped by the deployment's task limits.
