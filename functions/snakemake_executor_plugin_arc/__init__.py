@@ -8,7 +8,8 @@ Why not snakemake-executor-plugin-googlebatch: docs/decisions.md, "Snakemake on 
   local Batch service like every other Batch call.
 - check_active_jobs: one ListJobs of the run's active task jobs per check; a job that left that list is
   read once (GetJob) for how it ended. SUCCEEDED is success; FAILED and CANCELLED are the job's error,
-  with Batch's reason (the exit code, or the infrastructure cause after Batch's own retries).
+  with Batch's reason (the exit code, or the infrastructure cause after Batch's own retries). Checks that
+  fail for longer than STATUS_OUTAGE_S in a row fail the jobs they could not see.
 - cancel_jobs: the submitted jobs that are still active, cancelled within a deadline.
 
 Settings come from the orchestrator's environment (Settings, JobEnv), never from defaults of this plugin:
@@ -84,7 +85,7 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
         from arc_reactor.adapters.batch import BatchService, make_batch_client
         from arc_reactor.core.job_env import env_from
         from arc_reactor.core.nextflow_config import TaskPolicy
-        from arc_reactor.core.snakemake_batch import TaskSetup
+        from arc_reactor.core.snakemake_batch import Outage, TaskSetup
         from arc_reactor.settings import get_settings
 
         settings = get_settings()
@@ -104,6 +105,7 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
         if not self.storage_prefix.startswith("gs://"):
             raise WorkflowError("the arc executor needs --default-storage-prefix gs://... (the work/ prefix)")
         self.submissions = itertools.count()
+        self.outage = Outage()
         # The deployment's interval, which may be under Snakemake's whole-second CLI setting (local stack).
         self.next_seconds_between_status_checks = settings.snakemake_status_interval_s
 
@@ -195,6 +197,7 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
         from arc_reactor.adapters.batch import ACTIVE_JOBS_FILTER
         from arc_reactor.core.ids import job_id_of
         from arc_reactor.core.labels import run_label_filter
+        from arc_reactor.core.snakemake_batch import Outage
         from arc_reactor.errors import ArcError, BatchJobNotFoundError
 
         if not active_jobs:
@@ -206,10 +209,16 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
                     limit=max(1000, 2 * len(active_jobs)),
                 )
         except ArcError as exc:  # Batch unreachable for now: every job is still active, check again later
+            if self.outage.failed(time.monotonic()):
+                for info in active_jobs:
+                    msg = f"Batch could not be asked about this job for {self.outage.limit:.0f} s: {exc}"
+                    self.report_job_error(info, msg=msg)
+                return
             self.logger.warning(f"could not list the run's Batch jobs: {exc}")
             for info in active_jobs:
                 yield info
             return
+        self.outage.ok()
         active = {job_id_of(s.name): s for s in listed}
         for info in active_jobs:
             name = str(info.external_jobid)
@@ -225,6 +234,12 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
                 self.report_job_error(info, msg=f"Batch job {name} no longer exists")
                 continue
             except ArcError as exc:
+                outage = (info.aux if info.aux is not None else {}).setdefault("outage", Outage())
+                if outage.failed(time.monotonic()):
+                    self.report_job_error(
+                        info, msg=f"Batch job {name} could not be read for {outage.limit:.0f} s: {exc}"
+                    )
+                    continue
                 self.logger.warning(f"could not read Batch job {name}: {exc}")
                 yield info
                 continue

@@ -287,3 +287,17 @@ def test_the_task_policy_is_the_deployments():
     assert task.max_run_duration == timedelta(hours=3)
     assert job.allocation_policy.service_account.email == "t@p9.iam.gserviceaccount.com"
     assert list(job.allocation_policy.location.allowed_locations) == ["regions/asia-east1"]
+
+
+def test_status_checks_that_keep_failing_end_after_the_outage_limit():
+    """The executor's checks may fail (Batch unreachable) for STATUS_OUTAGE_S in a row, no longer: then the
+    jobs they could not see are failed, and the run can be recovered instead of waiting for days."""
+    from arc_reactor.core.snakemake_batch import STATUS_OUTAGE_S, Outage
+
+    outage = Outage()
+    assert outage.limit == STATUS_OUTAGE_S == 1800.0
+    assert not outage.failed(100.0) and not outage.failed(100.0 + STATUS_OUTAGE_S)
+    outage.ok()  # one check got through: the count starts again
+    assert not outage.failed(5000.0)
+    assert not outage.failed(5000.0 + STATUS_OUTAGE_S)
+    assert outage.failed(5000.0 + STATUS_OUTAGE_S + 0.1)

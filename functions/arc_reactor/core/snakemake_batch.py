@@ -53,6 +53,30 @@ TASK_RETRIED_EXIT_CODES: tuple[int, ...] = tuple(c for c in RESERVED_EXIT_CODES 
 _NOT_ID = re.compile(r"[^a-z0-9-]+")
 
 
+# How long the executor's status checks may fail in a row (Batch unreachable, or refusing) before the jobs
+# they could not see are reported failed: the run then fails and can be recovered, rather than wait up to
+# the head job's 7-day limit for an answer.
+STATUS_OUTAGE_S = 1800.0
+
+
+@dataclass
+class Outage:
+    """Failed status checks in a row: since when, and whether that is longer than `limit` seconds."""
+
+    limit: float = STATUS_OUTAGE_S
+    since: float | None = None
+
+    def failed(self, now: float) -> bool:
+        """A check failed at `now`; True once the checks have failed for longer than the limit."""
+        if self.since is None:
+            self.since = now
+        return now - self.since > self.limit
+
+    def ok(self) -> None:
+        """A check succeeded: the outage, if any, is over."""
+        self.since = None
+
+
 @dataclass(frozen=True)
 class TaskRequest:
     """One Snakemake job, as the executor plugin reads it: what it runs and what it asks for."""
