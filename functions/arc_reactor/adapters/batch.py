@@ -350,24 +350,8 @@ class BatchService:
         CANCEL_DEADLINE_S (plus one call's retry deadline); calling again finishes what is left."""
         deadline = self._clock() + CANCEL_DEADLINE_S
         failures: list[str] = []
-        orchestrator = self.job_name(run_id)
-        orchestrator_ok = self._try_cancel(orchestrator, failures)
-        try:
-            query = f"{run_label_filter(run_id)} AND {ACTIVE_JOBS_FILTER}"
-            found = self.list_jobs(query, limit=MAX_TASK_JOBS + 1)  # one more tells whether any is left
-        except BatchError as exc:
-            failures.append(f"listing the run's task jobs: {exc}")
-            found = []
-        if len(found) > MAX_TASK_JOBS:
-            failures.append(f"more than {MAX_TASK_JOBS} active jobs: cancel again for the rest")
-        # The orchestrator was cancelled above; a cancel still in flight can list as RUNNING for a moment.
-        tasks = [j.name for j in found[:MAX_TASK_JOBS] if job_id_of(j.name) != job_id_of(orchestrator)]
-        cancelled = self.cancel_each(
-            tasks,
-            failures,
-            out_of_time=lambda: self._clock() >= deadline,
-            late=f"cancelling ran past {CANCEL_DEADLINE_S:.0f} s",
-        )
+        orchestrator_ok = self._try_cancel(self.job_name(run_id), failures)
+        cancelled = self.cancel_task_jobs(run_id, failures, deadline)
         summary = CancelSummary(orchestrator_ok, cancelled, failures)
         log.log(
             logging.INFO if summary.complete else logging.WARNING,
@@ -383,6 +367,30 @@ class BatchService:
             },
         )
         return summary
+
+    def cancel_task_jobs(self, run_id: str, failures: list[str], deadline: float | None = None) -> list[str]:
+        """Cancel every still-active job labelled with the run's id but its orchestrator job (an engine's
+        task jobs); the names cancelled, what went wrong appended to `failures`, never raised. Bounded by
+        MAX_TASK_JOBS jobs and `deadline` (this service's clock; default CANCEL_DEADLINE_S from now)."""
+        deadline = self._clock() + CANCEL_DEADLINE_S if deadline is None else deadline
+        orchestrator = job_id_for(run_id)
+        try:
+            query = f"{run_label_filter(run_id)} AND {ACTIVE_JOBS_FILTER}"
+            found = self.list_jobs(query, limit=MAX_TASK_JOBS + 1)  # one more tells whether any is left
+        except BatchError as exc:
+            failures.append(f"listing the run's task jobs: {exc}")
+            found = []
+        if len(found) > MAX_TASK_JOBS:
+            failures.append(f"more than {MAX_TASK_JOBS} active jobs: cancel again for the rest")
+        # A cancel of the orchestrator still in flight can list it as RUNNING for a moment; and a retried
+        # orchestrator cancelling its earlier attempt's task jobs must not cancel itself.
+        tasks = [j.name for j in found[:MAX_TASK_JOBS] if job_id_of(j.name) != orchestrator]
+        return self.cancel_each(
+            tasks,
+            failures,
+            out_of_time=lambda: self._clock() >= deadline,
+            late=f"cancelling ran past {CANCEL_DEADLINE_S:.0f} s",
+        )
 
     def cancel_each(
         self, names: Iterable[str], failures: list[str], *, out_of_time: Callable[[], bool], late: str

@@ -226,38 +226,19 @@ def batch_of(env: JobEnv, ws: Workspace) -> SnakemakeOnBatch | None:
     )
 
 
-STALE_CANCEL_DEADLINE_S = 60.0
-
-
 def cancel_stale_task_jobs(ctx: Context) -> list[str]:
     """A retried head job: cancel the task jobs an earlier attempt left going (its VM died without
     Snakemake cancelling them), so that no job runs twice at once when Snakemake submits it again. What
     cannot be cancelled is a warning: the sweeper stops it once the run has ended. The names cancelled."""
-    import time
+    from arc_reactor.adapters.batch import BatchService, make_batch_client
 
-    from arc_reactor.adapters.batch import ACTIVE_JOBS_FILTER, BatchService, make_batch_client
-    from arc_reactor.core.ids import job_id_of
-    from arc_reactor.core.labels import run_label_filter
-    from arc_reactor.core.snakemake_batch import TASK_JOB_PREFIX
-    from arc_reactor.errors import BatchError
-
-    run_id = ctx.env.run_id
-    batch = BatchService(make_batch_client(ctx.settings), ctx.settings)
-    try:
-        found = batch.list_jobs(f"{run_label_filter(run_id)} AND {ACTIVE_JOBS_FILTER}", limit=5000)
-    except BatchError as exc:
-        log.warning("could not list the run's task jobs: %s", exc, extra={"event": "stale_task_jobs"})
-        return []
-    stale = [j.name for j in found if job_id_of(j.name).startswith(f"{TASK_JOB_PREFIX}{run_id}-")]
     failures: list[str] = []
-    deadline = time.monotonic() + STALE_CANCEL_DEADLINE_S
-    cancelled = batch.cancel_each(
-        stale, failures, out_of_time=lambda: time.monotonic() > deadline,
-        late=f"past the {STALE_CANCEL_DEADLINE_S:.0f} s deadline",
-    )  # fmt: skip
-    if stale:
-        log.info(
-            "cancelled %d task job(s) an earlier attempt left going; %d not cancelled", len(cancelled),
+    batch = BatchService(make_batch_client(ctx.settings), ctx.settings)
+    cancelled = batch.cancel_task_jobs(ctx.env.run_id, failures)
+    if cancelled or failures:
+        log.log(
+            logging.WARNING if failures else logging.INFO,
+            "cancelled %d task job(s) an earlier attempt left going; %d failure(s)", len(cancelled),
             len(failures), extra={"event": "stale_task_jobs", "detail": {"failures": failures[:20]}},
         )  # fmt: skip
     return cancelled
