@@ -131,7 +131,7 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
 
     def run_job(self, job: JobExecutorInterface) -> None:
         """Create the job's Batch job and report it submitted."""
-        from arc_reactor.core.snakemake_batch import TaskRequest, task_job_id, task_job_request, task_script
+        from arc_reactor.core.snakemake_batch import TaskRequest, task_job_request, task_script
         from arc_reactor.errors import ArcError
 
         rule = job.name if not job.is_group() else f"group-{job.name}"
@@ -144,16 +144,13 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
             runtime_min=_int_resource(job, "runtime"),
             disk_mib=_int_resource(job, "disk_mib", "disk_mb"),
         )
-        submission = next(self.submissions)
-        attempt = self.run_env.retry_attempt
-        job_id = task_job_id(self.run_env.run_id, rule, request.jobid, attempt, submission)
         logs = _local_logs(job)
         create = task_job_request(
             request,
             self.setup,
             run_id=self.run_env.run_id,
-            attempt=attempt,
-            submission=submission,
+            attempt=self.run_env.retry_attempt,
+            submission=next(self.submissions),
             script=task_script(sys.executable, self.context, request.command, logs=logs),
             # what Snakemake passes to its jobs through the environment (the storage plugin's settings)
             env=dict(self.workflow.spawned_job_args_factory.envvars()),
@@ -165,7 +162,7 @@ class Executor(RemoteExecutor):  # type: ignore[misc]
         # The logger plugin (--logger arc) puts the Batch job on the job's ledger row.
         task = {TASK_JOB: created.name, TASK_JOBID: job.jobid, TASK_SPOT: self.setup.policy.spot}
         self.logger.info(f"Rule {rule} (job {job.jobid}) is Batch job {created.name}", extra=task)
-        aux = {"rule": rule, "logs": logs, "job_id": job_id, "running": False}
+        aux = {"logs": logs, "job_id": create.job_id, "running": False}
         self.report_job_submission(SubmittedJobInfo(job, external_jobid=created.name, aux=aux))
 
     def failed_logs(self, info: SubmittedJobInfo) -> list[str]:

@@ -97,12 +97,11 @@ class Ledger:
         self.changed = True
 
     def note(self, job_id: Any, **fields: Any) -> None:
-        """More about the job's current attempt, its status unchanged (its Batch job, from the executor)."""
-        from arc_reactor.core.tasks import TaskUpdate
-
-        key = str(job_id)
-        status = self.jobs.get(key, ("?", "submitted"))[1]
-        self.pending.append(TaskUpdate(key, status, self.attempts.setdefault(key, 1), **fields))
+        """More about a known job's current attempt, its status unchanged (its Batch job, from the
+        executor)."""
+        current = self.jobs.get(str(job_id))
+        if current is not None:
+            self.update(job_id, current[1], **fields)
 
     def plan(self, stats: Any) -> None:
         """RUN_INFO: the jobs this run will run, per rule."""

@@ -148,10 +148,10 @@ class Snakemake:
         if on_batch(ctx):
             if ctx.env.retry_attempt > 0:
                 cancel_stale_task_jobs(ctx)
-            stage_inputs(ctx, params, place=partial(_copy_to_work, ctx), inputs_root=Path("inputs"))
+            stage_inputs(ctx, params, place=partial(_copy_to_work, ctx))
             upload_task_context(ctx)
         else:
-            stage_inputs(ctx, params, place=partial(_download_to_run_dir, ctx), inputs_root=None)
+            stage_inputs(ctx, params, place=partial(_download_to_run_dir, ctx))
         if ctx.env.resume:
             count_dag(ctx)
 
@@ -335,9 +335,7 @@ def count_dag(ctx: Context) -> bool:
     return True
 
 
-def stage_inputs(
-    ctx: Context, params: dict[str, Any], *, place: Callable[[str, Path, str], None], inputs_root: Path | None
-) -> None:
+def stage_inputs(ctx: Context, params: dict[str, Any], *, place: Callable[[str, Path, str], None]) -> None:
     """Snakemake reads what the samplesheet names by paths relative to run_dir: `place` puts every gs://
     file there (downloaded into run_dir, or copied to the work/ prefix where the storage plugin finds it),
     and the samplesheet and params are written into the task context with those paths."""
@@ -355,7 +353,7 @@ def stage_inputs(
         raise OrchestrationError("invalid_input", "the samplesheet is empty")
     header, data = rows[0], rows[1:]
     staged: dict[str, Path] = {}
-    inputs = inputs_root or ws.inputs_dir.relative_to(ws.run_dir)
+    inputs = ws.inputs_dir.relative_to(ws.run_dir)
     for uri, line, column in gs_cells(data, header):
         rel = local_input_path(uri, inputs)
         place(uri, rel, f"input file (samplesheet line {line}, {column})")
