@@ -191,8 +191,7 @@ def _ended_before_cancel(deps: Deps, run_id: str, job: JobStatus) -> RunStatus |
         run = deps.runs.get_run(run_id)
     except NotFound:
         return None
-    status = RunStatus(run.status)
-    ended = run.ended_at
+    status, ended = run.run_status, run.ended_at
     if is_terminal(status) and status != RunStatus.CANCELLED and ended is not None and ended < min(asked):
         return status
     return None

@@ -14,7 +14,7 @@ cancelling has its jobs cancelled again.
 One run that cannot be checked (Batch or the database unavailable, permission refused) is counted in
 `errors` and does not stop the others.
 
-Orphaned jobs: an engine's task jobs (Nextflow's google-batch executor, Snakemake's googlebatch plugin) can
+Orphaned jobs: an engine's task jobs (Nextflow's google-batch executor, Snakemake's executor plugin) can
 outlive their run when the engine dies without stopping them: VMs that bill until their own time limit
 (nextflow-io/nextflow#3847, #4378). Every sweep also lists this deployment's still-active jobs (label
 app=arc-reactor, at most ORPHAN_SCAN jobs) and cancels those whose run ended more than ORPHAN_GRACE ago
