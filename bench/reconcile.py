@@ -10,7 +10,12 @@ service publishes. BENCH_TRAFFIC=frozen (default): every job is walked to its en
 sees the final truth, as for a late delivery. BENCH_TRAFFIC=live: jobs move one state per round while the
 previous round's notifications are delivered, so GetJobs see states ahead of their message.
 The floor, measured in the same process on the same events: one GetJob (real client to the local service)
-plus one single-row UPDATE on an autocommit connection (one round trip) per event. Prints one JSON line."""
+plus one single-row UPDATE on an autocommit connection (one round trip) per event.
+BENCH_MEMO=on (default) is the function as shipped: a process remembers the runs it has seen ended
+(core/ended_runs.py), so their later deliveries that can change nothing make no database statement.
+BENCH_MEMO=off forgets every run at once, as if each delivery reached an instance that never saw its run:
+every delivery then takes the database path. db_statements_per_delivery counts the function's statements
+(the floor makes exactly one). Prints one JSON line."""
 
 from __future__ import annotations
 
@@ -32,6 +37,7 @@ if TYPE_CHECKING:
 N_RUNS = int(os.environ.get("BENCH_RUNS", "1000"))
 TRANSPORT = os.environ.get("BENCH_TRANSPORT", "test_client")
 TRAFFIC = os.environ.get("BENCH_TRAFFIC", "frozen")
+MEMO = os.environ.get("BENCH_MEMO", "on")
 CHUNK = 250  # deliveries per alternation between the reconcile and the floor
 TOPIC = "projects/arc-bench/topics/batch"
 SEED = 20240611
@@ -226,6 +232,28 @@ def measure(post, client, engine, chunks) -> dict[str, object]:
     }
 
 
+def count_statements(engine) -> list[int]:
+    """A one-item list that counts the statements `engine` sends from now on."""
+    from sqlalchemy import event
+
+    count = [0]
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _count(*_args: object) -> None:
+        count[0] += 1
+
+    return count
+
+
+def forget_ended_runs(forget: bool) -> None:
+    """With `forget`, give the function's Deps a memo that keeps nothing (BENCH_MEMO=off)."""
+    if forget:
+        from arc_reactor.core.ended_runs import EndedRuns
+        from arc_reactor.wiring import get_deps
+
+        get_deps().__dict__["ended_runs"] = EndedRuns(capacity=0)  # what the cached_property returns
+
+
 def check(engine, expected: dict[str, str]) -> tuple[int, int]:
     """(runs whose final status is not the truth, transitions recorded more than once)."""
     from sqlalchemy import text
@@ -270,8 +298,11 @@ def main() -> None:
         else:
             chunks = live_chunks(parts, inbox, jobs, expected)
         setup_s = time.perf_counter() - setup_started
+        statements = count_statements(engine)  # the function's engine: get_engine gives one per URL
+        forget_ended_runs(MEMO == "off")
         with poster() as (transport, post):
             m = measure(post, client, floor_engine, chunks)
+        function_statements = statements[0]
         wrong, dupes = check(engine, expected)
     finally:
         client.transport.close()
@@ -293,6 +324,8 @@ def main() -> None:
                     "p50": round(percentile(latencies, 50), 2),
                     "p95": round(percentile(latencies, 95), 2),
                 },
+                "memo": MEMO,
+                "db_statements_per_delivery": round(function_statements / n, 3),
                 "wrong_final_states": wrong,
                 "duplicate_transitions": dupes,
                 "non_200": m["errors"],

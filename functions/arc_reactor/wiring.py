@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from arc_reactor.api.auth import Authenticator, TokenVerifier
     from arc_reactor.api.run_logs import RunLogSource
     from arc_reactor.api.sse import EventHub
+    from arc_reactor.core.ended_runs import EndedRuns
     from arc_reactor.core.registry import Registry
     from arc_reactor.core.schemas import SchemaSource
     from arc_reactor.services.run_store import RunStore
@@ -75,6 +76,14 @@ class Deps:
         from arc_reactor.adapters.batch import BatchService, make_batch_client
 
         return BatchService(make_batch_client(self.settings), self.settings)
+
+    @cached_property
+    def ended_runs(self) -> EndedRuns:
+        """Runs reconcile has seen ended in this process (core/ended_runs.py): their late and duplicate
+        notifications need no database work."""
+        from arc_reactor.core.ended_runs import EndedRuns
+
+        return EndedRuns()
 
     @cached_property
     def registry(self) -> Registry:

@@ -242,3 +242,51 @@ def test_any_interleaving_ends_in_the_truth_without_regressing(world, sc: Scenar
     attempts = [note["attempt"] for note in notes]
     assert len(attempts) == len(set(attempts)) and set(attempts) <= {1, 2}
     assert not [r for r in rows if r.kind == "conflict"]  # hooks and Batch agree in this world
+
+
+def _statements(engine) -> tuple[list[str], object]:
+    """A list that collects the statements `engine` sends, and the listener to remove afterwards."""
+    from sqlalchemy import event
+
+    sent: list[str] = []
+
+    def collect(_conn, _cursor, statement, *_rest) -> None:
+        sent.append(statement)
+
+    event.listen(engine, "before_cursor_execute", collect)
+    return sent, collect
+
+
+def test_an_ended_runs_later_deliveries_touch_the_database_only_to_record_something_new(world) -> None:
+    """Once reconcile has seen a run ended, a delivery that can change nothing makes no statement; a task
+    retry not yet noted and a terminal conflict still reach the database, once each."""
+    from sqlalchemy import event
+
+    deps, server, inbox = world
+    sc = Scenario("SUCCEEDED", [("state", "RUNNING", None)], 0)
+    run = Run(deps, server, inbox, sc)
+    run.advance()
+    runs_repo.transition(deps.engine, run.run_id, RunStatus.COMPLETED, "hook")  # the pipeline ended
+    running = run.pending[-1]
+    run.deliver(running)  # the job is still RUNNING: nothing to apply, and the run is seen ended
+    sent, listener = _statements(deps.engine)
+    try:
+        run.deliver(running)
+        assert sent == []  # a duplicate of a delivery that changed nothing
+        server.retry_task(run.job, 50001)  # the VM is preempted while the job winds down
+        run.deliver(running)
+        assert any("'note'" in statement for statement in sent)  # the retry is noted
+        sent.clear()
+        run.deliver(running)
+        assert sent == []  # and remembered as noted
+        server.set_job_state(run.job, "FAILED", exit_code=50001)  # Batch gives up: it disagrees
+        run.deliver(running)
+        run.deliver(running)
+    finally:
+        event.remove(deps.engine, "before_cursor_execute", listener)
+    assert run.status() == RunStatus.COMPLETED  # the first terminal state wins
+    events = runs_repo.list_events(deps.engine, run.run_id)
+    notes = [e["detail"]["attempt"] for e in events if e["kind"] == "note"]
+    conflicts = [(e["source"], e["to_status"]) for e in events if e["kind"] == "conflict"]
+    assert notes == [1]
+    assert conflicts == [("batch", "failed")]

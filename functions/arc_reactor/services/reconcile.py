@@ -8,7 +8,9 @@ message names its job by TaskName and JobUID only: core/ids.py notification_job,
 creation when the message has no name); a task
 attempt that Batch retried (spot preemption and other infrastructure exit codes) becomes one `note` event
 per attempt, so users see "preempted, retrying". When two sources disagree on the outcome, the first
-terminal state wins and the conflict is recorded with both sides (runs_repo.transition; docs/batch.md)."""
+terminal state wins and the conflict is recorded with both sides (runs_repo.transition; docs/batch.md).
+Once a run is seen ended, its later deliveries that can change nothing skip the database
+(core/ended_runs.py)."""
 
 from __future__ import annotations
 
@@ -88,6 +90,8 @@ def reconcile_run(
     target = job.run_status
     if target is None:
         return ReconcileResult("unchanged", run_id)
+    if (known := deps.ended_runs.settled(run_id, target, len(job.retries))) is not None:
+        return ReconcileResult("unchanged", run_id, known.value)  # what the database would answer
     if target == RunStatus.CANCELLED and (ended := _ended_before_cancel(deps, run_id, job)) is not None:
         return ReconcileResult("unchanged", run_id, ended.value)
     fields, detail = _outcome_fields(job)
@@ -112,6 +116,7 @@ def reconcile_run(
         return ReconcileResult("ignored", run_id)
     if job.retries:
         _note_retries(deps, run_id, job.retries, source)
+    deps.ended_runs.remember(run_id, res.current, len(job.retries))
     if res.applied:
         return ReconcileResult("applied", run_id, target.value)
     return ReconcileResult("unchanged", run_id, res.current.value)
