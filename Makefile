@@ -55,6 +55,7 @@ bench: install  # each prints one JSON line of figures
 	NO_GCE_CHECK=true $(BIN)/python bench/submit.py --burst
 	NO_GCE_CHECK=true $(BIN)/python bench/reconcile.py
 	NO_GCE_CHECK=true BENCH_TRAFFIC=live $(BIN)/python bench/reconcile.py
+	NO_GCE_CHECK=true BENCH_MEMO=off $(BIN)/python bench/reconcile.py
 	NO_GCE_CHECK=true $(BIN)/python bench/list_runs.py
 	NO_GCE_CHECK=true $(BIN)/python bench/ledger.py
 	NO_GCE_CHECK=true $(BIN)/python bench/tasks.py

@@ -2,7 +2,11 @@
 notification delivered twice and all deliveries shuffled, posted one after another to the real
 reconcile_batch_event app (functions-framework `create_app`) on PostgreSQL and the local Batch service.
 
-BENCH_TRANSPORT=test_client (default) posts through the app's WSGI test client: the function's own cost.
+BENCH_TRANSPORT=wsgi (default) calls the app itself with each request's WSGI environ, built before the
+clock starts (as an HTTP server builds it from the socket): the function's own cost, functions-framework's
+middleware, Flask's dispatch and the CloudEvent's parsing included.
+BENCH_TRANSPORT=test_client posts through the app's WSGI test client, which adds the client's building of
+each request and wrapping of each answer (about 0.1 ms a delivery).
 BENCH_TRANSPORT=http serves the app over HTTP on loopback (local/functions_host.serve_function, werkzeug's
 threaded development server) and posts with `requests`, which adds that server's and client's cost.
 Jobs are held (run_jobs=False) and their states set directly, so the notifications are the ones the local
@@ -24,10 +28,11 @@ import logging
 import os
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from _parts import ROOT, Parts, percentile
 
@@ -35,7 +40,7 @@ if TYPE_CHECKING:
     from arc_reactor.local.notifications import NotificationLog
 
 N_RUNS = int(os.environ.get("BENCH_RUNS", "1000"))
-TRANSPORT = os.environ.get("BENCH_TRANSPORT", "test_client")
+TRANSPORT = os.environ.get("BENCH_TRANSPORT", "wsgi")
 TRAFFIC = os.environ.get("BENCH_TRAFFIC", "frozen")
 MEMO = os.environ.get("BENCH_MEMO", "on")
 CHUNK = 250  # deliveries per alternation between the reconcile and the floor
@@ -152,22 +157,37 @@ def requests_for(
     return out
 
 
-def deliver(post, deliveries: list[tuple[str, dict[str, str], str]]) -> tuple[float, list[float], int]:
-    """Post each delivery in order; (seconds, per-request ms, non-200 answers)."""
+def deliver(
+    transport: Transport, deliveries: list[tuple[str, dict[str, str], str]]
+) -> tuple[float, list[float], int]:
+    """Send each delivery in order (each request prepared before the clock starts); (seconds, per-request
+    ms, non-200 answers)."""
+    prepared = [transport.prepare(headers, body) for _job, headers, body in deliveries]
     latencies, errors = [], 0
     started = time.perf_counter()
-    for _job, headers, body in deliveries:
+    for request in prepared:
         sent = time.perf_counter()
-        status = post(headers, body)
+        status = transport.send(request)
         latencies.append((time.perf_counter() - sent) * 1000)
         errors += status != 200
     return time.perf_counter() - started, latencies, errors
 
 
+@dataclass(frozen=True)
+class Transport:
+    """How deliveries reach the function: prepare(headers, body) -> request, send(request) -> HTTP status."""
+
+    description: str
+    prepare: Callable[[dict[str, str], str], Any]
+    send: Callable[[Any], int]
+
+
 @contextmanager
-def poster() -> Iterator[tuple[str, object]]:
-    """(transport description, post(headers, body) -> HTTP status) for BENCH_TRANSPORT."""
-    if TRANSPORT == "http":
+def transport_for(name: str) -> Iterator[Transport]:
+    """The Transport that BENCH_TRANSPORT names."""
+    from functions_framework import create_app
+
+    if name == "http":
         import requests
 
         from arc_reactor.local.functions_host import serve_function, stop_function
@@ -176,21 +196,38 @@ def poster() -> Iterator[tuple[str, object]]:
         session = requests.Session()
         session.trust_env = False  # loopback only: never a proxy from the environment
         try:
-            yield (
+            yield Transport(
                 "http: served on loopback by local/functions_host.serve_function",
-                lambda h, b: session.post(fn.url, data=b, headers=h, timeout=30).status_code,
+                lambda h, b: (h, b),
+                lambda r: session.post(fn.url, data=r[1], headers=r[0], timeout=30).status_code,
             )
         finally:
             stop_function(fn)
         return
-    from functions_framework import create_app
+    app = create_app("reconcile_batch_event", str(ROOT / "functions" / "main.py"), "cloudevent")
+    if name == "test_client":
+        client = app.test_client()
+        yield Transport(
+            "test_client: functions-framework create_app(...).test_client()",
+            lambda h, b: (h, b),
+            lambda r: client.post("/", headers=r[0], data=r[1]).status_code,
+        )
+        return
+    from werkzeug.test import EnvironBuilder
 
-    client = create_app(
-        "reconcile_batch_event", str(ROOT / "functions" / "main.py"), "cloudevent"
-    ).test_client()
-    yield (
-        "test_client: functions-framework create_app(...).test_client()",
-        lambda h, b: client.post("/", headers=h, data=b).status_code,
+    def send(environ: dict[str, Any]) -> int:
+        answer: list[str] = []
+        body = app(environ, lambda status, _headers, _exc=None: answer.append(status))
+        try:
+            b"".join(body)
+        finally:
+            getattr(body, "close", lambda: None)()
+        return int(answer[0].split()[0])
+
+    yield Transport(
+        "wsgi: functions-framework create_app(...) called with a prepared environ",
+        lambda h, b: EnvironBuilder(path="/", method="POST", headers=h, data=b).get_environ(),
+        send,
     )
 
 
@@ -211,7 +248,7 @@ def floor(client, engine, deliveries: list[tuple[str, dict[str, str], str]]) -> 
     return time.perf_counter() - started
 
 
-def measure(post, client, engine, chunks) -> dict[str, object]:
+def measure(transport: Transport, client, engine, chunks) -> dict[str, object]:
     """Reconcile and floor on the same deliveries, alternating in chunks so that both see the same
     background load (the floor's UPDATE touches only updated_at, never a status)."""
     reconcile_s = floor_s = 0.0
@@ -219,7 +256,7 @@ def measure(post, client, engine, chunks) -> dict[str, object]:
     errors = delivered = 0
     for chunk in chunks:
         delivered += len(chunk)
-        seconds, lat, err = deliver(post, chunk)
+        seconds, lat, err = deliver(transport, chunk)
         reconcile_s, errors = reconcile_s + seconds, errors + err
         latencies += lat
         floor_s += floor(client, engine, chunk)
@@ -300,8 +337,8 @@ def main() -> None:
         setup_s = time.perf_counter() - setup_started
         statements = count_statements(engine)  # the function's engine: get_engine gives one per URL
         forget_ended_runs(MEMO == "off")
-        with poster() as (transport, post):
-            m = measure(post, client, floor_engine, chunks)
+        with transport_for(TRANSPORT) as transport:
+            m = measure(transport, client, floor_engine, chunks)
         function_statements = statements[0]
         wrong, dupes = check(engine, expected)
     finally:
@@ -314,7 +351,7 @@ def main() -> None:
         json.dumps(
             {
                 "bench": "reconcile",
-                "transport": transport,
+                "transport": transport.description,
                 "traffic": TRAFFIC,
                 "runs": N_RUNS,
                 "notifications": len(inbox.items),

@@ -24,7 +24,7 @@ from arc_reactor.core.events import PubSubMessage, event_age_seconds
 from arc_reactor.core.ids import notification_job, run_id_from_job
 from arc_reactor.core.layout import hook_marker_name
 from arc_reactor.core.run_record import RunRecord
-from arc_reactor.core.status import RunStatus, is_terminal
+from arc_reactor.core.status import RunStatus, is_terminal, is_terminal_conflict
 from arc_reactor.errors import BatchJobNotFoundError, NotFound
 from arc_reactor.services.status_change import change_status
 from arc_reactor.wiring import Deps
@@ -92,14 +92,15 @@ def reconcile_run(
         return ReconcileResult("unchanged", run_id)
     if (known := deps.ended_runs.settled(run_id, target, len(job.retries))) is not None:
         return ReconcileResult("unchanged", run_id, known.value)  # what the database would answer
-    if target == RunStatus.CANCELLED and (ended := _ended_before_cancel(deps, run_id, job)) is not None:
-        return ReconcileResult("unchanged", run_id, ended.value)
+    ended = _ended_run(deps, run_id) if target in _READ_RUN_FIRST else None
+    if ended is not None:
+        if target == RunStatus.CANCELLED and _cancelled_after_end(ended, job):
+            return ReconcileResult("unchanged", run_id, ended.status)
+        if not job.retries and not is_terminal_conflict(ended.status, target):
+            deps.ended_runs.remember(run_id, ended.run_status, 0)
+            return ReconcileResult("unchanged", run_id, ended.status)  # the transition's answer
     fields, detail = _outcome_fields(job)
-    if (
-        target == RunStatus.FAILED
-        and not _has_ended(deps, run_id)
-        and (left := _hook_outcome(deps, run_id)) is not None
-    ):
+    if target == RunStatus.FAILED and ended is None and (left := _hook_outcome(deps, run_id)) is not None:
         fields.update(left)  # the engine's own error, which the hook could not record, beats Batch's
         detail["hook_marker"] = True
     if hint:
@@ -172,34 +173,32 @@ def _finish_submission(deps: Deps, run: RunRecord, source: str) -> ReconcileResu
 _MARKER_FIELDS = frozenset({"error_code", "error_message", "error_task", "exit_code", "session_id"})
 
 
-def _has_ended(deps: Deps, run_id: str) -> bool:
-    """True when the run is already terminal: a FAILED job's later deliveries (duplicates, the sweeper) then
-    cannot change it, so the hook's marker is not read for them (a storage GET is many database reads)."""
-    try:
-        return is_terminal(deps.runs.get_run(run_id).status)
-    except NotFound:
-        return False  # the transition says so, as for any other target
+# Targets whose handling depends on whether the run has ended: a FAILED job's hook marker is read only for a
+# run still going, and a CANCELLED job may have been cancelled after its run ended.
+_READ_RUN_FIRST = frozenset({RunStatus.FAILED, RunStatus.CANCELLED})
 
 
-def _ended_before_cancel(deps: Deps, run_id: str, job: JobStatus) -> RunStatus | None:
-    """The run's status when it had already ended before anyone asked Batch to cancel its job: the
-    sweeper stopping a job left running after its run ended (services/sweep.py, orphans), or a person
-    cancelling it by hand. That cancel is no other account of how the run ended, so it changes nothing
-    and is no conflict. None otherwise (the cancel may decide the run, or contradict its hooks)."""
-    asked = [
-        e.time for e in job.events
-        if e.time is not None and e.new_state in ("CANCELLATION_IN_PROGRESS", "CANCELLED")
-    ]  # fmt: skip
-    if not asked:
-        return None
+def _ended_run(deps: Deps, run_id: str) -> RunRecord | None:
+    """The run when it has already ended, else None (also for an unknown run: the transition says so).
+    For an ended run the transition's answer is known, so a duplicate costs this read alone; and a FAILED
+    job's later deliveries do not read the hook's marker (a storage GET is many database reads)."""
     try:
         run = deps.runs.get_run(run_id)
     except NotFound:
         return None
-    status, ended = run.run_status, run.ended_at
-    if is_terminal(status) and status != RunStatus.CANCELLED and ended is not None and ended < min(asked):
-        return status
-    return None
+    return run if is_terminal(run.status) else None
+
+
+def _cancelled_after_end(run: RunRecord, job: JobStatus) -> bool:
+    """True when the (ended) run had ended before anyone asked Batch to cancel its job: the sweeper stopping a
+    job left running after its run ended (services/sweep.py, orphans), or a person cancelling it by hand.
+    That cancel is no other account of how the run ended, so it changes nothing and is no conflict."""
+    asked = [
+        e.time for e in job.events
+        if e.time is not None and e.new_state in ("CANCELLATION_IN_PROGRESS", "CANCELLED")
+    ]  # fmt: skip
+    ended = run.ended_at
+    return bool(asked) and run.run_status != RunStatus.CANCELLED and ended is not None and ended < min(asked)
 
 
 def _hook_outcome(deps: Deps, run_id: str) -> dict[str, Any] | None:
