@@ -4,6 +4,9 @@ the suite's)."""
 
 import json
 import os
+import shutil
+import tempfile
+from pathlib import Path
 
 import psutil
 import pytest
@@ -11,12 +14,22 @@ import pytest
 pytestmark = pytest.mark.integration
 
 
-def test_a_second_stack_is_refused_and_stop_stops_postgres(tmp_path, monkeypatch):
+@pytest.fixture
+def state():
+    """The stack's state folder, deleted afterwards. Not under pytest's tmp_path: that is closed to others,
+    so its PostgreSQL data would move to a folder of its own under the temp dir (db._reachable_pg_dir)
+    that outlives the test."""
+    top = Path(tempfile.mkdtemp(prefix="arc-stack-lock-"))
+    top.chmod(0o755)
+    yield top / "state"
+    shutil.rmtree(top, ignore_errors=True)
+
+
+def test_a_second_stack_is_refused_and_stop_stops_postgres(state, monkeypatch):
     from arc_reactor.adapters.db import _pg_servers, _reachable_pg_dir
     from arc_reactor.local.stack import LocalStack, StackBusy
 
     monkeypatch.delenv("DATABASE_URL", raising=False)  # the stack starts its own PostgreSQL
-    state = tmp_path / "state"
     first = LocalStack(state_dir=state, persistent_storage=False).start()
     try:
         (state / "local.json").write_text(json.dumps({"api_url": "http://127.0.0.1:9", "pid": os.getpid()}))
