@@ -208,3 +208,28 @@ def test_a_retried_head_job_cancels_the_task_jobs_its_earlier_attempt_left_going
     _wait_for(lambda: task_jobs(stack, runs[0])[0].status.state.name == "CANCELLED", 30, "cancelled")
     assert task_jobs(stack, runs[1])[0].status.state.name == "RUNNING"  # another run's: left alone
     batch.cancel_job(task_jobs(stack, runs[1])[0].name)
+
+
+def test_finish_after_a_failed_prepare_delivers_nothing_of_the_lineage(gcs, tmp_path):
+    """A recovery's prepare failed before it uploaded its task context (an input missing, say), so none of
+    its jobs ran. The lineage's work/ prefix then holds only its parent's outputs: finish must not deliver
+    them as this run's results and rule logs."""
+    from arc_reactor.core.engine_command import Workspace
+    from arc_reactor.core.ids import new_run_id
+    from arc_reactor.core.job_env import JobEnv
+    from arc_reactor.orchestrator.engines import Snakemake
+    from arc_reactor.orchestrator.storage_io import Context
+    from arc_reactor.settings import Settings
+
+    gcs.write_bytes("arc-runs", "work/r-parent/results/summary.tsv", b"the parent's summary\n")
+    gcs.write_bytes("arc-runs", "work/r-parent/logs/stats/sample1.log", b"the parent's log\n")
+    run_id = new_run_id()
+    env = JobEnv(
+        run_id=run_id, pipeline="arc/fastq-stats", pipeline_version="1.0.0", engine="snakemake",
+        config_uri="", params_uri=f"gs://arc-runs/runs/{run_id}/inputs/params.yaml",
+        work_dir="gs://arc-runs/work/r-parent/", is_recovery=True,
+        results_dir=f"gs://arc-runs/runs/{run_id}/results/", logs_dir=f"gs://arc-runs/runs/{run_id}/logs/",
+    )  # fmt: skip
+    settings = Settings(local=True, snakemake_executor="batch", runs_bucket="arc-runs")
+    assert Snakemake().finish(Context(env, Workspace.at(tmp_path), settings)) == (0, 0)
+    assert gcs.list_names("arc-runs", f"runs/{run_id}/") == []

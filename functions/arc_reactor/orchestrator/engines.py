@@ -188,7 +188,7 @@ class Snakemake:
         ws = ctx.ws
         saved, save_failed = workdir_sync.save(ctx)
         results_uri = _results_uri(ctx).rstrip("/")
-        if on_batch(ctx):
+        if ran_on_batch(ws):
             logs_uri = ctx.env.logs_dir or run_locations(ctx.settings.runs_bucket, ctx.env.run_id).logs
             ok, failed = _copy_from_work(ctx, "results", results_uri)
             rule_logs = f"{logs_uri.rstrip('/')}/rules"
@@ -210,9 +210,17 @@ def on_batch(ctx: Context) -> bool:
     return True
 
 
+def ran_on_batch(ws: Workspace) -> bool:
+    """True once this attempt's prepare has uploaded the task context: from then on Snakemake's jobs are
+    Batch task jobs and their outputs are in the work/ prefix. A prepare that failed before (an input
+    missing, say) leaves nothing there of this run's: the prefix is the lineage's, so what is in it may be
+    a parent run's, never to be delivered as this one's."""
+    return ws.task_context.is_file()
+
+
 def batch_of(env: JobEnv, ws: Workspace) -> SnakemakeOnBatch | None:
     """How Snakemake runs on Batch, when prepare uploaded a task context for it; else None."""
-    if not ws.task_context.is_file():
+    if not ran_on_batch(ws):
         return None
     from arc_reactor.settings import get_settings
 
