@@ -3,8 +3,10 @@ service), started in the benchmark's process. Not a test helper: benchmarks prin
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -35,8 +37,7 @@ class Parts:
         from arc_reactor.local.storage_emulator import StorageEmulator
         from arc_reactor.settings import get_settings
 
-        self.tmp = Path(tempfile.mkdtemp(prefix="arc-bench-"))
-        self.tmp.chmod(0o755)
+        self.tmp = throwaway_dir("arc-bench-")
         self._scratch = contextlib.ExitStack()
         outside = os.environ.get("DATABASE_URL")  # never cleared: a scratch database beside it is used
         url = (
@@ -68,6 +69,16 @@ class Parts:
         self.batch.stop()
         self.emulator.stop()
         self._scratch.close()
+
+
+def throwaway_dir(prefix: str) -> Path:
+    """A new temp folder that PostgreSQL's own user can reach (pgserver runs it as `pgserver` under root),
+    deleted when the process exits: after the embedded PostgreSQL started in it has stopped, since atexit
+    runs the handlers registered later (pgserver's) first."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path.chmod(0o755)
+    atexit.register(shutil.rmtree, path, True)
+    return path
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -107,8 +118,7 @@ def filled_database(
     from arc_reactor.adapters.db import embedded_postgres_url, prepare_engine
     from arc_reactor.local.scratch_db import scratch_database
 
-    tmp = Path(tempfile.mkdtemp(prefix=prefix))
-    tmp.chmod(0o755)
+    tmp = throwaway_dir(prefix)
     outside = os.environ.get("DATABASE_URL")
     url = (
         scratch.enter_context(scratch_database(outside))

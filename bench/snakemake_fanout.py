@@ -81,6 +81,7 @@ def stack_run(session: Any, base: str, sheet: str) -> tuple[float, str, str]:
 
 def main() -> None:
     import requests
+    from _parts import throwaway_dir
 
     from arc_reactor.core.ids import job_id_of
     from arc_reactor.core.labels import run_label_filter
@@ -91,7 +92,7 @@ def main() -> None:
 
     floors = [floor_run() for _ in range(REPEAT)]
     floor_s = statistics.median(t for t, _ in floors)
-    state = Path(tempfile.mkdtemp(prefix="arc-bench-fanout-"))
+    state = throwaway_dir("arc-bench-fanout-")
     stack = LocalStack(state_dir=state, persistent_storage=False).start()
     figures: dict[str, Any] = {}
     try:
