@@ -43,6 +43,13 @@ N_RUNS = int(os.environ.get("BENCH_RUNS", "1000"))
 TRANSPORT = os.environ.get("BENCH_TRANSPORT", "wsgi")
 TRAFFIC = os.environ.get("BENCH_TRAFFIC", "frozen")
 MEMO = os.environ.get("BENCH_MEMO", "on")
+for _name, _value, _allowed in (
+    ("BENCH_TRANSPORT", TRANSPORT, ("wsgi", "test_client", "http")),
+    ("BENCH_TRAFFIC", TRAFFIC, ("frozen", "live")),
+    ("BENCH_MEMO", MEMO, ("on", "off")),
+):
+    if _value not in _allowed:
+        raise SystemExit(f"{_name}={_value!r}: expected one of {', '.join(_allowed)}")
 CHUNK = 250  # deliveries per alternation between the reconcile and the floor
 TOPIC = "projects/arc-bench/topics/batch"
 SEED = 20240611
