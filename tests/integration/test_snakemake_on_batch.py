@@ -211,9 +211,11 @@ def test_a_retried_head_job_cancels_the_task_jobs_its_earlier_attempt_left_going
 
 
 def test_finish_after_a_failed_prepare_delivers_nothing_of_the_lineage(gcs, tmp_path):
-    """A recovery's prepare failed before it uploaded its task context (an input missing, say), so none of
-    its jobs ran. The lineage's work/ prefix then holds only its parent's outputs: finish must not deliver
-    them as this run's results and rule logs."""
+    """finish delivers from the work/ prefix only when this attempt ran there (its task context was
+    uploaded: the rule `command` follows too). Without it, as after a prepare that failed before the upload,
+    the lineage's prefix holds only the parent's outputs, which are not this run's results and rule logs.
+    (The entrypoint does not run finish after a failed prepare; this holds finish to the rule for any
+    caller.)"""
     from arc_reactor.core.engine_command import Workspace
     from arc_reactor.core.ids import new_run_id
     from arc_reactor.core.job_env import JobEnv

@@ -211,10 +211,11 @@ def on_batch(ctx: Context) -> bool:
 
 
 def ran_on_batch(ws: Workspace) -> bool:
-    """True once this attempt's prepare has uploaded the task context: from then on Snakemake's jobs are
-    Batch task jobs and their outputs are in the work/ prefix. A prepare that failed before (an input
-    missing, say) leaves nothing there of this run's: the prefix is the lineage's, so what is in it may be
-    a parent run's, never to be delivered as this one's."""
+    """True once this attempt's prepare has uploaded the task context: Snakemake's jobs are then Batch task
+    jobs and their outputs are in the work/ prefix. `command` and `finish` both decide by it, so they
+    cannot disagree. Without this attempt's context the prefix (the lineage's) holds only earlier runs'
+    outputs, which are not this run's. The entrypoint runs finish only after the engine has run, so this
+    is the rule for any caller rather than a path it takes today."""
     return ws.task_context.is_file()
 
 
