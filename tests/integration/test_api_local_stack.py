@@ -85,9 +85,17 @@ def test_recover_resumes_without_redoing_finished_steps(stack):
     assert summary is not None and len(summary.decode().strip().splitlines()) == 1 + len(SAMPLES)
 
 
-def test_the_demo_submitted_over_wes_runs_to_completion(stack):
+def test_the_demo_submitted_over_wes_runs_to_completion(stack, monkeypatch):
     """GA4GH WES on the local stack: the demo bundle as a WES multipart request, run for real."""
     from arc_reactor.local.demo import DEMO_BUNDLE
+    from arc_reactor.settings import get_settings
+    from arc_reactor.wiring import reset_deps
+
+    # WES is the subject, not where Snakemake runs its jobs: they stay inside the orchestrator (a deployment
+    # setting), which halves the run. Batch task jobs have their own story (test_snakemake_on_batch.py).
+    monkeypatch.setenv("ARC_SNAKEMAKE_EXECUTOR", "local")
+    get_settings.cache_clear()
+    reset_deps()
 
     session, base = _session(), stack.url("runs_api").rstrip("/")
     fields = {
