@@ -15,8 +15,8 @@ sees the final truth, as for a late delivery. BENCH_TRAFFIC=live: jobs move one 
 previous round's notifications are delivered, so GetJobs see states ahead of their message.
 The floor, measured in the same process on the same events: one GetJob (real client to the local service)
 plus one single-row UPDATE on an autocommit connection (one round trip) per event.
-BENCH_MEMO=on (default) is the function as shipped: a process remembers the runs it has seen ended
-(core/ended_runs.py), so their later deliveries that can change nothing make no database statement.
+BENCH_MEMO=on (default) is the function as shipped: a process remembers the status it last saw each run in
+(core/status_memo.py), so deliveries whose answer that settles make no database statement.
 BENCH_MEMO=off forgets every run at once, as if each delivery reached an instance that never saw its run:
 every delivery then takes the database path. db_statements_per_delivery counts the function's statements
 (the floor makes exactly one). Prints one JSON line."""
@@ -289,13 +289,13 @@ def count_statements(engine) -> list[int]:
     return count
 
 
-def forget_ended_runs(forget: bool) -> None:
+def forget_statuses(forget: bool) -> None:
     """With `forget`, give the function's Deps a memo that keeps nothing (BENCH_MEMO=off)."""
     if forget:
-        from arc_reactor.core.ended_runs import EndedRuns
+        from arc_reactor.core.status_memo import StatusMemo
         from arc_reactor.wiring import get_deps
 
-        get_deps().__dict__["ended_runs"] = EndedRuns(capacity=0)  # what the cached_property returns
+        get_deps().__dict__["status_memo"] = StatusMemo(capacity=0)  # what the cached_property returns
 
 
 def check(engine, expected: dict[str, str]) -> tuple[int, int]:
@@ -343,7 +343,7 @@ def main() -> None:
             chunks = live_chunks(parts, inbox, jobs, expected)
         setup_s = time.perf_counter() - setup_started
         statements = count_statements(engine)  # the function's engine: get_engine gives one per URL
-        forget_ended_runs(MEMO == "off")
+        forget_statuses(MEMO == "off")
         with transport_for(TRANSPORT) as transport:
             m = measure(transport, client, floor_engine, chunks)
         function_statements = statements[0]

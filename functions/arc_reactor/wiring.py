@@ -25,9 +25,9 @@ if TYPE_CHECKING:
     from arc_reactor.api.auth import Authenticator, TokenVerifier
     from arc_reactor.api.run_logs import RunLogSource
     from arc_reactor.api.sse import EventHub
-    from arc_reactor.core.ended_runs import EndedRuns
     from arc_reactor.core.registry import Registry
     from arc_reactor.core.schemas import SchemaSource
+    from arc_reactor.core.status_memo import StatusMemo
     from arc_reactor.services.run_store import RunStore
 
 
@@ -78,12 +78,12 @@ class Deps:
         return BatchService(make_batch_client(self.settings), self.settings)
 
     @cached_property
-    def ended_runs(self) -> EndedRuns:
-        """Runs reconcile has seen ended in this process (core/ended_runs.py): their late and duplicate
-        notifications need no database work."""
-        from arc_reactor.core.ended_runs import EndedRuns
+    def status_memo(self) -> StatusMemo:
+        """The status reconcile last saw each run in, in this process (core/status_memo.py): late and
+        duplicate notifications whose answer that settles need no database work."""
+        from arc_reactor.core.status_memo import StatusMemo
 
-        return EndedRuns()
+        return StatusMemo()
 
     @cached_property
     def registry(self) -> Registry:

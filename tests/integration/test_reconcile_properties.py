@@ -257,22 +257,26 @@ def _statements(engine) -> tuple[list[str], object]:
     return sent, collect
 
 
-def test_an_ended_runs_later_deliveries_touch_the_database_only_to_record_something_new(world) -> None:
-    """Once reconcile has seen a run ended, a delivery that can change nothing makes no statement; a task
-    retry not yet noted and a terminal conflict still reach the database, once each."""
+def test_deliveries_whose_answer_is_known_make_no_statement_and_the_rest_still_write(world) -> None:
+    """A delivery the run's last seen status settles makes no statement, even after the run moved on
+    without this process (the hook ended it); a task retry not yet noted and a terminal conflict still
+    reach the database, once each."""
     from sqlalchemy import event
 
     deps, server, inbox = world
     sc = Scenario("SUCCEEDED", [("state", "RUNNING", None)], 0)
     run = Run(deps, server, inbox, sc)
     run.advance()
-    runs_repo.transition(deps.engine, run.run_id, RunStatus.COMPLETED, "hook")  # the pipeline ended
     running = run.pending[-1]
-    run.deliver(running)  # the job is still RUNNING: nothing to apply, and the run is seen ended
+    run.deliver(running)  # applies `running`, and the process remembers it
     sent, listener = _statements(deps.engine)
     try:
         run.deliver(running)
-        assert sent == []  # a duplicate of a delivery that changed nothing
+        assert sent == []  # a duplicate
+        runs_repo.transition(deps.engine, run.run_id, RunStatus.COMPLETED, "hook")  # the pipeline ended
+        sent.clear()
+        run.deliver(running)
+        assert sent == []  # RUNNING cannot apply to a run seen running, wherever it is now
         server.retry_task(run.job, 50001)  # the VM is preempted while the job winds down
         run.deliver(running)
         assert any("'note'" in statement for statement in sent)  # the retry is noted

@@ -35,7 +35,14 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from arc_reactor.adapters.tables import ACTIVE_SQL, among, run_events, run_labels, runs, signing_keys
 from arc_reactor.core.run_record import RunRecord
-from arc_reactor.core.status import PREDECESSORS, TERMINAL, TIMESTAMP_COLUMN, RunStatus, is_terminal_conflict
+from arc_reactor.core.status import (
+    PREDECESSORS,
+    TERMINAL,
+    TIMESTAMP_COLUMN,
+    RunStatus,
+    is_terminal_conflict,
+    never_applies,
+)
 from arc_reactor.errors import NotFound, TransientError
 
 log = logging.getLogger(__name__)
@@ -240,24 +247,9 @@ SELECT cur.status AS current, (SELECT from_status FROM upd) AS applied_from FROM
 """
 
 
-def _reachable(start: RunStatus) -> frozenset[RunStatus]:
-    """`start` and every status the machine can move a run to from it, in any number of changes."""
-    seen, todo = {start}, [start]
-    while todo:
-        here = todo.pop()
-        for target, preds in PREDECESSORS.items():
-            if here in preds and target not in seen:
-                seen.add(target)
-                todo.append(target)
-    return frozenset(seen)
-
-
 # (snapshot status, target) pairs whose "not applied" the fast statement may answer on its own.
 _FINAL_WITHOUT_LOCK = frozenset(
-    (status, target)
-    for status in RunStatus
-    for target in RunStatus
-    if not (_reachable(status) & PREDECESSORS[target])
+    (status, target) for status in RunStatus for target in RunStatus if never_applies(status, target)
 )
 
 # Taking the run's row lock first makes "insert unless already recorded" safe under concurrency.

@@ -83,6 +83,32 @@ def status_for_batch_state(state_name: str) -> RunStatus | None:
     return BATCH_STATE_TO_STATUS.get(state_name)
 
 
+def reachable(start: RunStatus | str) -> frozenset[RunStatus]:
+    """`start` and every status the machine can move a run to from it, in any number of changes."""
+    return _REACHABLE[RunStatus(start)]
+
+
+def never_applies(seen: RunStatus | str, target: RunStatus | str) -> bool:
+    """True when a change to `target` cannot apply to a run once seen in `seen`, whatever has happened to
+    it since: runs only move forward, and no allowed predecessor of `target` lies ahead of `seen`. A
+    status read a moment ago (a snapshot, or one a process remembers) is such a `seen`."""
+    return not (_REACHABLE[RunStatus(seen)] & PREDECESSORS[RunStatus(target)])
+
+
+def _closure(start: RunStatus) -> frozenset[RunStatus]:
+    seen, todo = {start}, [start]
+    while todo:
+        here = todo.pop()
+        for target, preds in PREDECESSORS.items():
+            if here in preds and target not in seen:
+                seen.add(target)
+                todo.append(target)
+    return frozenset(seen)
+
+
+_REACHABLE: dict[RunStatus, frozenset[RunStatus]] = {status: _closure(status) for status in RunStatus}
+
+
 def is_terminal_conflict(current: RunStatus | str, target: RunStatus | str) -> bool:
     """True when a run that already ended is told it ended otherwise: refused (the first terminal state wins)
     and recorded as a conflict with both sides."""

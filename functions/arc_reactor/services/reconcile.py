@@ -9,8 +9,8 @@ creation when the message has no name); a task
 attempt that Batch retried (spot preemption and other infrastructure exit codes) becomes one `note` event
 per attempt, so users see "preempted, retrying". When two sources disagree on the outcome, the first
 terminal state wins and the conflict is recorded with both sides (runs_repo.transition; docs/batch.md).
-Once a run is seen ended, its later deliveries that can change nothing skip the database
-(core/ended_runs.py)."""
+A delivery whose answer the run's last seen status already settles (a late SCHEDULED for a run seen running,
+a duplicate for a run seen ended) skips the database (core/status_memo.py)."""
 
 from __future__ import annotations
 
@@ -90,14 +90,14 @@ def reconcile_run(
     target = job.run_status
     if target is None:
         return ReconcileResult("unchanged", run_id)
-    if (known := deps.ended_runs.settled(run_id, target, len(job.retries))) is not None:
+    if (known := deps.status_memo.settled(run_id, target, len(job.retries))) is not None:
         return ReconcileResult("unchanged", run_id, known.value)  # what the database would answer
     ended = _ended_run(deps, run_id) if target in _READ_RUN_FIRST else None
     if ended is not None:
         if target == RunStatus.CANCELLED and _cancelled_after_end(ended, job):
             return ReconcileResult("unchanged", run_id, ended.status)
         if not job.retries and not is_terminal_conflict(ended.status, target):
-            deps.ended_runs.remember(run_id, ended.run_status, 0)
+            deps.status_memo.remember(run_id, ended.run_status, 0)
             return ReconcileResult("unchanged", run_id, ended.status)  # the transition's answer
     fields, detail = _outcome_fields(job)
     if target == RunStatus.FAILED and ended is None and (left := _hook_outcome(deps, run_id)) is not None:
@@ -117,7 +117,7 @@ def reconcile_run(
         return ReconcileResult("ignored", run_id)
     if job.retries:
         _note_retries(deps, run_id, job.retries, source)
-    deps.ended_runs.remember(run_id, res.current, len(job.retries))
+    deps.status_memo.remember(run_id, res.current, len(job.retries))
     if res.applied:
         return ReconcileResult("applied", run_id, target.value)
     return ReconcileResult("unchanged", run_id, res.current.value)
