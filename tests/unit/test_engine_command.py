@@ -146,6 +146,17 @@ def test_registry_error_strategy_is_parsed_and_checked():
             parse_registry({"pipelines": {"x/y": {**base, "error_strategy": bad}}})
 
 
+def test_only_nextflow_pipelines_may_take_https_inputs():
+    """Nextflow reads https:// itself; a Snakemake run's inputs are staged from gs:// only, so the opt-in
+    is refused for it when the registry is read, not when a run's Snakefile finds a URL for a file."""
+    base = {"source": "x/y", "revisions": ["1"], "input_url_schemes": ["gs", "https"]}
+    assert parse_registry({"pipelines": {"x/y": {**base, "engine": "nextflow"}}}).pipelines[
+        "x/y"
+    ].input_url_schemes == ("gs", "https")
+    with pytest.raises(ValueError, match="x/y: input_url_schemes may add https for Nextflow pipelines only"):
+        parse_registry({"pipelines": {"x/y": {**base, "engine": "snakemake"}}})
+
+
 def test_path_source_resolves_under_pipelines_root():
     spec = load_registry().get("arc/fastq-stats")
     assert spec is not None

@@ -107,7 +107,7 @@ def parse_registry(doc: dict[str, Any]) -> Registry:
             input_schema=entry.get("input_schema"),
             schema_base=entry.get("schema_base"),
             head_job=HeadJob(**(entry.get("head_job") or {})),
-            input_url_schemes=_url_schemes(name, entry.get("input_url_schemes")),
+            input_url_schemes=_url_schemes(name, engine, entry.get("input_url_schemes")),
             error_strategy=_error_strategy(name, entry.get("error_strategy")),
             fail_unrecognised_params=_flag(name, entry, "fail_unrecognised_params"),
         )
@@ -117,11 +117,18 @@ def parse_registry(doc: dict[str, Any]) -> Registry:
 _KNOWN_SCHEMES = ("gs", "https")
 
 
-def _url_schemes(name: str, value: Any) -> tuple[str, ...]:
+def _url_schemes(name: str, engine: str, value: Any) -> tuple[str, ...]:
     schemes = tuple(str(s).lower() for s in (value or ["gs"]))
     unknown = sorted(set(schemes) - set(_KNOWN_SCHEMES))
     if unknown or "gs" not in schemes:
         raise ValueError(f"pipeline registry: {name}: input_url_schemes must include gs and may add https")
+    if "https" in schemes and engine != "nextflow":
+        # Nextflow reads https:// itself; a Snakemake run's inputs are staged from gs:// only (the
+        # orchestrator's stage_inputs), so an https:// cell would reach the Snakefile as a path that is not.
+        raise ValueError(
+            f"pipeline registry: {name}: input_url_schemes may add https for Nextflow pipelines only "
+            f"({engine} pipelines read gs:// inputs)"
+        )
     return schemes
 
 
