@@ -310,6 +310,27 @@ def storage_down_at_prepare(f: Faulty, tmp: Path) -> Trial:
     return Trial("fault", "storage_down_at_prepare", "accepted" if ok else "lost")
 
 
+def storage_down_at_copy(f: Faulty, tmp: Path) -> Trial:
+    """The same outage while a Snakemake-on-Batch prepare copies an input to the work/ prefix."""
+    from arc_reactor.errors import OrchestrationError
+    from arc_reactor.orchestrator.storage_io import copy_object
+
+    f.gcs.write_bytes("arc-runs", "runs/r0chaos/inputs/s1.fastq.gz", b"@r1\nACGT\n+\nIIII\n")
+    ctx = _context(f, tmp)
+    f.storage.down_for(3.0)
+    try:
+        copy_object(
+            ctx,
+            "gs://arc-runs/runs/r0chaos/inputs/s1.fastq.gz",
+            "gs://arc-runs/work/r0chaos/s1.fastq.gz",
+            "input",
+        )
+    except OrchestrationError as exc:
+        return Trial("fault", "storage_down_at_copy", "lost", detail=f"the run would fail: {exc.code}: {exc}")
+    ok = f.gcs.read_bytes("arc-runs", "work/r0chaos/s1.fastq.gz") == b"@r1\nACGT\n+\nIIII\n"
+    return Trial("fault", "storage_down_at_copy", "accepted" if ok else "lost")
+
+
 def storage_down_at_upload(f: Faulty, tmp: Path) -> Trial:
     from arc_reactor.orchestrator.storage_io import upload
 
@@ -439,9 +460,10 @@ def test_orchestrator_killed(faulty: Faulty, exit_codes: list[int], tally: Tally
     assert_clean([tally.record(orchestrator_killed(faulty, exit_codes))])
 
 
-@pytest.mark.parametrize("where", ["prepare", "upload"])
+@pytest.mark.parametrize("where", ["prepare", "copy", "upload"])
 def test_storage_down_in_the_orchestrator(where: str, faulty: Faulty, tmp_path: Path, tally: Tally) -> None:
-    scenario = storage_down_at_prepare if where == "prepare" else storage_down_at_upload
+    scenarios = {"prepare": storage_down_at_prepare, "copy": storage_down_at_copy}
+    scenario = scenarios.get(where, storage_down_at_upload)
     assert_clean([tally.record(scenario(faulty, tmp_path))])
 
 

@@ -10,6 +10,7 @@ import json
 import time
 from collections import Counter
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 from flow import demo_body as _body
@@ -235,3 +236,26 @@ def test_finish_after_a_failed_prepare_delivers_nothing_of_the_lineage(gcs, tmp_
     settings = Settings(local=True, snakemake_executor="batch", runs_bucket="arc-runs")
     assert Snakemake().finish(Context(env, Workspace.at(tmp_path), settings)) == (0, 0)
     assert gcs.list_names("arc-runs", f"runs/{run_id}/") == []
+
+
+def test_an_input_missing_from_storage_is_named_when_it_is_copied_to_the_work_prefix(gcs, tmp_path):
+    """On Batch, prepare copies each input inside Cloud Storage instead of downloading it: a missing one is
+    the same `input_missing` failure, naming the samplesheet's line and column."""
+    from arc_reactor.core.engine_command import Workspace
+    from arc_reactor.core.job_env import JobEnv
+    from arc_reactor.errors import OrchestrationError
+    from arc_reactor.orchestrator.engines import _copy_to_work
+    from arc_reactor.orchestrator.storage_io import Context
+    from arc_reactor.settings import Settings
+
+    env = JobEnv(
+        run_id="r0copy", pipeline="arc/fastq-stats", pipeline_version="1.0.0", engine="snakemake",
+        config_uri="", params_uri="gs://arc-runs/runs/r0copy/inputs/params.yaml", work_dir="gs://arc-runs/work/r0copy/",
+    )  # fmt: skip
+    ctx = Context(env, Workspace.at(tmp_path), Settings(local=True))
+    what = "input file (samplesheet line 2, fastq_1)"
+    with pytest.raises(OrchestrationError) as err:
+        _copy_to_work(ctx, "gs://arc-demo-data/nowhere.fastq.gz", Path("inputs/nowhere.fastq.gz"), what)
+    assert err.value.code == "input_missing"
+    assert str(err.value) == f"{what} gs://arc-demo-data/nowhere.fastq.gz does not exist"
+    assert gcs.list_names("arc-runs", "work/r0copy/") == []

@@ -42,11 +42,12 @@ from arc_reactor.core.layout import run_locations, split_gs_uri
 from arc_reactor.core.nextflow_config import TaskPolicy, render_template, template_values
 from arc_reactor.core.registry import PipelineSpec
 from arc_reactor.core.run_outcome import snakemake_trace
-from arc_reactor.errors import ArcError, OrchestrationError, StorageObjectMissing
+from arc_reactor.errors import ArcError, OrchestrationError
 from arc_reactor.orchestrator import nextflow_session, relay, task_context, workdir_sync
 from arc_reactor.orchestrator.storage_io import (
     TRANSFER_RETRY_ON,
     Context,
+    copy_object,
     download,
     read_params,
     session_id,
@@ -267,11 +268,7 @@ def upload_task_context(ctx: Context) -> str:
 def _copy_to_work(ctx: Context, uri: str, rel: Path, what: str) -> None:
     """Stage an input for Batch task jobs: a copy inside Cloud Storage to the work/ prefix, where the
     storage plugin finds `rel` (skipped when the same bytes are there already)."""
-    dest = f"{ctx.env.work_dir.rstrip('/')}/{rel.as_posix()}"
-    try:
-        ctx.transfer(partial(ctx.storage.copy, uri, dest))
-    except StorageObjectMissing as exc:
-        raise OrchestrationError("input_missing", f"{what} {uri} does not exist") from exc
+    copy_object(ctx, uri, f"{ctx.env.work_dir.rstrip('/')}/{rel.as_posix()}", what)
 
 
 def _download_to_run_dir(ctx: Context, uri: str, rel: Path, what: str) -> None:
@@ -293,7 +290,7 @@ def _copy_from_work(ctx: Context, folder: str, dest_uri: str, suffix: str = "") 
             continue
         target = f"{dest_uri}/{name[len(prefix) :]}"
         try:
-            ctx.transfer(partial(ctx.storage.copy, f"gs://{bucket}/{name}", target))
+            ctx.transfer(partial(ctx.storage.copy, f"gs://{bucket}/{name}", target, retry=None))
             ok += 1
         except Exception as exc:  # noqa: BLE001 - one file not delivered is a warning, as for uploads
             log.warning("could not copy %s: %s", name, exc, extra={"event": "upload_failed"})

@@ -70,6 +70,17 @@ def download(ctx: Context, uri: str, dest: Path, what: str) -> None:
         raise OrchestrationError("storage_unavailable", f"cannot download {what} {uri}: {exc}") from exc
 
 
+def copy_object(ctx: Context, src_uri: str, dest_uri: str, what: str) -> None:
+    """Copy inside Cloud Storage with retries (Storage.copy: skipped when the same bytes are there); a
+    missing source is an `input_missing` failure naming it, as for download."""
+    try:
+        ctx.transfer(lambda: ctx.storage.copy(src_uri, dest_uri, retry=None))
+    except StorageObjectMissing as exc:
+        raise OrchestrationError("input_missing", f"{what} {src_uri} does not exist") from exc
+    except TRANSFER_RETRY_ON as exc:
+        raise OrchestrationError("storage_unavailable", f"cannot copy {what} {src_uri}: {exc}") from exc
+
+
 def upload(ctx: Context, src: Path, uri: str) -> bool:
     """Upload one file with retries; a failure is a warning, never a failed run."""
     try:
